@@ -1,0 +1,71 @@
+"""Pure pieces shared by the on-policy algorithms: GAE, minibatching, optimiser."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def gae(
+    rewards: jax.Array,
+    values: jax.Array,
+    next_values: jax.Array,
+    terminated: jax.Array,
+    done: jax.Array,
+    gamma: jax.Array,
+    lam: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimation over a rollout.
+
+    All inputs are [T, B]. `next_values[t]` is the value of the state reached by
+    step t before any reset (the next observation's value, or the value of the
+    pre-reset final observation where the episode was truncated), so a time
+    limit bootstraps and a true terminal state does not. `done` cuts the
+    advantage recursion at every episode end.
+    Returns (advantages [T, B], returns [T, B] = advantages + values).
+    """
+    not_terminal = 1.0 - terminated.astype(values.dtype)
+    not_done = 1.0 - done.astype(values.dtype)
+    deltas = rewards + gamma * next_values * not_terminal - values
+
+    def backward(carry, inputs):
+        delta, cont = inputs
+        adv = delta + gamma * lam * cont * carry
+        return adv, adv
+
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True)
+    return advantages, advantages + values
+
+
+def minibatches(key: jax.Array, batch, num_minibatches: int):
+    """Shuffles a pytree of [N, ...] arrays and splits it into [num_minibatches, N // num_minibatches, ...]."""
+    n = jax.tree.leaves(batch)[0].shape[0]
+    perm = jax.random.permutation(key, n)
+    return jax.tree.map(lambda x: x[perm].reshape((num_minibatches, n // num_minibatches, *x.shape[1:])), batch)
+
+
+def sgd_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array):
+    """One Adam step with global-norm gradient clipping and a traced learning rate.
+
+    The transformation is rebuilt from traced scalars at every step: clipping
+    and scaling are stateless and Adam's state does not depend on either, so
+    a population of learning rates or clip norms can be vmapped.
+    Returns (params, opt_state, grad_norm []).
+    """
+    tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=1e-5), optax.scale(-lr))
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, optax.global_norm(grads)
+
+
+def adam_state(params):
+    """The optimiser state `sgd_step` expects for `params`."""
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(eps=1e-5), optax.scale(-1.0))
+    return tx.init(params)
+
+
+def linear_decay(lr: jax.Array, update_idx: jax.Array, num_updates: int, anneal: bool) -> jax.Array:
+    """lr annealed linearly from `lr` to 0 over `num_updates` updates when `anneal`."""
+    if not anneal:
+        return lr
+    return lr * (1.0 - update_idx.astype(jnp.float32) / num_updates)

@@ -1,0 +1,225 @@
+"""The on-policy skeleton shared by PPO, A2C and TRPO.
+
+Acting, rollout collection, observation/reward normalisation and GAE are the
+same for the three; only how a batch is learned from differs, so each
+algorithm subclasses `OnPolicy` and implements `learn`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl.errors import ConfigError
+from jaxrl.algos.base import episode_metrics, traced
+from jaxrl.algos.common import adam_state, gae
+from jaxrl.envs.base import Env
+from jaxrl.envs.normalize import RewardScaler, RunningStats
+from jaxrl.networks import ACTIVATIONS, CategoricalPolicy, GaussianPolicy, ValueCritic, deterministic_action, policy_distribution
+
+
+@dataclasses.dataclass(frozen=True)
+class OnPolicyConfig:
+    """Settings every on-policy algorithm has (static unless `traced`)."""
+
+    num_envs: int = 16
+    rollout_length: int = 256
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+    normalize_obs: bool = True
+    normalize_reward: bool = True
+    anneal_lr: bool = True
+    lr: float = traced(3e-4)
+    gamma: float = traced(0.99)
+    gae_lambda: float = traced(0.95)
+    max_grad_norm: float = traced(0.5)
+
+    def validate(self, total_timesteps: int) -> None:
+        """Raises ConfigError for settings that cannot train; called before compiling."""
+        for name in ("num_envs", "rollout_length"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"algo.{name} must be positive, got {getattr(self, name)}")
+        if not self.hidden or min(self.hidden) <= 0:
+            raise ConfigError(f"algo.hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown algo.activation {self.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+        batch = self.num_envs * self.rollout_length
+        if total_timesteps < batch:
+            raise ConfigError(
+                f"total_timesteps={total_timesteps} is less than one rollout "
+                f"(algo.num_envs x algo.rollout_length = {batch})"
+            )
+        if self.lr <= 0:
+            raise ConfigError(f"algo.lr must be positive, got {self.lr}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"algo.gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ConfigError(f"algo.gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        if self.max_grad_norm <= 0:
+            raise ConfigError(f"algo.max_grad_norm must be positive, got {self.max_grad_norm}")
+
+
+@struct.dataclass
+class Batch:
+    """One rollout, flattened or not: every leaf is [T, B, ...] (or [N, ...])."""
+
+    obs: jax.Array  # normalised observations the policy saw
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    advantage: jax.Array
+    target: jax.Array  # value targets (GAE returns)
+
+
+@struct.dataclass
+class OnPolicyState:
+    """Everything an on-policy run needs to continue (see algos/base.py)."""
+
+    actor: Any
+    critic: Any
+    opt_state: Any
+    env_state: Any  # EnvState, batched [num_envs]
+    obs: jax.Array  # [num_envs, *obs_shape] raw observations
+    obs_stats: RunningStats
+    reward_scaler: RewardScaler
+    key: jax.Array
+    env_steps: jax.Array  # [] int32, env steps taken by this member
+    update_idx: jax.Array  # [] int32
+    hp: dict[str, jax.Array]
+
+
+@struct.dataclass
+class PolicyParams:
+    """What acting needs: actor params and observation statistics."""
+
+    actor: Any
+    obs_stats: RunningStats
+
+
+class OnPolicy(abc.ABC):
+    """Base class: subclasses set `config_cls` and implement `learn`."""
+
+    config_cls: type = OnPolicyConfig
+
+    def __init__(self, env: Env, config: OnPolicyConfig, total_timesteps: int):
+        self.env = env
+        self.config = config
+        self.steps_per_update = config.num_envs * config.rollout_length
+        self.num_updates = max(1, total_timesteps // self.steps_per_update)
+        spec = env.spec
+        if spec.discrete:
+            self.actor_net = CategoricalPolicy(spec.action_dim, config.hidden, config.activation)
+        else:
+            self.actor_net = GaussianPolicy(spec.action_dim, config.hidden, config.activation, config.log_std_init)
+        self.critic_net = ValueCritic(config.hidden, config.activation)
+
+    def init_params(self, key: jax.Array) -> tuple[Any, Any]:
+        """Fresh (actor, critic) params."""
+        k_actor, k_critic = jax.random.split(key)
+        dummy = jnp.zeros(self.env.spec.obs_shape, jnp.float32)
+        return self.actor_net.init(k_actor, dummy), self.critic_net.init(k_critic, dummy)
+
+    def init_opt_state(self, actor, critic) -> Any:
+        """Optimiser state for (actor, critic); PPO and A2C optimise both jointly."""
+        return adam_state({"actor": actor, "critic": critic})
+
+    def init(self, key: jax.Array, hp: dict[str, jax.Array]) -> OnPolicyState:
+        """A fresh state: params, optimiser, `num_envs` reset envs, empty statistics."""
+        k_params, k_env, k_state = jax.random.split(key, 3)
+        actor, critic = self.init_params(k_params)
+        env_state, obs = jax.vmap(self.env.reset)(jax.random.split(k_env, self.config.num_envs))
+        return OnPolicyState(
+            actor=actor,
+            critic=critic,
+            opt_state=self.init_opt_state(actor, critic),
+            env_state=env_state,
+            obs=obs,
+            obs_stats=RunningStats.create(self.env.spec.obs_shape),
+            reward_scaler=RewardScaler.create(self.config.num_envs),
+            key=k_state,
+            env_steps=jnp.zeros((), jnp.int32),
+            update_idx=jnp.zeros((), jnp.int32),
+            hp=hp,
+        )
+
+    def normalize(self, stats: RunningStats, obs: jax.Array) -> jax.Array:
+        """Observations [..., *obs_shape] as the networks see them."""
+        return stats.normalize(obs) if self.config.normalize_obs else obs
+
+    def policy_params(self, state: OnPolicyState) -> PolicyParams:
+        """What `policy` needs from a state."""
+        return PolicyParams(state.actor, state.obs_stats)
+
+    def policy(self, params: PolicyParams, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        """obs [*obs_shape] -> normalised action ([action_dim] in [-1, 1], or an int)."""
+        outputs = self.actor_net.apply(params.actor, self.normalize(params.obs_stats, obs))
+        if deterministic:
+            action = deterministic_action(self.env.spec.discrete, outputs)
+        else:
+            action = policy_distribution(self.env.spec.discrete, outputs).sample(seed=key)
+        return action if self.env.spec.discrete else jnp.clip(action, -1.0, 1.0)
+
+    def collect(self, state: OnPolicyState, key: jax.Array) -> tuple[OnPolicyState, Batch, dict[str, jax.Array]]:
+        """Runs `rollout_length` steps of `num_envs` envs and computes GAE.
+
+        Returns the advanced state, a Batch of [T, B] leaves, and episode metrics.
+        Observation statistics are updated once per rollout, after it, so the
+        whole batch is normalised consistently.
+        """
+        cfg, hp = self.config, state.hp
+        discrete = self.env.spec.discrete
+        step_env = jax.vmap(self.env.step)
+
+        def step(carry, step_key):
+            env_state, obs, scaler = carry
+            k_act, k_env = jax.random.split(step_key)
+            obs_n = self.normalize(state.obs_stats, obs)
+            dist = policy_distribution(discrete, self.actor_net.apply(state.actor, obs_n))
+            action, log_prob = dist.sample_and_log_prob(seed=k_act)
+            value = self.critic_net.apply(state.critic, obs_n)
+            env_state, ts = step_env(jax.random.split(k_env, cfg.num_envs), env_state, action)
+            if cfg.normalize_reward:
+                scaler = scaler.update(ts.reward, ts.done, hp["gamma"])
+                reward = scaler.scale(ts.reward)
+            else:
+                reward = ts.reward
+            out = (obs_n, action, log_prob, value, reward, ts)
+            return (env_state, ts.obs, scaler), out
+
+        (env_state, obs, scaler), (obs_n, action, log_prob, value, reward, ts) = jax.lax.scan(
+            step, (state.env_state, state.obs, state.reward_scaler), jax.random.split(key, cfg.rollout_length)
+        )
+        last_value = self.critic_net.apply(state.critic, self.normalize(state.obs_stats, obs))
+        final_value = self.critic_net.apply(state.critic, self.normalize(state.obs_stats, ts.final_obs))
+        next_value = jnp.concatenate([value[1:], last_value[None]], axis=0)
+        next_value = jnp.where(ts.truncated, final_value, next_value)
+        advantage, target = gae(reward, value, next_value, ts.terminated, ts.done, hp["gamma"], hp["gae_lambda"])
+
+        raw_obs = jnp.concatenate([state.obs[None], ts.obs[:-1]])
+        obs_stats = state.obs_stats.update(raw_obs) if cfg.normalize_obs else state.obs_stats
+        state = state.replace(
+            env_state=env_state,
+            obs=obs,
+            obs_stats=obs_stats,
+            reward_scaler=scaler,
+            env_steps=state.env_steps + self.steps_per_update,
+        )
+        batch = Batch(obs_n, action, log_prob, value, advantage, target)
+        return state, batch, episode_metrics(ts)
+
+    @abc.abstractmethod
+    def learn(self, state: OnPolicyState, batch: Batch, key: jax.Array) -> tuple[OnPolicyState, dict[str, jax.Array]]:
+        """Improves actor and critic from one rollout ([T, B] leaves)."""
+
+    def update(self, state: OnPolicyState) -> tuple[OnPolicyState, dict[str, jax.Array]]:
+        """One iteration: collect a rollout, then learn from it."""
+        key, k_collect, k_learn = jax.random.split(state.key, 3)
+        state, batch, metrics = self.collect(state.replace(key=key), k_collect)
+        state, learn_metrics = self.learn(state, batch, k_learn)
+        return state.replace(update_idx=state.update_idx + 1), {**metrics, **learn_metrics}

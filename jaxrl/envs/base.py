@@ -1,0 +1,149 @@
+"""The environment contract every algorithm is written against.
+
+One environment, one episode stream: algorithms `jax.vmap` the functions over
+`num_envs`. Actions are given in a normalised space: continuous actions live in
+[-1, 1]^action_dim and the adapter rescales and clips them to the backend's
+bounds; discrete actions are integers in [0, num_actions). Episodes reset
+automatically, and `terminated` (a true end: do not bootstrap) is kept apart
+from `truncated` (a time limit: bootstrap from `final_obs`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import jax
+from flax import struct
+
+
+@struct.dataclass
+class EnvSpec:
+    """Static facts about an environment (no array leaves).
+
+    obs_shape: shape of one observation, e.g. (2,).
+    action_dim: continuous action size, or number of discrete actions.
+    discrete: whether actions are integers.
+    action_low/action_high: the backend's bounds, one float per action dimension
+        (empty for discrete envs); used to rescale [-1, 1] actions.
+    max_episode_steps: time limit after which an episode is truncated.
+    """
+
+    obs_shape: tuple[int, ...] = struct.field(pytree_node=False)
+    action_dim: int = struct.field(pytree_node=False)
+    discrete: bool = struct.field(pytree_node=False)
+    action_low: tuple[float, ...] = struct.field(pytree_node=False)
+    action_high: tuple[float, ...] = struct.field(pytree_node=False)
+    max_episode_steps: int = struct.field(pytree_node=False)
+
+
+@struct.dataclass
+class EnvState:
+    """Per-environment state: the backend's state plus episode statistics.
+
+    inner: the backend state (gymnax `EnvState` or brax `State`).
+    episode_return: [] float32, return of the running episode so far.
+    episode_length: [] int32, steps of the running episode so far.
+    """
+
+    inner: Any
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class TimeStep(NamedTuple):
+    """What one step returns (shapes for a single env; vmapped adds [B]).
+
+    obs: [*obs_shape] next observation; the first one of a new episode if this
+        step ended the previous one.
+    reward: [] float32.
+    terminated: [] bool, the episode reached a terminal state.
+    truncated: [] bool, the episode hit the time limit without terminating.
+    final_obs: [*obs_shape] observation reached by this step, before any reset;
+        the state to bootstrap from when `truncated`.
+    episode_return: [] float32, return of the episode that ended at this step
+        (meaningful where `terminated | truncated`).
+    episode_length: [] int32, its length in steps.
+    """
+
+    obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+    @property
+    def done(self) -> jax.Array:
+        """[] bool: the episode ended here, for either reason."""
+        return self.terminated | self.truncated
+
+
+class Env(Protocol):
+    """A pure, jittable single environment."""
+
+    spec: EnvSpec
+    name: str
+
+    def reset(self, key: jax.Array) -> tuple[EnvState, jax.Array]:
+        """Starts an episode: returns (state, obs [*obs_shape])."""
+        ...
+
+    def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
+        """Advances one step with a normalised action; auto-resets at episode end."""
+        ...
+
+
+def scale_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
+    """Maps a normalised action [action_dim] in [-1, 1] to the env's bounds.
+
+    Values outside [-1, 1] (a Gaussian sample, say) are clipped first, so the
+    backend never sees an out-of-range action. Discrete actions pass through.
+    """
+    if spec.discrete:
+        return action
+    low = jax.numpy.asarray(spec.action_low, dtype=action.dtype)
+    high = jax.numpy.asarray(spec.action_high, dtype=action.dtype)
+    clipped = jax.numpy.clip(action, -1.0, 1.0)
+    return low + (clipped + 1.0) * 0.5 * (high - low)
+
+
+def end_of_step(
+    state_inner: Any,
+    prev: EnvState,
+    obs: jax.Array,
+    reward: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    final_obs: jax.Array,
+) -> tuple[EnvState, TimeStep]:
+    """Updates episode statistics after a backend step and builds the TimeStep.
+
+    `state_inner` must already be reset where the episode ended; the running
+    return and length restart from zero there.
+    """
+    jnp = jax.numpy
+    done = terminated | truncated
+    ep_return = prev.episode_return + reward
+    ep_length = prev.episode_length + 1
+    state = EnvState(
+        inner=state_inner,
+        episode_return=jnp.where(done, 0.0, ep_return),
+        episode_length=jnp.where(done, 0, ep_length),
+    )
+    step = TimeStep(
+        obs=obs,
+        reward=reward,
+        terminated=terminated,
+        truncated=truncated,
+        final_obs=final_obs,
+        episode_return=ep_return,
+        episode_length=ep_length,
+    )
+    return state, step
+
+
+def initial_state(inner: Any) -> EnvState:
+    """Wraps a freshly reset backend state with zeroed episode statistics."""
+    jnp = jax.numpy
+    return EnvState(inner=inner, episode_return=jnp.zeros((), jnp.float32), episode_length=jnp.zeros((), jnp.int32))

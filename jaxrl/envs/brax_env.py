@@ -1,0 +1,68 @@
+"""Adapter from `brax.envs` to the jaxrl env contract.
+
+Only `brax.envs` is used: `brax.training` does not run on current jax (see
+FACTS.md). The time limit and auto-reset are done here rather than with Brax's
+wrappers because Brax's AutoResetWrapper restarts every episode from one cached
+state and drops the pre-reset observation needed to bootstrap on truncation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from brax import envs as brax_envs
+
+from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_state, scale_action
+
+BACKENDS = ("generalized", "positional", "spring", "mjx")
+
+
+class BraxEnv:
+    """A Brax environment behind the jaxrl contract (see `jaxrl.envs.base`)."""
+
+    def __init__(self, name: str, backend: str = "positional", episode_length: int = 1000):
+        known = sorted(brax_envs._envs)
+        if name not in known:
+            raise ValueError(f"unknown brax env {name!r}; brax knows: {', '.join(known)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown brax backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if episode_length <= 0:
+            raise ValueError(f"env.episode_length must be positive, got {episode_length}")
+        self.name = name
+        self.backend = backend
+        self.env = brax_envs.get_environment(name, backend=backend)
+        ctrl = jax.device_get(self.env.sys.actuator.ctrl_range)
+        limited = ctrl.shape[0] == self.env.action_size and bool((ctrl[:, 1] > ctrl[:, 0]).all())
+        low = tuple(float(x) for x in ctrl[:, 0]) if limited else (-1.0,) * self.env.action_size
+        high = tuple(float(x) for x in ctrl[:, 1]) if limited else (1.0,) * self.env.action_size
+        self.spec = EnvSpec(
+            obs_shape=(int(self.env.observation_size),),
+            action_dim=int(self.env.action_size),
+            discrete=False,
+            action_low=low,
+            action_high=high,
+            max_episode_steps=int(episode_length),
+        )
+
+    def reset(self, key: jax.Array) -> tuple[EnvState, jax.Array]:
+        """Starts an episode: (state, obs [obs_size] float32)."""
+        inner = self.env.reset(key)
+        return initial_state(inner), inner.obs.astype(jnp.float32)
+
+    def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
+        """One step with a normalised action [action_size] in [-1, 1]."""
+        stepped = self.env.step(state.inner, scale_action(self.spec, action))
+        terminated = stepped.done.astype(bool)
+        truncated = jnp.logical_and(state.episode_length + 1 >= self.spec.max_episode_steps, ~terminated)
+        done = terminated | truncated
+        fresh = self.env.reset(key)
+        inner = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
+        return end_of_step(
+            inner,
+            state,
+            inner.obs.astype(jnp.float32),
+            stepped.reward.astype(jnp.float32),
+            terminated,
+            truncated,
+            stepped.obs.astype(jnp.float32),
+        )

@@ -1,0 +1,65 @@
+"""Adapter from gymnax (>= 1.0, six-value `step`) to the jaxrl env contract."""
+
+from __future__ import annotations
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_state, scale_action
+
+
+class GymnaxEnv:
+    """A gymnax environment behind the jaxrl contract (see `jaxrl.envs.base`)."""
+
+    def __init__(self, name: str):
+        if name not in gymnax.registered_envs:
+            raise ValueError(
+                f"unknown gymnax env {name!r}; gymnax knows: {', '.join(gymnax.registered_envs)}"
+            )
+        self.name = name
+        self.env, self.params = gymnax.make(name)
+        obs_space = self.env.observation_space(self.params)
+        act_space = self.env.action_space(self.params)
+        discrete = hasattr(act_space, "n")
+        if discrete:
+            action_dim, low, high = int(act_space.n), (), ()
+        else:
+            shape = act_space.shape or (1,)
+            action_dim = int(np.prod(shape))
+            low = tuple(float(x) for x in np.broadcast_to(np.asarray(act_space.low, np.float32), shape).ravel())
+            high = tuple(float(x) for x in np.broadcast_to(np.asarray(act_space.high, np.float32), shape).ravel())
+        self._action_shape = tuple(act_space.shape or ())
+        self.spec = EnvSpec(
+            obs_shape=tuple(obs_space.shape),
+            action_dim=action_dim,
+            discrete=discrete,
+            action_low=low,
+            action_high=high,
+            max_episode_steps=int(self.params.max_steps_in_episode),
+        )
+
+    def reset(self, key: jax.Array) -> tuple[EnvState, jax.Array]:
+        """Starts an episode: (state, obs [*obs_shape] float32)."""
+        obs, inner = self.env.reset(key, self.params)
+        return initial_state(inner), obs.astype(jnp.float32)
+
+    def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
+        """One step with a normalised action ([action_dim] in [-1, 1], or an int)."""
+        backend_action = scale_action(self.spec, action)
+        if not self.spec.discrete:
+            backend_action = backend_action.reshape(self._action_shape)
+        obs, inner, reward, terminated, truncated, info = self.env.step(key, state.inner, backend_action, self.params)
+        # gymnax counts a step that both terminates and hits the limit as both;
+        # a true terminal state must not be bootstrapped, so termination wins.
+        truncated = jnp.logical_and(truncated, jnp.logical_not(terminated))
+        return end_of_step(
+            inner,
+            state,
+            obs.astype(jnp.float32),
+            jnp.asarray(reward, jnp.float32).reshape(()),
+            jnp.asarray(terminated, bool).reshape(()),
+            jnp.asarray(truncated, bool).reshape(()),
+            info["final_observation"].astype(jnp.float32),
+        )

@@ -1,0 +1,173 @@
+"""The host loop: jitted chunks of `scan(vmap(update))`, side effects between them.
+
+The population (sweep members x seeds) is one leading axis of every leaf of
+the training state. Each chunk runs `updates_per_chunk` updates of every member
+in one compiled call; logging, evaluation and file writes happen only between
+chunks, on the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl.algos import ALGORITHMS
+from jaxrl.algos.base import Algorithm, hyperparams
+from jaxrl.config import RunConfig
+from jaxrl.envs import make_env
+from jaxrl.evaluation import evaluate
+from jaxrl.sinks.base import RunInfo, Sink
+
+POLICY_FILE = "policy.msgpack"
+SUMMED = ("episode/return_sum", "episode/length_sum", "episode/count")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How a run's updates are cut into chunks (all counts per member)."""
+
+    num_chunks: int
+    updates_per_chunk: int
+    steps_per_update: int
+
+    @property
+    def total_steps(self) -> int:
+        """Env steps per member over the whole run."""
+        return self.num_chunks * self.updates_per_chunk * self.steps_per_update
+
+
+def build(run: RunConfig) -> tuple[Algorithm, Schedule]:
+    """The env, the algorithm and the chunk schedule for a run.
+
+    The update count is rounded up to a whole number of chunks (at most
+    `num_logs` of them), and the algorithm is told the rounded budget so
+    schedules such as lr annealing end exactly at the last update.
+    """
+    env = make_env(run.env.suite, run.env.name, run.env.backend, run.env.episode_length)
+    algo_cls = ALGORITHMS[run.algo_name]
+    algo = algo_cls(env, run.algo, run.total_timesteps)
+    num_updates = max(1, run.total_timesteps // algo.steps_per_update)
+    per_chunk = math.ceil(num_updates / min(run.num_logs, num_updates))
+    schedule = Schedule(math.ceil(num_updates / per_chunk), per_chunk, algo.steps_per_update)
+    if schedule.total_steps != run.total_timesteps:
+        algo = algo_cls(env, run.algo, schedule.total_steps)
+    return algo, schedule
+
+
+def population_hyperparams(run: RunConfig) -> dict[str, jax.Array]:
+    """Traced hyperparameters with a leading [P] member axis (sweep values applied)."""
+    members = run.members()
+    base = hyperparams(run.algo)
+    return {
+        name: jnp.asarray([m.get(f"algo.{name}", float(value)) for m in members], jnp.float32)
+        for name, value in base.items()
+    }
+
+
+def member_keys(run: RunConfig) -> jax.Array:
+    """One PRNG key per member, from its seed alone, so a seed trains the same
+    whether it runs alone or inside a population."""
+    return jax.vmap(jax.random.PRNGKey)(jnp.asarray([m["seed"] for m in run.members()], jnp.uint32))
+
+
+def reduce_chunk(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    """Per-member rows from a chunk's metrics ([updates, P] each).
+
+    Episode sums become true means over the episodes that finished in the
+    chunk (absent when none did); everything else is averaged over updates.
+    """
+    count = metrics["episode/count"].sum(0)
+    rows = []
+    for i in range(count.shape[0]):
+        row = {k: float(v[:, i].mean()) for k, v in metrics.items() if k not in SUMMED}
+        if count[i] > 0:
+            row["train/episode_return"] = float(metrics["episode/return_sum"][:, i].sum() / count[i])
+            row["train/episode_length"] = float(metrics["episode/length_sum"][:, i].sum() / count[i])
+        rows.append(row)
+    return rows
+
+
+def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dict[str, Any]) -> dict[str, Any]:
+    """Trains the population, feeding `sinks`; writes the policy and summary.json.
+
+    Returns the summary (also written to `run_dir/summary.json`).
+    """
+    start = time.perf_counter()
+    algo, schedule = build(run)
+    members = run.members()
+    info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
+
+    def chunk(states):
+        return jax.lax.scan(lambda s, _: jax.vmap(algo.update)(s), states, None, length=schedule.updates_per_chunk)
+
+    def evaluate_member(state, key):
+        params = algo.policy_params(state)
+        return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, run.eval.episodes)
+
+    compile_start = time.perf_counter()
+    init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
+    states = jax.jit(jax.vmap(algo.init))(init_keys, population_hyperparams(run))
+    chunk_fn = jax.jit(chunk, donate_argnums=0).lower(states).compile()
+    eval_fn = jax.jit(jax.vmap(evaluate_member)).lower(states, eval_keys).compile()
+    compile_s = time.perf_counter() - compile_start
+
+    for sink in sinks:
+        sink.open(info)
+    final: dict[str, list[float]] = {}
+    summary: dict[str, Any] = {}
+    train_s = 0.0
+    try:
+        for index in range(schedule.num_chunks):
+            chunk_start = time.perf_counter()
+            states, metrics = chunk_fn(states)
+            metrics = jax.device_get(metrics)
+            elapsed = time.perf_counter() - chunk_start
+            train_s += elapsed
+            rows = reduce_chunk(metrics)
+            sps = schedule.updates_per_chunk * schedule.steps_per_update / elapsed
+            last = index == schedule.num_chunks - 1
+            if last or (index + 1) % run.eval.every == 0:
+                eval_keys = jax.vmap(jax.random.fold_in)(eval_keys, jnp.full(len(members), index, jnp.uint32))
+                result = jax.device_get(eval_fn(states, eval_keys))
+                final = {k: [float(x) for x in v] for k, v in result.items()}
+                for i, row in enumerate(rows):
+                    row.update({k: v[i] for k, v in final.items()})
+            for row in rows:
+                row["perf/sps"] = sps
+            step = int(jax.device_get(states.env_steps[0]))
+            for sink in sinks:
+                sink.log(step, rows)
+        save_policy(run_dir, jax.device_get(jax.vmap(algo.policy_params)(states)))
+        summary = {
+            "algo": run.algo_name,
+            "env": run.env.id,
+            "seeds": [m["seed"] for m in members],
+            **({"members": members} if run.sweep else {}),
+            "env_steps": schedule.total_steps,
+            "wall_s": round(time.perf_counter() - start, 3),
+            "compile_s": round(compile_s, 3),
+            "train_s": round(train_s, 3),
+            "sps": round(schedule.total_steps * len(members) / train_s, 1),
+            "final": final,
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    finally:
+        for sink in sinks:
+            sink.close(summary)
+    return summary
+
+
+def save_policy(run_dir: Path, params: Any) -> Path:
+    """Writes the population's policy params (leading [P] axis) for `load_policy`."""
+    path = run_dir / POLICY_FILE
+    path.write_bytes(flax.serialization.to_bytes(params))
+    return path

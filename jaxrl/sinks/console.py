@@ -1,0 +1,91 @@
+"""Console output: a live progress bar while training, a table at the end.
+
+When stdout is not a terminal (a log file, CI), one plain line per logged
+point replaces the bar, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from jaxrl.sinks.base import RunInfo
+
+
+def _mean(rows: list[dict[str, float]], key: str) -> float:
+    values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
+    return sum(values) / len(values) if values else math.nan
+
+
+class ConsoleSink:
+    """Progress (env steps, steps/s, recent return, last evaluation) and a final table."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self._progress: Progress | None = None
+        self._task = None
+        self._run: RunInfo | None = None
+        self._last_eval = math.nan
+
+    def open(self, run: RunInfo) -> None:
+        """Prints the run header and starts the progress bar."""
+        self._run = run
+        self.console.print(
+            f"[bold]{run.algo}[/] on [bold]{run.env}[/]: {len(run.members)} member(s) x "
+            f"{run.total_steps:,} env steps -> {run.run_dir}"
+        )
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold blue]training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps  {task.fields[sps]} steps/s  return {task.fields[ret]}  eval {task.fields[eval]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._task = self._progress.add_task("train", total=run.total_steps, sps="-", ret="-", eval="-")
+            self._progress.start()
+
+    def log(self, step: int, rows: list[dict[str, float]]) -> None:
+        """Advances the bar to `step` and shows member means."""
+        ret = _mean(rows, "train/episode_return")
+        evaluation = _mean(rows, "eval/return_mean")
+        if math.isfinite(evaluation):
+            self._last_eval = evaluation
+        sps = sum(r.get("perf/sps", 0.0) for r in rows)
+        fields = dict(sps=f"{sps:,.0f}", ret=f"{ret:.1f}", eval=f"{self._last_eval:.1f}")
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, **fields)
+        else:
+            self.console.print(
+                f"step {step:>10,}/{self._run.total_steps:,}  {fields['sps']} steps/s  "
+                f"return {fields['ret']}  eval {fields['eval']}",
+                highlight=False,
+            )
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """Stops the bar and prints one row per member with its final evaluation."""
+        if self._progress is not None:
+            self._progress.stop()
+        final = summary.get("final", {})
+        table = Table(title=f"{summary.get('algo')} on {summary.get('env')}: final deterministic evaluation")
+        sweep_keys = [k for k in (self._run.members[0] if self._run else {}) if k != "seed"]
+        for column in ["member", "seed", *sweep_keys, "return mean", "return std", "episode length"]:
+            table.add_column(column, justify="right")
+        for i, member in enumerate(self._run.members if self._run else []):
+            cells = [str(i), str(member["seed"]), *(f"{member[k]:g}" for k in sweep_keys)]
+            for key in ("eval/return_mean", "eval/return_std", "eval/length_mean"):
+                values = final.get(key) or []
+                cells.append(f"{values[i]:.2f}" if i < len(values) and values[i] is not None else "-")
+            table.add_row(*cells)
+        self.console.print(table)
+        if "sps" in summary:
+            self.console.print(
+                f"{summary['env_steps']:,} env steps per member in {summary['wall_s']:.1f} s "
+                f"(compile {summary['compile_s']:.1f} s, {summary['sps']:,.0f} steps/s) -> {self._run.run_dir}"
+            )

@@ -1,0 +1,37 @@
+"""metrics.jsonl: one JSON object per logged point and population member."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from jaxrl.sinks.base import RunInfo
+
+
+class JsonlSink:
+    """Appends rows to `<run_dir>/metrics.jsonl`, flushed at every point so a
+    crash or a kill loses nothing already logged. Non-finite values are written
+    as null (JSON has no NaN)."""
+
+    def __init__(self) -> None:
+        self._file = None
+        self._members: list[dict[str, Any]] = []
+
+    def open(self, run: RunInfo) -> None:
+        """Opens the file for appending (a resumed run continues it)."""
+        self._members = run.members
+        self._file = open(run.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def log(self, step: int, rows: list[dict[str, float]]) -> None:
+        """Writes one line per member: {"step", "member", "seed", sweep values..., metrics...}."""
+        for index, (member, row) in enumerate(zip(self._members, rows)):
+            values = {k: (v if math.isfinite(v) else None) for k, v in row.items()}
+            self._file.write(json.dumps({"step": step, "member": index, **member, **values}) + "\n")
+        self._file.flush()
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """Closes the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
