@@ -1,15 +1,10 @@
 """jaxrl: pure-JAX reinforcement learning, jitted and vmapped over seeds and hyperparameters."""
 
-import os
+from jaxrl.host import configure as _configure
 
+# before jax, brax or mujoco start: see jaxrl/host.py
+_configure()
 
-def _guard_cpu_deadlock() -> None:
-    # jaxlib 0.10's concurrency-optimised CPU scheduler can deadlock vmapped
-    # multi-seed training programs (see FACTS.md); XLA reads the flag when the
-    # backend starts, so this must run before the first computation. A user's
-    # own XLA_FLAGS are left alone.
-    if "XLA_FLAGS" not in os.environ:
-        os.environ["XLA_FLAGS"] = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+from jaxrl.policy import load_policy  # noqa: E402
 
-
-_guard_cpu_deadlock()
+__all__ = ["load_policy"]

@@ -40,6 +40,22 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class VideoConfig:
+    """Videos of the deterministic policy of population member `member`: at the
+    end of training when `enabled`, and also every `every` evaluations when
+    `every` > 0. Brax episodes are subsampled to at most `max_frames` frames."""
+
+    enabled: bool = True
+    member: int = 0
+    every: int = 0
+    max_frames: int = 250
+
+
+LOGGER_BACKENDS = ("none", "wandb")
+LOGGER_MODES = ("auto", "online", "offline", "disabled")
+
+
+@dataclasses.dataclass(frozen=True)
 class LoggerConfig:
     """Where metrics go besides the console and metrics.jsonl."""
 
@@ -48,6 +64,7 @@ class LoggerConfig:
     entity: str | None = None
     tags: tuple[str, ...] = ()
     mode: str = "auto"
+    dir: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +80,7 @@ class RunConfig:
     num_logs: int = 20
     eval: EvalConfig = EvalConfig()
     logger: LoggerConfig = LoggerConfig()
+    video: VideoConfig = VideoConfig()
     runs_root: str = "runs"
     run_dir: str | None = None
     sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
@@ -168,15 +186,20 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
 
     run = build(
         RunConfig,
-        {k: v for k, v in raw.items() if k not in ("eval", "logger")},
+        {k: v for k, v in raw.items() if k not in ("eval", "logger", "video")},
         "",
         algo_name=algo_name,
         algo=algo,
         env=env,
         eval=build(EvalConfig, dict(raw.get("eval") or {}), "eval"),
         logger=build(LoggerConfig, dict(raw.get("logger") or {}), "logger"),
+        video=build(VideoConfig, dict(raw.get("video") or {}), "video"),
         sweep=tuple(sweep),
     )
+    if run.logger.backend not in LOGGER_BACKENDS:
+        raise ConfigError(f"unknown logger.backend {run.logger.backend!r}; choose one of: {', '.join(LOGGER_BACKENDS)}")
+    if run.logger.mode not in LOGGER_MODES:
+        raise ConfigError(f"unknown logger.mode {run.logger.mode!r}; choose one of: {', '.join(LOGGER_MODES)}")
     for where, value in [
         ("seeds", run.seeds),
         ("total_timesteps", run.total_timesteps),
@@ -185,6 +208,12 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         ("eval.episodes", run.eval.episodes),
     ]:
         _positive(where, value)
+    _positive("video.max_frames", run.video.max_frames)
+    if run.video.every < 0:
+        raise ConfigError(f"video.every must be >= 0 (0: only at the end), got {run.video.every}")
+    members = len(run.members())
+    if not 0 <= run.video.member < members:
+        raise ConfigError(f"video.member={run.video.member} is not a member index; this run has members 0..{members - 1}")
     if run.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {run.seed}")
     algo.validate(run.total_timesteps)

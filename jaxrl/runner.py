@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
+import yaml
 
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm, hyperparams
@@ -48,14 +50,14 @@ class Schedule:
 def build(run: RunConfig) -> tuple[Algorithm, Schedule]:
     """The env, the algorithm and the chunk schedule for a run.
 
-    The update count is rounded up to a whole number of chunks (at most
+    The update count is rounded up to whole updates and chunks (at most
     `num_logs` of them), and the algorithm is told the rounded budget so
     schedules such as lr annealing end exactly at the last update.
     """
     env = make_env(run.env.suite, run.env.name, run.env.backend, run.env.episode_length)
     algo_cls = ALGORITHMS[run.algo_name]
     algo = algo_cls(env, run.algo, run.total_timesteps)
-    num_updates = max(1, run.total_timesteps // algo.steps_per_update)
+    num_updates = math.ceil(run.total_timesteps / algo.steps_per_update)
     per_chunk = math.ceil(num_updates / min(run.num_logs, num_updates))
     schedule = Schedule(math.ceil(num_updates / per_chunk), per_chunk, algo.steps_per_update)
     if schedule.total_steps != run.total_timesteps:
@@ -97,12 +99,17 @@ def reduce_chunk(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
 
 
 def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dict[str, Any]) -> dict[str, Any]:
-    """Trains the population, feeding `sinks`; writes the policy and summary.json.
+    """Trains the population, feeding `sinks`; returns the summary.
 
-    Returns the summary (also written to `run_dir/summary.json`).
+    The env and algorithm are built first, so a bad env name fails before
+    anything is written or compiled; then `run_dir` is made and receives
+    config.yaml, metrics.jsonl (through the sinks), the policy, summary.json,
+    videos/ and curves.png.
     """
     start = time.perf_counter()
     algo, schedule = build(run)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
     members = run.members()
     info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
 
@@ -146,7 +153,10 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
             step = int(jax.device_get(states.env_steps[0]))
             for sink in sinks:
                 sink.log(step, rows)
-        save_policy(run_dir, jax.device_get(jax.vmap(algo.policy_params)(states)))
+            if run.video.every and not last and (index + 1) % (run.eval.every * run.video.every) == 0:
+                film(algo, states, run, run_dir, sinks, step, f"step{step}")
+        params = jax.device_get(algo.policy_params(states))
+        save_policy(run_dir, params)
         summary = {
             "algo": run.algo_name,
             "env": run.env.id,
@@ -160,10 +170,69 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
             "final": final,
         }
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if run.video.enabled:
+            film(algo, states, run, run_dir, sinks, step, "final")
+        draw_curves(run_dir, sinks, step, len(members))
     finally:
         for sink in sinks:
             sink.close(summary)
     return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class _Deterministic:
+    """`(params, obs, key) -> action`: an algorithm's deterministic policy.
+
+    Hashable by the algorithm, so `jax.tree_util.Partial(_Deterministic(algo),
+    params)` keeps params a traced argument and later films of the same run
+    reuse the compiled rollout.
+    """
+
+    algo: Any
+
+    def __call__(self, params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
+        return self.algo.policy(params, obs, key, True)
+
+
+def film(algo: Algorithm, states: Any, run: RunConfig, run_dir: Path, sinks: list[Sink], step: int, name: str) -> None:
+    """Records one episode of member `run.video.member`'s deterministic policy
+    to `videos/<name>.mp4` and hands it to sinks that take videos.
+
+    A failure to film never stops training: it is reported as a warning.
+    """
+    from jaxrl.video import record_episode
+
+    member = run.video.member
+    params = jax.tree.map(lambda x: x[member], algo.policy_params(states))
+    act = jax.tree_util.Partial(_Deterministic(algo), params)
+    try:
+        result = record_episode(algo.env, act, jax.random.PRNGKey(step), run_dir / "videos", name, max_frames=run.video.max_frames)
+    except Exception as err:  # noqa: BLE001 (a video is never worth a lost run)
+        warnings.warn(f"could not record a video: {type(err).__name__}: {err}", stacklevel=2)
+        return
+    if result.mp4 is None:
+        warnings.warn(f"no video: {result.reason}", stacklevel=2)
+        return
+    for sink in sinks:
+        if hasattr(sink, "log_video"):
+            sink.log_video(step, member, result.mp4)
+
+
+def draw_curves(run_dir: Path, sinks: list[Sink], step: int, num_members: int) -> None:
+    """Writes `curves.png` (return vs env steps, every member, mean and spread)
+    and hands it to sinks that take images, for every member's run; a failure
+    is only a warning."""
+    from jaxrl.plots import plot_curves
+
+    try:
+        path = plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+    except Exception as err:  # noqa: BLE001 (a plot is never worth a lost run)
+        warnings.warn(f"could not draw curves.png: {type(err).__name__}: {err}", stacklevel=2)
+        return
+    for sink in sinks:
+        if hasattr(sink, "log_image"):
+            for member in range(num_members):
+                sink.log_image(step, member, "curves", path)
 
 
 def save_policy(run_dir: Path, params: Any) -> Path:

@@ -17,14 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.config import ConfigError, RunConfig, from_dict
 
 
-def make_run_dir(run: RunConfig) -> Path:
+def run_dir_for(run: RunConfig) -> Path:
     """The run folder: `run_dir` if given, else `<runs_root>/<time>-<algo>-<env>`."""
     if run.run_dir:
-        path = Path(run.run_dir)
-    else:
-        path = Path(run.runs_root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        return Path(run.run_dir)
+    return Path(run.runs_root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
 
 
 def make_sinks(run: RunConfig) -> list[Any]:
@@ -32,7 +29,14 @@ def make_sinks(run: RunConfig) -> list[Any]:
     from jaxrl.sinks.console import ConsoleSink
     from jaxrl.sinks.jsonl import JsonlSink
 
-    return [ConsoleSink(), JsonlSink()]
+    sinks: list[Any] = [ConsoleSink(), JsonlSink()]
+    if run.logger.backend == "wandb":
+        # imported only when asked for: wandb takes a while to import
+        from jaxrl.sinks.wandb_sink import WandbSink
+
+        logger = run.logger
+        sinks.append(WandbSink(logger.project, logger.entity, logger.tags, logger.mode, logger.dir))
+    return sinks
 
 
 def run_from_config(cfg: DictConfig) -> dict[str, Any]:
@@ -41,19 +45,33 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)
-    run_dir = make_run_dir(run)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    return train(run, run_dir, make_sinks(run), resolved)
+    return train(run, run_dir_for(run), make_sinks(run), resolved)
+
+
+def open_sweep_keys(overrides: list[str]) -> list[str]:
+    """Rewrites `sweep.algo.<name>=...` as `++sweep.algo.<name>=...`.
+
+    Hydra only overrides keys that exist in the config, and sweep keys are
+    open-ended (any traced hyperparameter of the chosen algorithm, checked by
+    `jaxrl.config`), so they are passed as add-or-override.
+    """
+    return [f"++{arg}" if arg.startswith("sweep.") else arg for arg in overrides]
 
 
 @hydra.main(config_path="pkg://jaxrl.configs", config_name="config", version_base=None)
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     """Hydra's entry point; bad configuration exits with status 2 and a one-line reason."""
     try:
         run_from_config(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def main() -> None:
+    """`python -m jaxrl.train [key=value ...]`."""
+    sys.argv[1:] = open_sweep_keys(sys.argv[1:])
+    hydra_main()
 
 
 if __name__ == "__main__":

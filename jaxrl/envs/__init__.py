@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jaxrl.envs.base import Env, EnvSpec, EnvState, TimeStep
+from jaxrl.errors import ConfigError
 
 SUITES = ("gymnax", "brax")
 
@@ -21,7 +22,7 @@ def make_env(suite: str, name: str, backend: str = "positional", episode_length:
         from jaxrl.envs.brax_env import BraxEnv
 
         return BraxEnv(name, backend=backend, episode_length=episode_length)
-    raise ValueError(f"unknown env.suite {suite!r}; choose one of: {', '.join(SUITES)}")
+    raise ConfigError(f"unknown env.suite {suite!r}; choose one of: {', '.join(SUITES)}")
 
 
 __all__ = ["SUITES", "Env", "EnvSpec", "EnvState", "TimeStep", "make_env"]

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from brax import envs as brax_envs
 
+from jaxrl.errors import ConfigError
 from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_state, scale_action
 
 BACKENDS = ("generalized", "positional", "spring", "mjx")
@@ -23,11 +24,11 @@ class BraxEnv:
     def __init__(self, name: str, backend: str = "positional", episode_length: int = 1000):
         known = sorted(brax_envs._envs)
         if name not in known:
-            raise ValueError(f"unknown brax env {name!r}; brax knows: {', '.join(known)}")
+            raise ConfigError(f"unknown brax env {name!r}; brax knows: {', '.join(known)}")
         if backend not in BACKENDS:
-            raise ValueError(f"unknown brax backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+            raise ConfigError(f"unknown brax backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         if episode_length <= 0:
-            raise ValueError(f"env.episode_length must be positive, got {episode_length}")
+            raise ConfigError(f"env.episode_length must be positive, got {episode_length}")
         self.name = name
         self.backend = backend
         self.env = brax_envs.get_environment(name, backend=backend)
@@ -61,7 +62,7 @@ class BraxEnv:
             inner,
             state,
             inner.obs.astype(jnp.float32),
-            stepped.reward.astype(jnp.float32),
+            jnp.asarray(stepped.reward, jnp.float32),
             terminated,
             truncated,
             stepped.obs.astype(jnp.float32),

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.errors import ConfigError
 from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_state, scale_action
 
 
@@ -15,7 +16,7 @@ class GymnaxEnv:
 
     def __init__(self, name: str):
         if name not in gymnax.registered_envs:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown gymnax env {name!r}; gymnax knows: {', '.join(gymnax.registered_envs)}"
             )
         self.name = name

@@ -1,0 +1,32 @@
+# The two commands a new user needs:
+#   make train   set up .venv and run the default job (PPO on MountainCarContinuous)
+#   make test    set up .venv and run the test suite
+# Extra arguments go to the trainer / pytest: make train ARGS="algo=sac seeds=4"
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup train test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_system_deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	bash scripts/install_system_deps.sh
+	touch $(STAMP)
+
+train: setup
+	$(PY) -m jaxrl.train $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+bench: setup
+	$(PY) bench/bench_ppo.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs

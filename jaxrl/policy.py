@@ -1,0 +1,58 @@
+"""`load_policy(run_dir)`: a trained policy as a plain NumPy callable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from jaxrl.algos.base import hyperparams
+from jaxrl.config import from_dict
+from jaxrl.envs.base import scale_action
+from jaxrl.runner import POLICY_FILE, build
+
+
+def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Loads the deterministic policy of one trained member of a run.
+
+    Picks the member by `seed` (the first member with that seed), or by index
+    with `member` (useful in a sweep). The returned callable maps a NumPy
+    observation [*obs_shape] (or a batch [N, *obs_shape]) to the env's action
+    in its own bounds ([action_dim] floats, or an int for discrete envs),
+    applying the saved observation normalisation. It needs no training code
+    path: only the run's config.yaml and policy file.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / POLICY_FILE).exists():
+        raise FileNotFoundError(f"no {POLICY_FILE} in {run_dir}: is it a finished jaxrl run folder?")
+    run = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    members = run.members()
+    if member is None:
+        matches = [i for i, m in enumerate(members) if m["seed"] == seed]
+        if not matches:
+            raise ValueError(f"seed {seed} was not trained in {run_dir}; seeds: {sorted({m['seed'] for m in members})}")
+        member = matches[0]
+    elif not 0 <= member < len(members):
+        raise ValueError(f"member {member} out of range; {run_dir} has members 0..{len(members) - 1}")
+
+    algo, _ = build(run)
+    template = jax.eval_shape(lambda k: algo.policy_params(algo.init(k, hyperparams(algo.config))), jax.random.PRNGKey(0))
+    stacked = flax.serialization.msgpack_restore((run_dir / POLICY_FILE).read_bytes())
+    params = flax.serialization.from_state_dict(template, jax.tree.map(lambda x: x[member], stacked))
+    spec = algo.env.spec
+
+    @jax.jit
+    def act(obs: jax.Array) -> jax.Array:
+        single = lambda o: scale_action(spec, algo.policy(params, o, jax.random.PRNGKey(0), True))
+        return jax.vmap(single)(obs) if obs.ndim > len(spec.obs_shape) else single(obs)
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return np.asarray(act(jnp.asarray(obs, jnp.float32)))
+
+    return policy
+

@@ -1,0 +1,72 @@
+"""Shared test helpers: a probe environment with known values, config building."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import jaxrl  # noqa: F401  (installs the CPU deadlock guard before jax starts)
+from jaxrl.config import RunConfig, from_dict
+from jaxrl.train import open_sweep_keys
+from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_state
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+class ProbeEnv:
+    """A probe with a known value: reward 1 at every step, every episode one
+    step long, observations +1 or -1 at random.
+
+    When the step terminates, V = 1. When it is truncated instead (a time
+    limit, not an end), the value bootstraps: V = 1 + gamma * V = 1 / (1 - gamma).
+    A trainer that confuses the two learns the wrong one.
+    """
+
+    name = "probe"
+
+    def __init__(self, truncate: bool):
+        self.truncate = truncate
+        self.spec = EnvSpec(
+            obs_shape=(1,), action_dim=1, discrete=False, action_low=(-1.0,), action_high=(1.0,), max_episode_steps=1
+        )
+
+    def reset(self, key) -> tuple[EnvState, jax.Array]:
+        obs = jnp.where(jax.random.bernoulli(key), 1.0, -1.0).reshape((1,)).astype(jnp.float32)
+        return initial_state(obs), obs
+
+    def step(self, key, state: EnvState, action) -> tuple[EnvState, TimeStep]:
+        new_state, obs = self.reset(key)
+        terminated = jnp.asarray(not self.truncate)
+        return end_of_step(new_state.inner, state, obs, jnp.float32(1.0), terminated, ~terminated, state.inner)
+
+
+def compose(*overrides: str) -> dict[str, Any]:
+    """The config `python -m jaxrl.train <overrides>` would see, as plain containers."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=open_sweep_keys(list(overrides)))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def run_config(*overrides: str) -> RunConfig:
+    """A validated RunConfig for the given command-line overrides."""
+    return from_dict(compose(*overrides))
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 540) -> subprocess.CompletedProcess:
+    """Runs `python -m jaxrl.train ARGS` in `cwd` as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)  # the trainer must install its own guard
+    return subprocess.run(
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+

@@ -1,0 +1,64 @@
+"""Bad input gets a clear message naming the value and what would be accepted, before compiling."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jaxrl.config import ConfigError, from_dict
+
+from conftest import compose, run_cli
+
+
+def config_error(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        from_dict(compose(*overrides))
+    return str(info.value)
+
+
+def test_defaults_are_valid():
+    run = from_dict(compose())
+    assert run.algo_name == "ppo" and run.env.id == "mountaincar_continuous" and run.seeds >= 1
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["total_timesteps=0"], "total_timesteps must be positive, got 0"),
+        (["seeds=-2"], "seeds must be positive, got -2"),
+        (["algo.num_envs=0"], "algo.num_envs must be positive"),
+        (["algo.num_minibatches=7"], "algo.num_minibatches=7 does not divide the batch of .* = 4096 samples; divisors: \\[1, 2, 4, 8"),
+        (["total_timesteps=100"], "total_timesteps=100 is less than one rollout"),
+        (["algo.gamma=1.5"], "algo.gamma must be in \\(0, 1\\], got 1.5"),
+        (["algo.activation=sigmoid"], "unknown algo.activation 'sigmoid'; choose one of: tanh, relu"),
+        (["+algo.learning_rate=0.1"], "unknown key\\(s\\) algo.learning_rate; valid keys of algo: num_envs, .*lr"),
+        (["algo.num_envs=abc"], "algo.num_envs must be an integer, got 'abc'"),
+        (["sweep.algo.num_envs=[4,8]"], "sweep.algo.num_envs is not a sweepable hyperparameter of ppo; sweepable: lr, gamma"),
+        (["env.suite=dm_control"], "unknown env.suite 'dm_control'; valid suites: gymnax, brax"),
+        (["logger.mode=sometimes"], "unknown logger.mode 'sometimes'; choose one of: auto, online"),
+        (["video.member=5"], "video.member=5 is not a member index; this run has members 0..1"),
+    ],
+)
+def test_bad_values_are_named(overrides, message):
+    assert pytest.importorskip("re").search(message, config_error(*overrides)), config_error(*overrides)
+
+
+def test_large_int_in_scientific_notation_is_accepted():
+    assert from_dict(compose("total_timesteps=5e6")).total_timesteps == 5_000_000
+
+
+def test_cli_rejects_bad_input_before_compiling(tmp_path):
+    start = time.perf_counter()
+    proc = run_cli(["algo.num_minibatches=7", "logger=none"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: algo.num_minibatches=7 does not divide")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing made, nothing compiled
+    # an unknown env name fails when the env is built, still before any compilation
+    proc = run_cli(["env=gymnax", "env.name=CartPole-v9", "logger=none"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "unknown gymnax env 'CartPole-v9'; gymnax knows: CartPole-v1" in proc.stderr
+    # unknown config groups are Hydra's to report, with the valid options
+    proc = run_cli(["algo=ppo2"], cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0 and "Could not find 'algo/ppo2'" in proc.stderr and "ppo" in proc.stderr
+    assert time.perf_counter() - start < 100

@@ -1,0 +1,101 @@
+"""The env contract on both adapters: shapes, dtypes, auto-reset, termination vs truncation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl.envs import make_env
+from jaxrl.envs.base import EnvSpec, scale_action
+
+
+def run_steps(env, policy, steps: int, key=jax.random.PRNGKey(0)):
+    """Jitted scan of one env for `steps` steps with `policy(obs) -> action`; returns stacked TimeSteps."""
+
+    @jax.jit
+    def go(key):
+        state, obs = env.reset(key)
+
+        def body(carry, k):
+            state, obs = carry
+            state, ts = env.step(k, state, policy(obs))
+            return (state, ts.obs), ts
+
+        return jax.lax.scan(body, (state, obs), jax.random.split(key, steps))[1]
+
+    return jax.device_get(go(key))
+
+
+def test_gymnax_spec_and_time_limit_truncates():
+    env = make_env("gymnax", "MountainCarContinuous-v0")
+    assert env.spec.obs_shape == (2,) and env.spec.action_dim == 1 and not env.spec.discrete
+    assert env.spec.max_episode_steps == 999
+    ts = run_steps(env, lambda obs: jnp.zeros(1), 1000)
+    assert ts.obs.dtype == np.float32 and ts.obs.shape == (1000, 2)
+    assert ts.reward.dtype == np.float32 and ts.terminated.dtype == bool
+    # doing nothing never reaches the flag: the episode hits the limit at step 999
+    done_at = np.flatnonzero(ts.done)
+    assert list(done_at) == [998]
+    assert ts.truncated[998] and not ts.terminated[998]
+    assert ts.episode_length[998] == 999
+    # auto-reset: the next observation starts a new episode near the valley, at rest,
+    # while final_obs is where the old episode stopped
+    assert ts.obs[998][1] == 0.0 and -0.6 <= ts.obs[998][0] <= -0.4
+    assert not np.array_equal(ts.final_obs[998], ts.obs[998])
+    assert np.array_equal(ts.final_obs[:998], ts.obs[:998])
+
+
+def test_gymnax_goal_terminates_with_episode_stats():
+    env = make_env("gymnax", "MountainCarContinuous-v0")
+    # pushing along the velocity pumps energy and reaches the flag
+    ts = run_steps(env, lambda obs: jnp.where(obs[1] >= 0, 1.0, -1.0)[None], 400)
+    first = int(np.flatnonzero(ts.done)[0])
+    assert ts.terminated[first] and not ts.truncated[first]
+    assert ts.final_obs[first][0] >= 0.45
+    expected = ts.reward[: first + 1].sum()
+    assert ts.episode_return[first] == pytest.approx(expected, rel=1e-5)
+    assert ts.episode_return[first] > 80  # 100 at the flag minus 0.1 per full-throttle step
+    assert ts.episode_length[first] == first + 1
+
+
+def test_gymnax_discrete_actions():
+    env = make_env("gymnax", "MountainCar-v0")
+    assert env.spec.discrete and env.spec.action_dim == 3 and env.spec.max_episode_steps == 200
+    ts = run_steps(env, lambda obs: jnp.int32(1), 200)
+    assert ts.truncated[199] and ts.done.sum() == 1
+    assert ts.episode_return[199] == -200
+
+
+def test_unknown_env_names_are_listed():
+    with pytest.raises(ValueError, match="unknown gymnax env 'MountainCar-v9'.*MountainCar-v0"):
+        make_env("gymnax", "MountainCar-v9")
+    with pytest.raises(ValueError, match="unknown brax env 'humanoidd'.*humanoid"):
+        make_env("brax", "humanoidd")
+    with pytest.raises(ValueError, match="unknown env.suite 'dm_control'"):
+        make_env("dm_control", "cheetah")
+
+
+def test_scale_action_rescales_and_clips():
+    spec = EnvSpec(obs_shape=(1,), action_dim=2, discrete=False, action_low=(-0.4, 0.0), action_high=(0.4, 2.0), max_episode_steps=1)
+    out = scale_action(spec, jnp.array([[-1.0, 1.0], [0.0, 0.0], [5.0, -5.0]]))
+    np.testing.assert_allclose(out, [[-0.4, 2.0], [0.0, 1.0], [0.4, 0.0]], atol=1e-6)
+
+
+def test_brax_humanoid_contract():
+    env = make_env("brax", "humanoid", backend="positional", episode_length=30)
+    assert env.spec.obs_shape == (244,) and env.spec.action_dim == 17
+    assert env.spec.action_low[0] == pytest.approx(-0.4) and env.spec.action_high[0] == pytest.approx(0.4)
+    ts = run_steps(env, lambda obs: jnp.zeros(17), 70)
+    assert ts.obs.shape == (70, 244) and ts.obs.dtype == np.float32
+    assert np.isfinite(ts.obs).all() and np.isfinite(ts.reward).all()
+    ends = np.flatnonzero(ts.done)
+    assert len(ends) >= 2
+    # every episode ends by falling (terminated) or at the 30-step limit (truncated), never both
+    assert not (ts.terminated & ts.truncated).any()
+    assert all(ts.episode_length[e] <= 30 for e in ends)
+    assert all(ts.truncated[e] == (ts.episode_length[e] == 30 and not ts.terminated[e]) for e in ends)
+    # after an end the episode counters restart
+    first = ends[0]
+    assert ts.episode_length[first + 1] == 1

@@ -1,0 +1,74 @@
+"""Small pure pieces with hand-checkable values: GAE, running statistics, probe values."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl.algos.base import hyperparams
+from jaxrl.algos.common import gae
+from jaxrl.algos.ppo import PPO, PPOConfig
+from jaxrl.envs.normalize import RewardScaler, RunningStats
+
+from conftest import ProbeEnv
+
+
+def test_gae_by_hand():
+    gamma, lam = 0.9, 0.5
+    # one env, four steps: the episode is truncated after step 1 and terminates after step 3
+    rewards = jnp.array([[1.0], [2.0], [3.0], [4.0]])
+    values = jnp.array([[10.0], [20.0], [30.0], [40.0]])
+    next_values = jnp.array([[20.0], [99.0], [40.0], [50.0]])  # 99: value of the truncated final obs
+    terminated = jnp.array([[0], [0], [0], [1]], bool)
+    done = jnp.array([[0], [1], [0], [1]], bool)
+    adv, ret = gae(rewards, values, next_values, terminated, done, gamma, lam)
+    d0 = 1 + 0.9 * 20 - 10
+    d1 = 2 + 0.9 * 99 - 20  # bootstraps from the truncated state's value
+    d2 = 3 + 0.9 * 40 - 30
+    d3 = 4 - 40  # terminal: no bootstrap
+    a3 = d3
+    a2 = d2 + gamma * lam * a3
+    a1 = d1  # the recursion stops at the episode end
+    a0 = d0 + gamma * lam * a1
+    np.testing.assert_allclose(adv[:, 0], [a0, a1, a2, a3], rtol=1e-6)
+    np.testing.assert_allclose(ret, adv + values, rtol=1e-6)
+
+
+def test_running_stats_match_numpy():
+    data = np.random.default_rng(0).normal(3.0, 2.0, size=(3, 500, 4)).astype(np.float32)
+    stats = RunningStats.create((4,))
+    for batch in data:
+        stats = stats.update(jnp.asarray(batch))
+    flat = data.reshape(-1, 4)
+    np.testing.assert_allclose(stats.mean, flat.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(stats.var, flat.var(0), rtol=1e-3)
+    normalized = stats.normalize(jnp.asarray(flat))
+    np.testing.assert_allclose(normalized.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(normalized.std(0), 1.0, rtol=1e-3)
+
+
+def test_reward_scaler_divides_by_return_std():
+    scaler = RewardScaler.create(2)
+    for _ in range(200):
+        scaler = scaler.update(jnp.ones(2), jnp.zeros(2, bool), 0.9)
+    # discounted returns climb towards 10; scaling divides by their spread
+    assert float(scaler.returns[0]) == pytest.approx(10.0, rel=1e-3)
+    std = float(jnp.sqrt(scaler.stats.var))
+    assert float(scaler.scale(jnp.float32(1.0))) == pytest.approx(1.0 / std, rel=1e-3)
+
+
+@pytest.mark.parametrize("truncate, expected", [(False, 1.0), (True, 10.0)])
+def test_probe_value_terminated_vs_truncated(truncate, expected):
+    """The critic learns V = 1 when episodes terminate, 1 / (1 - 0.9) = 10 when they are truncated."""
+    env = ProbeEnv(truncate)
+    config = PPOConfig(
+        num_envs=8, rollout_length=16, num_epochs=4, num_minibatches=4, hidden=(16,), normalize_obs=False,
+        normalize_reward=False, anneal_lr=False, clip_value=False, lr=1e-2, gamma=0.9, max_grad_norm=10.0,
+    )
+    algo = PPO(env, config, total_timesteps=300 * 128)
+    state = algo.init(jax.random.PRNGKey(0), hyperparams(config))
+    state, _ = jax.jit(lambda s: jax.lax.scan(lambda c, _: algo.update(c), s, None, length=300))(state)
+    values = algo.critic_net.apply(state.critic, jnp.array([[1.0], [-1.0]]))
+    np.testing.assert_allclose(values, expected, rtol=0.05)

@@ -1,0 +1,165 @@
+"""The trainer end to end: the command line, run folders, learning, vmap, sweeps, load_policy."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import chex
+import flax.serialization
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from jaxrl import load_policy
+from jaxrl.algos.ppo import PPO
+from jaxrl.runner import POLICY_FILE, train
+from jaxrl.sinks.jsonl import JsonlSink
+
+from conftest import compose, run_cli, run_config
+
+TINY = ["algo.num_envs=4", "algo.rollout_length=32", "algo.hidden=[32,32]", "algo.num_minibatches=4", "eval.episodes=2", "video.enabled=false"]
+
+
+def train_in_process(run_dir: Path, *overrides: str) -> dict:
+    """Trains like the CLI does, in this process, logging to metrics.jsonl only."""
+    raw = compose(*overrides)
+    return train(run_config(*overrides), run_dir, [JsonlSink()], raw)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def solved_run(tmp_path_factory) -> Path:
+    """The default job with 4 seeds, from the command line: it must solve
+    MountainCarContinuous and must not hang (the multi-seed CPU deadlock)."""
+    cwd = tmp_path_factory.mktemp("cli")
+    proc = run_cli(["seeds=4", "total_timesteps=300000", "run_dir=solved"], cwd=cwd, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd / "solved"
+
+
+def test_ppo_solves_mountaincar_continuous_every_seed(solved_run):
+    summary = json.loads((solved_run / "summary.json").read_text())
+    assert summary["algo"] == "ppo" and summary["env"] == "mountaincar_continuous"
+    assert summary["seeds"] == [0, 1, 2, 3]
+    returns = summary["final"]["eval/return_mean"]
+    assert len(returns) == 4 and min(returns) >= 90, returns
+
+
+def test_run_folder_contents(solved_run):
+    summary = json.loads((solved_run / "summary.json").read_text())
+    assert summary["env_steps"] >= 300_000
+    for key in ("wall_s", "compile_s", "sps"):
+        assert summary[key] > 0
+    assert summary["wall_s"] > summary["compile_s"]
+    assert set(summary["final"]) >= {"eval/return_mean", "eval/return_std"}
+    config = yaml.safe_load((solved_run / "config.yaml").read_text())
+    assert config["algo"]["name"] == "ppo" and config["seeds"] == 4 and config["env"]["name"] == "MountainCarContinuous-v0"
+    rows = read_metrics(solved_run)
+    assert {r["seed"] for r in rows} == {0, 1, 2, 3}
+    steps = sorted({r["step"] for r in rows})
+    assert steps[-1] == summary["env_steps"] and len(steps) >= 5
+    last = [r for r in rows if r["step"] == steps[-1]]
+    assert [r["eval/return_mean"] for r in sorted(last, key=lambda r: r["seed"])] == pytest.approx(returns := summary["final"]["eval/return_mean"])
+    assert all(math.isfinite(r["loss/value"]) for r in rows) and "train/episode_return" in rows[-1]
+    assert len(returns) == 4
+
+
+def test_run_folder_has_video_curves_and_one_wandb_run_per_seed(solved_run):
+    import imageio
+
+    reader = imageio.get_reader(solved_run / "videos" / "final.mp4")
+    count = sum(1 for _ in reader)
+    assert count > 10
+    assert (solved_run / "curves.png").stat().st_size > 10_000
+    runs = sorted((solved_run / "wandb").glob("offline-run-*"))
+    assert len(runs) == 4 and all(list(r.glob("run-*.wandb")) for r in runs)
+
+
+def test_wandb_failure_leaves_training_finished(tmp_path):
+    from jaxrl.sinks.wandb_sink import WandbSink
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("wandb cannot make its folder inside a file")
+    overrides = [*TINY, "total_timesteps=1024", "num_logs=4", "seeds=2"]
+    run_dir = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="wandb logging is off"):
+        summary = train(run_config(*overrides), run_dir, [JsonlSink(), WandbSink(mode="offline", dir=blocker / "x")], compose(*overrides))
+    assert summary["env_steps"] == 1024
+    rows = read_metrics(run_dir)
+    assert len(rows) == 4 * 2 and (run_dir / "summary.json").exists()
+
+
+def test_load_policy_drives_the_env(solved_run):
+    import gymnax
+
+    act = load_policy(solved_run, seed=2)
+    env, params = gymnax.make("MountainCarContinuous-v0")
+    obs, state = env.reset(jax.random.PRNGKey(7), params)
+    total = 0.0
+    for t in range(999):
+        action = act(np.asarray(obs))
+        assert isinstance(action, np.ndarray) and action.shape == (1,) and -1 <= action[0] <= 1
+        obs, state, reward, terminated, truncated, _ = env.step(jax.random.PRNGKey(t), state, action, params)
+        total += float(reward)
+        if terminated or truncated:
+            break
+    assert terminated and total >= 90
+    assert act(np.zeros((5, 2), np.float32)).shape == (5, 1)
+    with pytest.raises(ValueError, match="seed 9 was not trained"):
+        load_policy(solved_run, seed=9)
+
+
+def test_discrete_ppo_improves_on_mountaincar(tmp_path):
+    summary = train_in_process(
+        tmp_path / "run", "env=mountaincar", "seeds=2", "total_timesteps=200000", "algo.gamma=0.99", "algo.ent_coef=0.01", "eval.every=100", "video.enabled=false"
+    )
+    # a policy that never reaches the flag scores -200
+    assert max(summary["final"]["eval/return_mean"]) > -170, summary["final"]
+    assert min(summary["final"]["eval/return_mean"]) > -200, summary["final"]
+
+
+def test_one_seed_alone_equals_same_seed_in_a_batch_and_update_traces_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(PPO, "update", chex.assert_max_traces(PPO.update, n=1))
+    common = [*TINY, "total_timesteps=4096", "num_logs=4"]
+    train_in_process(tmp_path / "alone", *common, "seed=1", "seeds=1")
+    chex.clear_trace_counter()
+    train_in_process(tmp_path / "batch", *common, "seed=0", "seeds=3")
+    alone = flax.serialization.msgpack_restore((tmp_path / "alone" / POLICY_FILE).read_bytes())
+    batch = flax.serialization.msgpack_restore((tmp_path / "batch" / POLICY_FILE).read_bytes())
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b[1], rtol=2e-4, atol=2e-5), alone, batch)
+    rows_alone = read_metrics(tmp_path / "alone")
+    rows_batch = [r for r in read_metrics(tmp_path / "batch") if r["seed"] == 1]
+    assert [r["step"] for r in rows_alone] == [r["step"] for r in rows_batch]
+    assert [r["loss/value"] for r in rows_alone] == pytest.approx([r["loss/value"] for r in rows_batch], rel=1e-3)
+
+
+def test_sweep_trains_every_member_with_its_own_hyperparameters(tmp_path):
+    summary = train_in_process(
+        tmp_path / "sweep", *TINY, "total_timesteps=2048", "num_logs=2", "seeds=2", "sweep.algo.lr=[1e-3,1e-4]", "algo.anneal_lr=false"
+    )
+    assert summary["members"] == [
+        {"seed": 0, "algo.lr": 1e-3}, {"seed": 1, "algo.lr": 1e-3}, {"seed": 0, "algo.lr": 1e-4}, {"seed": 1, "algo.lr": 1e-4},
+    ]
+    rows = read_metrics(tmp_path / "sweep")
+    assert {(r["member"], r["algo.lr"], r["opt/lr"]) for r in rows} == {
+        (0, 1e-3, pytest.approx(1e-3)), (1, 1e-3, pytest.approx(1e-3)), (2, 1e-4, pytest.approx(1e-4)), (3, 1e-4, pytest.approx(1e-4)),
+    }
+
+
+def test_brax_humanoid_ppo_smoke(tmp_path):
+    summary = train_in_process(
+        tmp_path / "humanoid", "env=humanoid", "env.episode_length=50", *TINY, "algo.rollout_length=8",
+        "algo.num_epochs=1", "algo.num_minibatches=2", "total_timesteps=96", "num_logs=3", "seeds=1", "eval.episodes=1",
+    )
+    rows = read_metrics(tmp_path / "humanoid")
+    assert len(rows) == 3
+    for row in rows:
+        for key in ("loss/policy", "loss/value", "loss/entropy", "opt/grad_norm"):
+            assert math.isfinite(row[key]), (key, row)
+    assert math.isfinite(summary["final"]["eval/return_mean"][0])
