@@ -1,0 +1,153 @@
+"""Learning curves from a run's `metrics.jsonl`, drawn to PNG on the host.
+
+Uses matplotlib's Agg canvas directly (not pyplot), so it needs no display and
+leaves the process's global matplotlib state alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_curves", "read_curves"]
+
+FALLBACK_METRIC = "train/episode_return"
+
+Curves = dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def _read_records(path: Path) -> list[dict]:
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                # A run killed mid-write leaves a torn last line; the rest is good.
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_curves(metrics_path: str | os.PathLike, metric: str = "eval/return_mean") -> tuple[str, str, Curves]:
+    """Reads one metric per member (or seed) from a metrics.jsonl.
+
+    Returns (metric, group_key, curves): the metric actually read (falls back to
+    "train/episode_return" when `metric` never appears), "member" or "seed" (by
+    what the lines are grouped: "member" when any line has it), and for each
+    group id the arrays (steps [N], values [N]) sorted by step. Lines without a
+    finite value of the metric are skipped; when a step was logged twice (a
+    resumed run), the later line wins.
+    """
+    path = Path(metrics_path)
+    records = _read_records(path)
+    if not any(_is_number(r.get(metric)) for r in records):
+        if metric != FALLBACK_METRIC and any(_is_number(r.get(FALLBACK_METRIC)) for r in records):
+            metric = FALLBACK_METRIC
+        else:
+            keys = sorted({k for r in records for k, v in r.items() if _is_number(v)} - {"step", "seed", "member"})
+            raise ValueError(f"{path}: no values of {metric!r} (nor {FALLBACK_METRIC!r}); numeric keys: {keys}")
+    group_key = "member" if any("member" in r for r in records) else "seed"
+    by_group: dict[int, dict[float, float]] = defaultdict(dict)
+    for r in records:
+        value, step = r.get(metric), r.get("step")
+        if _is_number(value) and _is_number(step):
+            by_group[int(r.get(group_key, 0))][float(step)] = float(value)
+    curves = {}
+    for group in sorted(by_group):
+        steps = np.array(sorted(by_group[group]), dtype=np.float64)
+        curves[group] = (steps, np.array([by_group[group][s] for s in steps], dtype=np.float64))
+    return metric, group_key, curves
+
+
+def _aggregate(curves: Curves) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max across groups: (grid [M], mean [M], low [M], high [M]).
+
+    Members rarely log at exactly the same steps (different num_envs, a seed
+    that was resumed or stopped early), so each is linearly interpolated onto
+    the union of their steps, only inside its own logged range (no member is
+    extrapolated). The grid is cut to the steps every member covers, because a
+    mean over a changing set of members jumps where one starts or stops; only
+    when no step is covered by all does it fall back to whichever are present.
+    """
+    grid = np.unique(np.concatenate([steps for steps, _ in curves.values()]))
+    table = np.full((len(curves), grid.size), np.nan)
+    for i, (steps, values) in enumerate(curves.values()):
+        inside = (grid >= steps[0]) & (grid <= steps[-1])
+        table[i, inside] = np.interp(grid[inside], steps, values)
+    keep = ~np.isnan(table).any(axis=0)
+    if not keep.any():
+        keep = ~np.isnan(table).all(axis=0)
+    table = table[:, keep]
+    return grid[keep], np.nanmean(table, axis=0), np.nanmin(table, axis=0), np.nanmax(table, axis=0)
+
+
+def plot_curves(
+    metrics_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    metric: str = "eval/return_mean",
+    *,
+    title: str | None = None,
+    figsize: tuple[float, float] = (8.0, 5.0),
+    dpi: int = 100,
+) -> Path:
+    """Draws `metric` against env steps: a thin line per member (or seed), their mean in bold, a min-max band.
+
+    The mean and band cover the steps all members reached (see `_aggregate`);
+    each member's thin line shows all of its points.
+
+    metrics_path: a metrics.jsonl, one JSON object per line with "step" (env
+        steps), "seed", optionally "member", and metric keys.
+    metric: falls back to "train/episode_return" when absent from the file.
+    Writes a PNG of figsize * dpi pixels (800x500 by default) to `out_path`
+    (parent folders created) and returns its path. Raises ValueError when the
+    file holds neither metric.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metric, group_key, curves = read_curves(metrics_path, metric)
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+
+    # Up to ten members get their own colour and legend entry; more would make
+    # an unreadable legend, so they share one grey entry. Blue is kept for the
+    # mean and band.
+    few = len(curves) <= 10
+    for i, (group, (steps, values)) in enumerate(curves.items()):
+        if few:
+            color, label = f"C{(i + 1) % 10}", f"{group_key} {group}"
+        else:
+            color, label = "tab:gray", (f"each {group_key} ({len(curves)})" if i == 0 else None)
+        ax.plot(steps, values, color=color, linewidth=0.9, alpha=0.7, label=label)
+    grid, mean, low, high = _aggregate(curves)
+    if len(curves) > 1:
+        ax.fill_between(grid, low, high, color="tab:blue", alpha=0.15, linewidth=0, label="min-max")
+    ax.plot(grid, mean, color="tab:blue", linewidth=2.5, label=f"mean over {len(curves)} {group_key}s")
+
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(metric)
+    run_name = Path(metrics_path).parent.name or Path(metrics_path).name
+    ax.set_title(title if title is not None else f"{metric} — {run_name}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out

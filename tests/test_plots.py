@@ -1,0 +1,74 @@
+"""Learning-curve plots from a metrics.jsonl (real matplotlib, real PNG files)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxrl.plots import plot_curves, read_curves
+
+
+def _write_jsonl(path, records, torn_tail: str = ""):
+    with path.open("w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+        f.write(torn_tail)
+    return path
+
+
+def _three_seeds():
+    records = []
+    for seed in range(3):
+        # Seed 2 logs on a coarser grid and stops early: the plot must cope.
+        every = 2_000 if seed == 2 else 1_000
+        last = 16_000 if seed == 2 else 20_000
+        for step in range(every, last + 1, every):
+            ret = 100 * (1 - np.exp(-step / 6_000)) + 5 * seed
+            records.append({"step": step, "seed": seed, "eval/return_mean": ret, "train/episode_return": ret - 10})
+    return records
+
+
+def test_plot_curves_writes_a_png_with_content(tmp_path):
+    metrics = _write_jsonl(tmp_path / "metrics.jsonl", _three_seeds())
+    out = plot_curves(metrics, tmp_path / "plots" / "curves.png")
+
+    assert out == tmp_path / "plots" / "curves.png" and out.exists()
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+        assert image.size == (800, 500)
+        pixels = np.asarray(image.convert("RGB"))
+    # Not blank: a white background with lines, text and a shaded band has many
+    # colours and plenty of non-white pixels.
+    non_white = (pixels < 245).any(axis=-1).mean()
+    assert 0.02 < non_white < 0.9
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
+    # The bold mean line is drawn in matplotlib's tab:blue (31, 119, 180).
+    blue = (np.abs(pixels.astype(int) - [31, 119, 180]).sum(axis=-1) < 30).sum()
+    assert blue > 500
+
+
+def test_read_curves_groups_by_member_and_falls_back(tmp_path):
+    records = [
+        {"step": s, "seed": 0, "member": m, "train/episode_return": float(m * 10 + s)}
+        for m in range(2)
+        for s in (10, 20, 30)
+    ]
+    records.append({"step": 20, "seed": 0, "member": 1, "train/episode_return": 99.0})  # re-logged after resume
+    metrics = _write_jsonl(tmp_path / "metrics.jsonl", records, torn_tail='{"step": 40, "se')
+
+    metric, group_key, curves = read_curves(metrics)  # eval/return_mean is absent
+
+    assert metric == "train/episode_return" and group_key == "member"
+    assert sorted(curves) == [0, 1]
+    np.testing.assert_array_equal(curves[1][0], [10, 20, 30])
+    np.testing.assert_array_equal(curves[1][1], [20, 99, 40])
+    assert plot_curves(metrics, tmp_path / "member.png").exists()
+
+
+def test_plot_curves_without_the_metric_says_what_is_there(tmp_path):
+    metrics = _write_jsonl(tmp_path / "metrics.jsonl", [{"step": 1, "seed": 0, "loss/actor": 0.5}])
+    with pytest.raises(ValueError, match="loss/actor"):
+        plot_curves(metrics, tmp_path / "x.png")

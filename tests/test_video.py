@@ -1,0 +1,223 @@
+"""Videos of a policy: rollout, MountainCar drawing, Brax/MuJoCo rendering, mp4 files.
+
+The Brax tests run in a subprocess because MuJoCo picks its OpenGL platform
+once, when it is first imported (MUJOCO_GL): each test needs its own choice,
+whatever the rest of the session imported before.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import imageio.v2 as imageio
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl import host
+from jaxrl.envs.gymnax_env import GymnaxEnv
+from jaxrl.video import (
+    VideoResult,
+    mountaincar_frames,
+    record_episode,
+    rollout,
+    write_mp4,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+# subprocess.run forks and execs at once, which is safe; JAX's fork warning is noise here.
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
+
+def pump(obs, key):
+    """Energy pumping: push the way the car already moves; [1] in [-1, 1]."""
+    del key
+    return jnp.where(obs[1] >= 0.0, 1.0, -1.0)[None]
+
+
+def read_mp4(path):
+    reader = imageio.get_reader(path, "ffmpeg")
+    try:
+        # Not list(reader): its len() is inf for a stream, and list() preallocates.
+        return np.stack([frame for frame in reader]), reader.get_meta_data()["fps"]
+    finally:
+        reader.close()
+
+
+def test_mountaincar_episode_reaches_the_goal_and_becomes_an_mp4(tmp_path):
+    env = GymnaxEnv("MountainCarContinuous-v0")
+    states, steps = rollout(env, pump, jax.random.key(0))
+    length = steps.reward.shape[0]
+    assert steps.terminated[-1] and not steps.done[:-1].any()  # cut at the first end
+    assert states.inner.position.shape == (length,)
+    assert steps.final_obs[-1, 0] >= env.params.goal_position
+
+    result = record_episode(env, pump, jax.random.key(0), tmp_path / "videos", "mcc", fps=25)
+
+    assert isinstance(result, VideoResult) and result.reason is None and result.html is None
+    assert result.mp4 == tmp_path / "videos" / "mcc.mp4"
+    assert result.episode_length == length and result.episode_return > 80
+    frames, fps = read_mp4(result.mp4)
+    # One frame per state before each step, plus the car at the flag.
+    assert result.num_frames == length + 1 == frames.shape[0]
+    assert frames.shape[1:] == (300, 400, 3) and fps == 25
+    # Pixels follow the car: frames change where it moved and stay put where it
+    # did not (gymnax 1.0.1 keeps a negative velocity at the left bound, so this
+    # policy leaves the car resting against x = -1.2 for a while).
+    positions = np.append(states.inner.position, steps.final_obs[-1, 0])
+    moved = np.abs(np.diff(positions)) > 0.005  # about a pixel
+    still = np.abs(np.diff(positions)) < 1e-6
+    change = np.abs(frames[1:].astype(int) - frames[:-1].astype(int)).mean(axis=(1, 2, 3))
+    assert moved.mean() > 0.5
+    assert (change[moved] > 0.01).mean() > 0.95
+    assert (change[still] < 0.01).all()
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 100
+
+
+def test_mountaincar_frames_differ_where_the_car_is():
+    frames = mountaincar_frames(np.array([-1.0, 0.4, -1.0]))
+    assert frames.shape == (3, 300, 400, 3) and frames.dtype == np.uint8
+    np.testing.assert_array_equal(frames[0], frames[2])
+    columns = np.nonzero((frames[0] != frames[1]).any(axis=(0, 2)))[0]
+    assert columns.size > 0
+    scale = 400 / 1.8
+    car_x = {pos: (pos + 1.2) * scale for pos in (-1.0, 0.4)}
+    # Every changed column lies within a car's length of one of the two cars.
+    near = np.minimum(abs(columns - car_x[-1.0]), abs(columns - car_x[0.4]))
+    assert near.max() < 0.15 * scale
+    assert (abs(columns - car_x[-1.0]) < 0.15 * scale).any() and (abs(columns - car_x[0.4]) < 0.15 * scale).any()
+
+
+def test_discrete_mountaincar_and_other_gymnax_envs(tmp_path):
+    env = GymnaxEnv("MountainCar-v0")
+    result = record_episode(env, lambda obs, key: jnp.where(obs[1] >= 0, 2, 0), jax.random.key(1), tmp_path, "mc")
+    assert result.mp4 is not None and result.num_frames == result.episode_length + 1
+
+    cartpole = GymnaxEnv("CartPole-v1")
+    result = record_episode(cartpole, lambda obs, key: jnp.int32(0), jax.random.key(0), tmp_path, "cp", max_steps=5)
+    assert result.mp4 is None and result.html is None and "CartPole-v1" in result.reason
+    assert result.episode_length == 0 and np.isnan(result.episode_return)
+    assert not list(tmp_path.glob("cp*"))
+
+
+def test_write_mp4_pads_odd_sides(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (4, 31, 45, 3), dtype=np.uint8)
+    frames_back, _ = read_mp4(write_mp4(frames, tmp_path / "odd.mp4", fps=10))
+    assert frames_back.shape == (4, 32, 46, 3)
+
+
+def test_configure_picks_a_gl_platform(monkeypatch):
+    for var in ("MUJOCO_GL", "PYOPENGL_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MUJOCO_GL", "glfw")
+    host.set_mujoco_gl()
+    assert os.environ["MUJOCO_GL"] == "glfw" and "PYOPENGL_PLATFORM" not in os.environ  # the user's choice wins
+
+    monkeypatch.delenv("MUJOCO_GL")
+    monkeypatch.setenv("PYOPENGL_PLATFORM", "osmesa")
+    host.set_mujoco_gl()
+    assert os.environ["MUJOCO_GL"] == "osmesa"
+
+    monkeypatch.delenv("MUJOCO_GL")
+    monkeypatch.delenv("PYOPENGL_PLATFORM")
+    host.set_mujoco_gl()
+    choice = host.choose_mujoco_gl()
+    assert os.environ.get("MUJOCO_GL") == choice and os.environ.get("PYOPENGL_PLATFORM") == choice
+    if ctypes.util.find_library("OSMesa") and not os.path.exists("/dev/nvidia0"):
+        assert choice == "osmesa"
+
+
+BRAX_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import jax, jax.numpy as jnp
+    from jaxrl.envs.brax_env import BraxEnv
+    from jaxrl.video import record_episode
+
+    name, backend, steps, out_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    env = BraxEnv(name, backend, episode_length=steps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = record_episode(
+            env, lambda obs, key: jnp.zeros(env.spec.action_dim), jax.random.key(0),
+            out_dir, name, width=160, height=120,
+        )
+    print("RESULT" + json.dumps({
+        "mp4": result.mp4 and str(result.mp4), "html": result.html and str(result.html),
+        "num_frames": result.num_frames, "reason": result.reason,
+        "episode_length": result.episode_length,
+        "warnings": [str(w.message) for w in caught if "no video" in str(w.message)],
+    }))
+    """
+)
+
+
+def run_brax(tmp_path, env_vars, name, backend, steps):
+    hidden = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env.update(env_vars)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", BRAX_SCRIPT, name, backend, str(steps), str(tmp_path)],
+        # In tmp_path: mujoco appends warnings to MUJOCO_LOG.TXT in the cwd.
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert proc.returncode == 0 and lines, f"subprocess failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return json.loads(lines[-1][len("RESULT") :])
+
+
+def test_brax_humanoid_renders_under_osmesa(tmp_path):
+    if ctypes.util.find_library("OSMesa") is None:
+        pytest.skip("libOSMesa not found (Debian/Ubuntu: apt-get install libosmesa6); cannot render Brax on a CPU")
+    result = run_brax(tmp_path, {"MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}, "humanoid", "positional", 6)
+
+    assert result["reason"] is None and result["warnings"] == []
+    assert result["num_frames"] == result["episode_length"] == 6
+    frames, _ = read_mp4(result["mp4"])
+    assert frames.shape == (6, 120, 160, 3)
+    assert frames.std() > 10, "a rendered scene, not a blank image"
+
+
+def test_brax_without_opengl_writes_the_html_viewer(tmp_path):
+    # What a headless machine without OSMesa/EGL does: mujoco's default (GLFW)
+    # finds no display.
+    result = run_brax(tmp_path, {"MUJOCO_GL": "glfw"}, "reacher", "spring", 8)
+
+    assert result["mp4"] is None and result["num_frames"] == 0
+    assert "OpenGL" in result["reason"] and "libosmesa6" in result["reason"]
+    assert len(result["warnings"]) == 1
+    html = Path(result["html"])
+    assert html == tmp_path / "reacher.html"
+    text = html.read_text()
+    assert "<html" in text.lower() and "system_json_b64" not in text  # the template was filled
+    assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_rollout_with_partial_params_compiles_once():
+    env = GymnaxEnv("MountainCarContinuous-v0")
+    traces = []
+
+    def policy(params, obs, key):
+        traces.append(1)  # runs only while tracing
+        return jnp.tanh(params["gain"] * obs[1:2])
+
+    lengths = [
+        rollout(env, jax.tree_util.Partial(policy, {"gain": jnp.float32(g)}), jax.random.key(0))[1].reward.shape[0]
+        for g in (50.0, 400.0)
+    ]
+    assert len(traces) == 1
+    assert lengths[0] != lengths[1]  # the new params were used, not baked in

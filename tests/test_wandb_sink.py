@@ -1,0 +1,365 @@
+"""WandbSink against real wandb in offline mode, read back with wandb's own
+reader (`wandb leet inspect`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+wandb = pytest.importorskip("wandb")
+
+from jaxrl.sinks.base import RunInfo  # noqa: E402
+from jaxrl.sinks.wandb_sink import (  # noqa: E402
+    STEP_METRIC,
+    WandbSink,
+    member_config,
+    member_name,
+    resolve_mode,
+)
+
+GROUP = "20261124-120000-ppo-mountaincar_continuous"
+CONFIG = {"algo": {"name": "ppo", "lr": 3e-4, "gamma": 0.99}, "env": {"name": "mc"}, "seeds": 3}
+STEPS = (0, 4096, 8192, 12288)
+
+
+def run_info(run_dir: Path, members: list[dict]) -> RunInfo:
+    return RunInfo(
+        run_dir=run_dir,
+        name=GROUP,
+        algo="ppo",
+        env="mountaincar_continuous",
+        config=CONFIG,
+        members=members,
+        total_steps=STEPS[-1],
+    )
+
+
+def episode_return(step: int, member: int) -> float:
+    return step / 1000 + 100 * member
+
+
+def offline_runs(wandb_dir: Path) -> list[Path]:
+    return sorted(wandb_dir.glob("offline-run-*"))
+
+
+def leet(*args: str) -> str:
+    """wandb's own reader of a run's .wandb log."""
+    done = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def leet_summary(run_dir: Path) -> dict:
+    return json.loads(leet("--summary", "--json", str(run_dir)))
+
+
+def leet_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in leet("--json", str(run_dir)).splitlines()]
+
+
+def sink_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if "wandb logging is off" in str(w.message)]
+
+
+@pytest.fixture
+def clean_wandb_env(monkeypatch, tmp_path):
+    """No credentials and no wandb mode from the machine running the tests,
+    and wandb's settings re-read with that environment."""
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    empty_netrc = tmp_path / "netrc"
+    empty_netrc.write_text("")
+    monkeypatch.setenv("NETRC", str(empty_netrc))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    # wandb reads its environment once per process, when its singleton loads.
+    wandb.teardown()
+    yield
+    wandb.teardown()
+
+
+def test_one_run_per_member_grouped_with_own_config_history_and_summary(
+    tmp_path, capsys, clean_wandb_env
+):
+    members = [
+        {"seed": 0, "algo.lr": 3e-4},
+        {"seed": 1, "algo.lr": 3e-4},
+        {"seed": 2, "algo.lr": 1e-3},
+    ]
+    sink = WandbSink(tags=["test", "ppo"])  # "auto" with no API key: offline
+
+    start = time.perf_counter()
+    sink.open(run_info(tmp_path, members))
+    open_s = time.perf_counter() - start
+
+    log_s = []
+    for step in STEPS:
+        rows = [
+            {"train/episode_return": episode_return(step, i), "loss/policy": -i, "perf/sps": 3e4}
+            for i in range(len(members))
+        ]
+        start = time.perf_counter()
+        sink.log(step, rows)
+        log_s.append(time.perf_counter() - start)
+
+    summary = {
+        "algo": "ppo",
+        "env": "mountaincar_continuous",
+        "seeds": [0, 1, 2],
+        "env_steps": STEPS[-1],
+        "wall_s": 41.2,
+        "compile_s": 6.3,
+        "sps": 29100,
+        "final": {"eval/return_mean": [93.1, 92.7, -5.0], "eval/return_std": [1.0, 2.0, 3.0]},
+    }
+    start = time.perf_counter()
+    sink.close(summary)
+    close_s = time.perf_counter() - start
+    hint = capsys.readouterr().out  # before the print below, which capsys would swallow
+    with capsys.disabled():
+        print(
+            f"\nWandbSink timings, 3 members offline: open {open_s:.2f} s,"
+            f" log (all 3 members) median {statistics.median(log_s) * 1e3:.2f} ms"
+            f" max {max(log_s) * 1e3:.2f} ms, close {close_s:.2f} s"
+        )
+    # Loose bounds: they catch a call that blocks (on a network, a lock), not noise.
+    assert open_s < 30
+    assert statistics.median(log_s) < 0.1
+
+    wandb_dir = tmp_path / "wandb"
+    runs = offline_runs(wandb_dir)
+    assert len(runs) == 3
+
+    assert f"wandb leet {wandb_dir}" in hint
+    assert f"wandb sync {wandb_dir}" in hint
+    # The upload hint names exactly this run's members.
+    dry_run = subprocess.run(
+        [sys.executable, "-m", "wandb", "sync", "--dry-run", str(wandb_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "Would sync 3 run(s)" in dry_run.stdout + dry_run.stderr
+
+    by_name = {}
+    for run_dir in runs:
+        got = leet_summary(run_dir)
+        by_name[got["name"]] = (run_dir, got)
+    assert sorted(by_name) == sorted(member_name(GROUP, m) for m in members)
+
+    for i, member in enumerate(members):
+        run_dir, got = by_name[member_name(GROUP, member)]
+        assert got["state"] == "finished"
+        assert got["project"] == "jaxrl"
+        assert got["tags"] == ["test", "ppo"]
+        assert got["config"]["seed"] == member["seed"]
+        assert got["config"]["algo"]["lr"] == member["algo.lr"]
+        assert got["config"]["algo"]["gamma"] == 0.99
+        final = got["summary"]
+        assert final["final/eval/return_mean"] == summary["final"]["eval/return_mean"][i]
+        assert final["final/eval/return_std"] == summary["final"]["eval/return_std"][i]
+        for key in ("env_steps", "sps", "wall_s", "compile_s"):
+            assert final[key] == summary[key]
+        assert final[STEP_METRIC] == STEPS[-1]
+
+        records = leet_records(run_dir)
+        (run_record,) = [r["run"] for r in records if r["type"] == "run"]
+        assert run_record["run_group"] == GROUP
+        assert run_record["job_type"] == "ppo"
+        history = [r["history"]["item"] for r in records if r["type"] == "history"]
+        assert [h[STEP_METRIC] for h in history] == list(STEPS)
+        assert [h["train/episode_return"] for h in history] == pytest.approx(
+            [episode_return(s, i) for s in STEPS]
+        )
+        assert all("loss/policy" in h and "perf/sps" in h for h in history)
+        metrics = [r["metric"] for r in records if r["type"] == "metric"]
+        assert {"glob_name": "*", "step_metric": STEP_METRIC} in [
+            {k: m.get(k) for k in ("glob_name", "step_metric")} for m in metrics
+        ]
+
+
+def test_video_and_image_land_in_the_members_run(tmp_path):
+    imageio = pytest.importorskip("imageio")
+    pytest.importorskip("imageio_ffmpeg")
+    video = tmp_path / "episode.mp4"
+    frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    imageio.mimsave(video, list(frames), fps=8, macro_block_size=1)
+    image = tmp_path / "curve.png"
+    imageio.imwrite(image, frames[0])
+
+    sink = WandbSink(mode="offline", dir=tmp_path / "elsewhere")
+    sink.open(run_info(tmp_path, [{"seed": 0}, {"seed": 1}]))
+    sink.log(1000, [{"train/episode_return": 1.0}, {"train/episode_return": 2.0}])
+    sink.log_video(1000, 1, video)
+    sink.log_image(1000, 1, "charts/learning_curve", image)
+    sink.close({"final": {}})
+
+    runs = {}
+    for run_dir in offline_runs(tmp_path / "elsewhere" / "wandb"):
+        got = leet_summary(run_dir)
+        runs[got["name"]] = run_dir, got["summary"]
+    seed1, got = runs[f"{GROUP}-seed1"]
+    assert got["video/episode"]["_type"] == "video-file"
+    assert got["charts/learning_curve"]["_type"] == "image-file"
+    media = seed1 / "files" / got["video/episode"]["path"]
+    assert media.is_file() and media.read_bytes() == video.read_bytes()
+    assert (seed1 / "files" / got["charts/learning_curve"]["path"]).is_file()
+    seed0, got0 = runs[f"{GROUP}-seed0"]
+    assert "video/episode" not in got0
+    assert not list((seed0 / "files").glob("media/**/*.mp4"))
+
+
+def _wandb_service_pids() -> list[int]:
+    """wandb's service process started by this process (wandb-core), then its
+    children (the system monitor), children first."""
+    parent_of, name_of = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        pid = int(stat.parent.name)
+        parent_of[pid], name_of[pid] = int(rest.split()[1]), name
+    cores = [p for p, n in name_of.items() if n == "wandb-core" and parent_of[p] == os.getpid()]
+    return [p for p in parent_of if parent_of[p] in cores] + cores
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds wandb's service via /proc")
+def test_service_killed_mid_run_warns_once_and_training_goes_on(tmp_path):
+    sink = WandbSink(mode="offline")
+    sink.open(run_info(tmp_path, [{"seed": 0}, {"seed": 1}]))
+    sink.log(0, [{"train/episode_return": 0.0}] * 2)
+    pids = _wandb_service_pids()
+    assert pids, "no wandb-core process found"
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pids[-1], 0)  # the service is our child: reap it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            for step in (1000, 2000, 3000):
+                sink.log(step, [{"train/episode_return": 1.0}] * 2)
+            sink.log_video(3000, 0, tmp_path / "missing.mp4")
+            sink.close({"final": {"eval/return_mean": [1.0, 2.0]}})
+            elapsed = time.perf_counter() - start
+        messages = sink_warnings(caught)
+        assert len(messages) == 1, messages
+        # Which call first notices the dead service is a race; one of them does.
+        assert "could not" in messages[0]
+        assert elapsed < 5
+        sink.log(4000, [{"train/episode_return": 1.0}] * 2)  # still a no-op after close
+    finally:
+        # The dead service is wandb's process-wide singleton: reset it so that
+        # later tests in this process get a fresh one.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                wandb.teardown()
+            except Exception:  # the teardown of a dead service fails; it still resets
+                pass
+        # A killed service cannot remove its sockets from the temporary folder.
+        core = pids[-1]
+        tmp = Path(tempfile.gettempdir())
+        for leftover in tmp.glob(f"wandb-{os.getpid()}-{core}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in tmp.glob(f"wandb_symon-{core}-*.sock"):
+            leftover.unlink(missing_ok=True)
+
+
+def test_wandb_that_cannot_start_warns_once_and_later_calls_do_nothing(
+    tmp_path, clean_wandb_env
+):
+    # Online with no API key anywhere: wandb.init refuses to start.
+    sink = WandbSink(mode="online")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sink.open(run_info(tmp_path, [{"seed": 0}, {"seed": 1}, {"seed": 2}]))
+        sink.log(0, [{"x": 1.0}] * 3)
+        sink.log_image(0, 0, "charts/curve", tmp_path / "missing.png")
+        sink.close({"final": {}})
+    messages = sink_warnings(caught)
+    assert len(messages) == 1, messages
+    assert "could not start the wandb runs" in messages[0]
+    assert "API key" in messages[0]
+    assert not (tmp_path / "wandb").exists()
+
+
+def test_wandb_folder_that_cannot_be_made_warns_once(tmp_path):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    sink = WandbSink(mode="offline", dir=not_a_folder / "runs")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sink.open(run_info(tmp_path, [{"seed": 0}]))
+        sink.log(0, [{"x": 1.0}])
+        sink.close({"final": {}})
+    messages = sink_warnings(caught)
+    assert len(messages) == 1, messages
+    assert "could not start the wandb runs" in messages[0]
+    assert not_a_folder.is_file()
+
+
+def test_disabled_mode_never_touches_wandb(tmp_path):
+    sink = WandbSink(mode="disabled")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sink.open(run_info(tmp_path, [{"seed": 0}]))
+        sink.log(0, [{"x": 1.0}])
+        sink.log_video(0, 0, tmp_path / "missing.mp4")
+        sink.close({"final": {}})
+    assert not sink_warnings(caught)
+    assert not (tmp_path / "wandb").exists()
+
+
+def test_auto_mode_is_online_only_with_credentials(tmp_path, monkeypatch, clean_wandb_env):
+    assert resolve_mode("auto") == "offline"
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert resolve_mode("auto") == "online"
+    monkeypatch.delenv("WANDB_API_KEY")
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine api.wandb.ai\n  login user\n  password {'n' * 40}\n")
+    assert resolve_mode("auto") == "online"
+
+    for explicit in ("online", "offline", "disabled"):
+        assert resolve_mode(explicit) == explicit
+    with pytest.raises(ValueError, match="logger.mode"):
+        WandbSink(mode="cloud")
+
+
+@pytest.mark.parametrize("wandb_mode", ["offline", "disabled"])
+def test_auto_mode_follows_wandb_mode_setting(monkeypatch, clean_wandb_env, wandb_mode):
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setenv("WANDB_MODE", wandb_mode)
+    wandb.teardown()  # re-read the environment
+    assert resolve_mode("auto") == wandb_mode
+
+
+def test_member_name_and_config():
+    assert member_name("grp", {"seed": 3}) == "grp-seed3"
+    assert member_name("grp", {"seed": 0, "algo.lr": 0.0003}) == "grp-seed0-algo.lr=0.0003"
+    merged = member_config(CONFIG, {"seed": 0, "algo.lr": 1e-3, "new.deep.key": 1})
+    assert merged["seed"] == 0
+    assert merged["algo"] == {"name": "ppo", "lr": 1e-3, "gamma": 0.99}
+    assert merged["new"] == {"deep": {"key": 1}}
+    assert CONFIG["algo"]["lr"] == 3e-4
