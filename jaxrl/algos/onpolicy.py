@@ -65,6 +65,19 @@ class OnPolicyConfig:
             raise ConfigError(f"algo.max_grad_norm must be positive, got {self.max_grad_norm}")
 
 
+def check_minibatches(name: str, num_minibatches: int, batch: int) -> None:
+    """Raises ConfigError unless `num_minibatches` (the value of algo.<name>)
+    is positive and divides a rollout of `batch` samples."""
+    if num_minibatches <= 0:
+        raise ConfigError(f"algo.{name} must be positive, got {num_minibatches}")
+    if batch % num_minibatches:
+        divisors = [d for d in range(1, min(batch, 4096) + 1) if batch % d == 0]
+        raise ConfigError(
+            f"algo.{name}={num_minibatches} does not divide the batch of "
+            f"algo.num_envs x algo.rollout_length = {batch} samples; divisors: {divisors}"
+        )
+
+
 @struct.dataclass
 class Batch:
     """One rollout, flattened or not: every leaf is [T, B, ...] (or [N, ...])."""

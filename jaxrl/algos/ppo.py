@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxrl.errors import ConfigError
 from jaxrl.algos.base import traced
 from jaxrl.algos.common import linear_decay, minibatches, sgd_step
-from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState
+from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.networks import policy_distribution
 
 
@@ -28,16 +28,9 @@ class PPOConfig(OnPolicyConfig):
     def validate(self, total_timesteps: int) -> None:
         """OnPolicyConfig's checks plus epochs, minibatches and the clip range."""
         super().validate(total_timesteps)
-        for name in ("num_epochs", "num_minibatches"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"algo.{name} must be positive, got {getattr(self, name)}")
-        batch = self.num_envs * self.rollout_length
-        if batch % self.num_minibatches:
-            divisors = [d for d in range(1, min(batch, 4096) + 1) if batch % d == 0]
-            raise ConfigError(
-                f"algo.num_minibatches={self.num_minibatches} does not divide the batch of "
-                f"algo.num_envs x algo.rollout_length = {batch} samples; divisors: {divisors}"
-            )
+        if self.num_epochs <= 0:
+            raise ConfigError(f"algo.num_epochs must be positive, got {self.num_epochs}")
+        check_minibatches("num_minibatches", self.num_minibatches, self.num_envs * self.rollout_length)
         if self.clip_eps <= 0:
             raise ConfigError(f"algo.clip_eps must be positive, got {self.clip_eps}")
 

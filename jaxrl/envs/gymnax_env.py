@@ -44,6 +44,9 @@ class GymnaxEnv:
     def reset(self, key: jax.Array) -> tuple[EnvState, jax.Array]:
         """Starts an episode: (state, obs [*obs_shape] float32)."""
         obs, inner = self.env.reset(key, self.params)
+        # some gymnax resets return weak-typed leaves that a step makes strong;
+        # fixing the types here keeps a jitted update from compiling twice
+        inner = jax.tree.map(lambda x: jnp.asarray(x, x.dtype), inner)
         return initial_state(inner), obs.astype(jnp.float32)
 
     def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
