@@ -94,3 +94,92 @@ def deterministic_action(discrete: bool, outputs) -> jax.Array:
     if discrete:
         return jnp.argmax(outputs, axis=-1)
     return outputs[0]
+
+
+class QCritic(nn.Module):
+    """Action value: (obs [..., obs_dim], action [..., action_dim]) -> Q [...]."""
+
+    hidden: Sequence[int]
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        return _dense(1, 1.0)(MLP(self.hidden, self.activation)(x)).squeeze(-1)
+
+
+class QEnsemble(nn.Module):
+    """`num_critics` independent Q critics with stacked params (one nn.vmap'd QCritic).
+
+    (obs [..., obs_dim], action [..., action_dim]) -> Q [..., num_critics].
+    Stacking runs the twin critics of TD3/SAC as one batched matmul per layer
+    instead of two.
+    """
+
+    num_critics: int
+    hidden: Sequence[int]
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        critics = nn.vmap(
+            QCritic,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=-1,
+            axis_size=self.num_critics,
+        )
+        return critics(self.hidden, self.activation)(obs, action)
+
+
+class DeterministicPolicy(nn.Module):
+    """DDPG/TD3 actor: obs [..., obs_dim] -> action [..., action_dim] in (-1, 1)."""
+
+    action_dim: int
+    hidden: Sequence[int]
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(_dense(self.action_dim, 0.01)(MLP(self.hidden, self.activation)(obs)))
+
+
+class TanhGaussianPolicy(nn.Module):
+    """SAC actor: a Gaussian with state-dependent std, squashed by tanh (see `tanh_gaussian`).
+
+    obs [..., obs_dim] -> (mean [..., action_dim], log_std [..., action_dim]) of
+    the Gaussian before the tanh. log_std starts near `log_std_init` (the head's
+    bias) and is clipped to [log_std_min, log_std_max], the usual guard against
+    a collapsing or exploding std.
+    """
+
+    action_dim: int
+    hidden: Sequence[int]
+    activation: str = "relu"
+    log_std_init: float = 0.0
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = MLP(self.hidden, self.activation)(obs)
+        mean = _dense(self.action_dim, 0.01)(x)
+        log_std = nn.Dense(
+            self.action_dim,
+            kernel_init=nn.initializers.orthogonal(0.01),
+            bias_init=nn.initializers.constant(self.log_std_init),
+        )(x)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+def tanh_gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Distribution:
+    """tanh(N(mean, exp(log_std))) over [..., action_dim]: actions in (-1, 1).
+
+    Its log_prob includes the change-of-variables term -sum log(1 - tanh(x)^2),
+    computed by distrax's Tanh bijector in the overflow-free form
+    2 (log 2 - x - softplus(-2x)). Prefer `sample_and_log_prob`: `log_prob` of a
+    given action inverts the tanh and loses precision next to +-1.
+    """
+    base = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+    return distrax.Transformed(base, distrax.Block(distrax.Tanh(), ndims=1))
