@@ -28,8 +28,10 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from jaxrl.envs.base import TimeStep
+from jaxrl.envs.normalize import RunningStats
 
 
 def traced(default: float) -> Any:
@@ -45,6 +47,15 @@ def traced_names(config_cls: type) -> tuple[str, ...]:
 def hyperparams(config: Any) -> dict[str, jax.Array]:
     """The traced hyperparameters of `config` as float32 scalars."""
     return {name: jnp.asarray(getattr(config, name), jnp.float32) for name in traced_names(type(config))}
+
+
+@struct.dataclass
+class PolicyParams:
+    """What acting needs, saved with a run for `load_policy`: the actor's
+    params and the observation statistics it was trained with."""
+
+    actor: Any
+    obs_stats: RunningStats
 
 
 class Algorithm(Protocol):

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl.algos.base import episode_metrics, traced
+from jaxrl.algos.base import PolicyParams, episode_metrics, traced
 from jaxrl.algos.replay import Transition, make_buffer
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RunningStats
@@ -121,14 +121,6 @@ class OffPolicyState:
     env_steps: jax.Array  # [] int32, env steps taken by this member
     update_idx: jax.Array  # [] int32
     hp: dict[str, jax.Array]
-
-
-@struct.dataclass
-class PolicyParams:
-    """What acting needs: actor params and observation statistics."""
-
-    actor: Any
-    obs_stats: RunningStats
 
 
 def ou_step(x: jax.Array, key: jax.Array, theta: jax.Array, sigma: jax.Array) -> jax.Array:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.errors import ConfigError
-from jaxrl.algos.base import episode_metrics, traced
+from jaxrl.algos.base import PolicyParams, episode_metrics, traced
 from jaxrl.algos.common import adam_state, gae
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
@@ -105,14 +105,6 @@ class OnPolicyState:
     env_steps: jax.Array  # [] int32, env steps taken by this member
     update_idx: jax.Array  # [] int32
     hp: dict[str, jax.Array]
-
-
-@struct.dataclass
-class PolicyParams:
-    """What acting needs: actor params and observation statistics."""
-
-    actor: Any
-    obs_stats: RunningStats
 
 
 class OnPolicy(abc.ABC):
