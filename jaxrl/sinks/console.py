@@ -16,6 +16,11 @@ from rich.table import Table
 from jaxrl.sinks.base import RunInfo
 
 
+def _fmt(value: float) -> str:
+    """One decimal, or "-" before there is anything to show (no finished episode yet)."""
+    return f"{value:.1f}" if math.isfinite(value) else "-"
+
+
 def _mean(rows: list[dict[str, float]], key: str) -> float:
     values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
     return sum(values) / len(values) if values else math.nan
@@ -58,7 +63,7 @@ class ConsoleSink:
         if math.isfinite(evaluation):
             self._last_eval = evaluation
         sps = sum(r.get("perf/sps", 0.0) for r in rows)
-        fields = dict(sps=f"{sps:,.0f}", ret=f"{ret:.1f}", eval=f"{self._last_eval:.1f}")
+        fields = dict(sps=f"{sps:,.0f}", ret=_fmt(ret), eval=_fmt(self._last_eval))
         if self._progress is not None:
             self._progress.update(self._task, completed=step, **fields)
         else:
