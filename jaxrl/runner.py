@@ -113,8 +113,17 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
     members = run.members()
     info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
 
+    def population_update(states):
+        if len(members) == 1:
+            # vmap over a population of one turns every matmul into a batched
+            # one, which XLA:CPU ran about 25% slower (bench/bench_ppo.py); a
+            # lone member is updated unbatched instead.
+            state, metrics = algo.update(jax.tree.map(lambda x: x[0], states))
+            return jax.tree.map(lambda x: x[None], (state, metrics))
+        return jax.vmap(algo.update)(states)
+
     def chunk(states):
-        return jax.lax.scan(lambda s, _: jax.vmap(algo.update)(s), states, None, length=schedule.updates_per_chunk)
+        return jax.lax.scan(lambda s, _: population_update(s), states, None, length=schedule.updates_per_chunk)
 
     def evaluate_member(state, key):
         params = algo.policy_params(state)
