@@ -164,3 +164,14 @@ def test_brax_humanoid_ppo_smoke(tmp_path):
         for key in ("loss/policy", "loss/value", "loss/entropy", "opt/grad_norm"):
             assert math.isfinite(row[key]), (key, row)
     assert math.isfinite(summary["final"]["eval/return_mean"][0])
+
+
+def test_video_every_n_evaluations_and_at_the_end(tmp_path):
+    overrides = [o for o in TINY if not o.startswith("video.")]
+    train_in_process(
+        tmp_path / "run", *overrides, "total_timesteps=512", "num_logs=4", "eval.every=1", "video.every=2", "video.member=1",
+        "seeds=2",
+    )
+    videos = sorted(p.name for p in (tmp_path / "run" / "videos").glob("*.mp4"))
+    # evaluations after chunks 1..4; every 2nd one is filmed, the last one as final.mp4
+    assert videos == ["final.mp4", "step256.mp4"]
