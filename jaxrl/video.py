@@ -311,17 +311,21 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 30) -> P
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(
-        path,
-        format="FFMPEG",
-        fps=fps,
-        codec="libx264",
-        pixelformat="yuv420p",
-        macro_block_size=1,  # the sides are already even; no rescaling
-        ffmpeg_log_level="error",
-    ) as writer:
-        for frame in frames:
-            writer.append_data(frame)
+    with warnings.catch_warnings():
+        # imageio starts ffmpeg with subprocess, which forks and execs at once;
+        # JAX's warning is about forked children that go on running Python
+        warnings.filterwarnings("ignore", message="os.fork\\(\\) was called", category=RuntimeWarning)
+        with imageio.get_writer(
+            path,
+            format="FFMPEG",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=1,  # the sides are already even; no rescaling
+            ffmpeg_log_level="error",
+        ) as writer:
+            for frame in frames:
+                writer.append_data(frame)
     return path
 
 
