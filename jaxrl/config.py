@@ -22,13 +22,14 @@ from jaxrl.errors import ConfigError
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
     """Which environment: `suite` (gymnax | brax), the suite's env `name`,
-    a short `id` used in run names, and Brax's physics `backend` and time limit."""
+    a short `id` used in run names, Brax's physics `backend`, and the time
+    limit `episode_length` (None: the env's own; 1000 for Brax)."""
 
     suite: str
     name: str
     id: str = ""
     backend: str = "positional"
-    episode_length: int = 1000
+    episode_length: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,5 +217,14 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"video.member={run.video.member} is not a member index; this run has members 0..{members - 1}")
     if run.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {run.seed}")
+    if run.total_timesteps >= 2**31:
+        # env steps are counted in int32 inside the jitted state
+        raise ConfigError(f"total_timesteps={run.total_timesteps} is too large; at most {2**31 - 1} per seed")
     algo.validate(run.total_timesteps)
+    for name, values in run.sweep:
+        for value in values:
+            try:
+                dataclasses.replace(algo, **{name: value}).validate(run.total_timesteps)
+            except ConfigError as err:
+                raise ConfigError(f"sweep.algo.{name}={value}: {err}") from None
     return run

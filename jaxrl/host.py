@@ -61,7 +61,8 @@ def guard_cpu_deadlock() -> None:
     """Turns off XLA's concurrency-optimised CPU scheduler unless XLA_FLAGS is set.
 
     With jaxlib 0.10 that scheduler can deadlock vmapped multi-seed training
-    programs on the CPU (every thread waits on a futex; see FACTS.md). XLA
+    programs on the CPU: after compiling, every XLA thread waits on a futex
+    and the process sits at 0% CPU. XLA
     reads the flag when its backend starts, so this must run before the first
     computation; the flag only affects the CPU backend. A user's own XLA_FLAGS
     are left alone.

@@ -23,7 +23,7 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
     Picks the member by `seed` (the first member with that seed), or by index
     with `member` (useful in a sweep). The returned callable maps a NumPy
     observation [*obs_shape] (or a batch [N, *obs_shape]) to the env's action
-    in its own bounds ([action_dim] floats, or an int for discrete envs),
+    in its own bounds ([action_dim] floats, or a 0-d int array for discrete envs),
     applying the saved observation normalisation. It needs no training code
     path: only the run's config.yaml and policy file.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +25,7 @@ import yaml
 
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm, hyperparams
-from jaxrl.config import RunConfig
+from jaxrl.config import ConfigError, RunConfig
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
 from jaxrl.sinks.base import RunInfo, Sink
@@ -108,6 +109,8 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
     """
     start = time.perf_counter()
     algo, schedule = build(run)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
     members = run.members()
@@ -136,12 +139,12 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
     eval_fn = jax.jit(jax.vmap(evaluate_member)).lower(states, eval_keys).compile()
     compile_s = time.perf_counter() - compile_start
 
-    for sink in sinks:
-        sink.open(info)
     final: dict[str, list[float]] = {}
     summary: dict[str, Any] = {}
     train_s = 0.0
     try:
+        for sink in sinks:
+            sink.open(info)
         for index in range(schedule.num_chunks):
             chunk_start = time.perf_counter()
             states, metrics = chunk_fn(states)
@@ -157,6 +160,8 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
                 final = {k: [float(x) for x in v] for k, v in result.items()}
                 for i, row in enumerate(rows):
                     row.update({k: v[i] for k, v in final.items()})
+                # the latest evaluated policy survives a crash or a kill
+                save_policy(run_dir, jax.device_get(algo.policy_params(states)))
             for row in rows:
                 row["perf/sps"] = sps
             step = int(jax.device_get(states.env_steps[0]))
@@ -164,8 +169,6 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
                 sink.log(step, rows)
             if run.video.every and not last and (index + 1) % (run.eval.every * run.video.every) == 0:
                 film(algo, states, run, run_dir, sinks, step, f"step{step}")
-        params = jax.device_get(algo.policy_params(states))
-        save_policy(run_dir, params)
         summary = {
             "algo": run.algo_name,
             "env": run.env.id,
@@ -182,6 +185,10 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
         if run.video.enabled:
             film(algo, states, run, run_dir, sinks, step, "final")
         draw_curves(run_dir, sinks, step, len(members))
+    except BaseException as err:
+        # KeyboardInterrupt included: sinks learn that the run did not finish
+        summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        raise
     finally:
         for sink in sinks:
             sink.close(summary)
@@ -245,7 +252,13 @@ def draw_curves(run_dir: Path, sinks: list[Sink], step: int, num_members: int) -
 
 
 def save_policy(run_dir: Path, params: Any) -> Path:
-    """Writes the population's policy params (leading [P] axis) for `load_policy`."""
+    """Writes the population's policy params (leading [P] axis) for `load_policy`.
+
+    Written to a temporary file and renamed, so a kill mid-write leaves the
+    previous policy intact.
+    """
     path = run_dir / POLICY_FILE
-    path.write_bytes(flax.serialization.to_bytes(params))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(flax.serialization.to_bytes(params))
+    os.replace(tmp, path)
     return path

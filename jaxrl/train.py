@@ -18,10 +18,16 @@ from jaxrl.config import ConfigError, RunConfig, from_dict
 
 
 def run_dir_for(run: RunConfig) -> Path:
-    """The run folder: `run_dir` if given, else `<runs_root>/<time>-<algo>-<env>`."""
+    """The run folder: `run_dir` if given, else a new `<runs_root>/<time>-<algo>-<env>`
+    (with a numbered suffix when a run started in the same second)."""
     if run.run_dir:
         return Path(run.run_dir)
-    return Path(run.runs_root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
+    base = Path(run.runs_root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def make_sinks(run: RunConfig) -> list[Any]:

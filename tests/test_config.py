@@ -38,6 +38,8 @@ def test_defaults_are_valid():
         (["env.suite=dm_control"], "unknown env.suite 'dm_control'; valid suites: gymnax, brax"),
         (["logger.mode=sometimes"], "unknown logger.mode 'sometimes'; choose one of: auto, online"),
         (["video.member=5"], "video.member=5 is not a member index; this run has members 0..1"),
+        (["sweep.algo.gamma=[0.9,1.5]"], "sweep.algo.gamma=1.5: algo.gamma must be in \\(0, 1\\], got 1.5"),
+        (["total_timesteps=3e9"], "total_timesteps=3000000000 is too large"),
     ],
 )
 def test_bad_values_are_named(overrides, message):
@@ -61,4 +63,10 @@ def test_cli_rejects_bad_input_before_compiling(tmp_path):
     # unknown config groups are Hydra's to report, with the valid options
     proc = run_cli(["algo=ppo2"], cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "Could not find 'algo/ppo2'" in proc.stderr and "ppo" in proc.stderr
-    assert time.perf_counter() - start < 100
+    # a folder that already holds a run is never mixed with a new one
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "metrics.jsonl").write_text("{}\n")
+    proc = run_cli(["run_dir=old", "logger=none"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "run_dir old already holds files" in proc.stderr
+    assert (tmp_path / "old" / "metrics.jsonl").read_text() == "{}\n"
+    assert time.perf_counter() - start < 120

@@ -68,6 +68,13 @@ def test_gymnax_discrete_actions():
     assert ts.episode_return[199] == -200
 
 
+def test_image_observations_are_flattened_and_time_limits_settable():
+    env = make_env("gymnax", "Breakout-MinAtar", episode_length=3)
+    assert env.spec.obs_shape == (400,) and env.spec.discrete and env.spec.max_episode_steps == 3
+    ts = run_steps(env, lambda obs: jnp.int32(1), 3)
+    assert ts.obs.shape == (3, 400) and ts.final_obs.shape == (3, 400)
+
+
 def test_unknown_env_names_are_listed():
     with pytest.raises(ValueError, match="unknown gymnax env 'MountainCar-v9'.*MountainCar-v0"):
         make_env("gymnax", "MountainCar-v9")

@@ -1,7 +1,7 @@
 """Adapter from `brax.envs` to the jaxrl env contract.
 
 Only `brax.envs` is used: `brax.training` does not run on current jax (see
-FACTS.md). The time limit and auto-reset are done here rather than with Brax's
+it calls `jax.device_put_replicated`, which jax has removed). The time limit and auto-reset are done here rather than with Brax's
 wrappers because Brax's AutoResetWrapper restarts every episode from one cached
 state and drops the pre-reset observation needed to bootstrap on truncation.
 """
@@ -27,8 +27,6 @@ class BraxEnv:
             raise ConfigError(f"unknown brax env {name!r}; brax knows: {', '.join(known)}")
         if backend not in BACKENDS:
             raise ConfigError(f"unknown brax backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-        if episode_length <= 0:
-            raise ConfigError(f"env.episode_length must be positive, got {episode_length}")
         self.name = name
         self.backend = backend
         self.env = brax_envs.get_environment(name, backend=backend)

@@ -12,15 +12,22 @@ from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_st
 
 
 class GymnaxEnv:
-    """A gymnax environment behind the jaxrl contract (see `jaxrl.envs.base`)."""
+    """A gymnax environment behind the jaxrl contract (see `jaxrl.envs.base`).
 
-    def __init__(self, name: str):
+    Observations are flattened to vectors (MinAtar's [10, 10, C] images
+    included), since jaxrl's networks are MLPs. `episode_length` replaces the
+    env's own time limit when given.
+    """
+
+    def __init__(self, name: str, episode_length: int | None = None):
         if name not in gymnax.registered_envs:
             raise ConfigError(
                 f"unknown gymnax env {name!r}; gymnax knows: {', '.join(gymnax.registered_envs)}"
             )
         self.name = name
         self.env, self.params = gymnax.make(name)
+        if episode_length is not None:
+            self.params = self.params.replace(max_steps_in_episode=episode_length)
         obs_space = self.env.observation_space(self.params)
         act_space = self.env.action_space(self.params)
         discrete = hasattr(act_space, "n")
@@ -33,7 +40,7 @@ class GymnaxEnv:
             high = tuple(float(x) for x in np.broadcast_to(np.asarray(act_space.high, np.float32), shape).ravel())
         self._action_shape = tuple(act_space.shape or ())
         self.spec = EnvSpec(
-            obs_shape=tuple(obs_space.shape),
+            obs_shape=(int(np.prod(obs_space.shape)),),
             action_dim=action_dim,
             discrete=discrete,
             action_low=low,
@@ -47,7 +54,7 @@ class GymnaxEnv:
         # some gymnax resets return weak-typed leaves that a step makes strong;
         # fixing the types here keeps a jitted update from compiling twice
         inner = jax.tree.map(lambda x: jnp.asarray(x, x.dtype), inner)
-        return initial_state(inner), obs.astype(jnp.float32)
+        return initial_state(inner), obs.reshape(-1).astype(jnp.float32)
 
     def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
         """One step with a normalised action ([action_dim] in [-1, 1], or an int)."""
@@ -61,9 +68,9 @@ class GymnaxEnv:
         return end_of_step(
             inner,
             state,
-            obs.astype(jnp.float32),
+            obs.reshape(-1).astype(jnp.float32),
             jnp.asarray(reward, jnp.float32).reshape(()),
             jnp.asarray(terminated, bool).reshape(()),
             jnp.asarray(truncated, bool).reshape(()),
-            info["final_observation"].astype(jnp.float32),
+            info["final_observation"].reshape(-1).astype(jnp.float32),
         )

@@ -46,5 +46,7 @@ class Sink(Protocol):
 
     def close(self, summary: dict[str, Any]) -> None:
         """Called once at the end with the run's summary (the `summary.json`
-        content: per-member lists under "final")."""
+        content: per-member lists under "final"); when training failed,
+        {"status": "failed", "error": "<type>: <message>"} instead. Also
+        called for a sink whose `open` was not reached."""
         ...

@@ -77,6 +77,9 @@ class ConsoleSink:
         """Stops the bar and prints one row per member with its final evaluation."""
         if self._progress is not None:
             self._progress.stop()
+        if summary.get("status") == "failed" or self._run is None:
+            self.console.print(f"[bold red]training stopped[/]: {summary.get('error', 'before it started')}")
+            return
         final = summary.get("final", {})
         table = Table(title=f"{summary.get('algo')} on {summary.get('env')}: final deterministic evaluation")
         sweep_keys = [k for k in (self._run.members[0] if self._run else {}) if k != "seed"]

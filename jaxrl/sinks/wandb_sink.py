@@ -154,8 +154,10 @@ class WandbSink:
 
         Member i gets "final/<metric>" = summary["final"][<metric>][i], plus
         the run totals env_steps, sps (all members together), wall_s and
-        compile_s. After a failure, the runs still open are finished as
-        failed and no error is raised.
+        compile_s. When training failed (summary {"status": "failed"}), the
+        runs are finished with exit code 1, so W&B shows them as failed. After
+        a wandb failure, the runs still open are finished as failed and no
+        error is raised.
         """
         if self._live:
             self._guard("finish the wandb runs", self._finish, summary)
@@ -238,8 +240,10 @@ class WandbSink:
             wandb_run.summary.update(
                 {**totals, **{f"final/{key}": values[i] for key, values in finals.items()}}
             )
+        # a run whose training failed is marked failed in W&B, not finished
+        exit_code = 1 if summary.get("status") == "failed" else 0
         while self._runs:
-            self._runs[0].finish()
+            self._runs[0].finish(exit_code=exit_code)
             self._runs.pop(0)
 
     def _abandon(self) -> None:
