@@ -23,7 +23,6 @@ from pathlib import Path
 
 import jaxrl  # noqa: F401  (installs the CPU guard before jax starts)
 import jax
-import jax.numpy as jnp
 
 from jaxrl.algos.base import hyperparams
 from jaxrl.config import from_dict

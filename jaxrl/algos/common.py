@@ -45,23 +45,27 @@ def minibatches(key: jax.Array, batch, num_minibatches: int):
     return jax.tree.map(lambda x: x[perm].reshape((num_minibatches, n // num_minibatches, *x.shape[1:])), batch)
 
 
-def sgd_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array):
-    """One Adam step with global-norm gradient clipping and a traced learning rate.
+def _adam(lr: jax.Array, max_grad_norm: jax.Array, eps: float) -> optax.GradientTransformation:
+    # Rebuilt from traced scalars at every step: clipping and scaling are
+    # stateless and Adam's state depends on neither, so a population of
+    # learning rates or clip norms can be vmapped.
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=eps), optax.scale(-lr))
 
-    The transformation is rebuilt from traced scalars at every step: clipping
-    and scaling are stateless and Adam's state does not depend on either, so
-    a population of learning rates or clip norms can be vmapped.
-    Returns (params, opt_state, grad_norm []).
+
+def sgd_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array = jnp.inf, eps: float = 1e-5):
+    """One Adam step with a traced learning rate, after global-norm gradient
+    clipping (`max_grad_norm` inf: none).
+
+    eps 1e-5 is the on-policy implementations' choice; the off-policy ones
+    use Adam's own 1e-8. Returns (params, opt_state, grad_norm []).
     """
-    tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=1e-5), optax.scale(-lr))
-    updates, opt_state = tx.update(grads, opt_state, params)
+    updates, opt_state = _adam(lr, max_grad_norm, eps).update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, optax.global_norm(grads)
 
 
 def adam_state(params):
-    """The optimiser state `sgd_step` expects for `params`."""
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(eps=1e-5), optax.scale(-1.0))
-    return tx.init(params)
+    """The optimiser state `sgd_step` expects for `params` (any lr, clip and eps)."""
+    return _adam(1.0, 1.0, 1e-8).init(params)
 
 
 def linear_decay(lr: jax.Array, update_idx: jax.Array, num_updates: int, anneal: bool) -> jax.Array:

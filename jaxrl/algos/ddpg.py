@@ -16,13 +16,13 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.algos.base import traced
+from jaxrl.algos.common import adam_state
 from jaxrl.algos.offpolicy import (
     Learner,
     OffPolicy,
     OffPolicyConfig,
     OffPolicyState,
     PolicyParams,
-    adam_init,
     td_target,
 )
 from jaxrl.algos.replay import Transition
@@ -70,7 +70,7 @@ class DDPG(OffPolicy):
         obs = jnp.zeros(self.env.spec.obs_shape, jnp.float32)
         action = jnp.zeros((self.env.spec.action_dim,), jnp.float32)
         params = {"actor": self.actor_net.init(k_actor, obs), "critic": self.critic_net.init(k_critic, obs, action)}
-        return Learner(params=params, target=dict(params), opt_state={k: adam_init(v) for k, v in params.items()})
+        return Learner(params=params, target=dict(params), opt_state={k: adam_state(v) for k, v in params.items()})
 
     def explore(self, params, obs, noise, hp):
         """Actor output plus `noise_std` x noise, clipped: [N, *obs_shape] -> [N, action_dim]."""

@@ -20,10 +20,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from jaxrl.algos.base import PolicyParams, episode_metrics, traced
+from jaxrl.algos.common import sgd_step
 from jaxrl.algos.replay import Transition, make_buffer
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RunningStats
@@ -148,22 +148,6 @@ def td_target(reward: jax.Array, terminated: jax.Array, next_value: jax.Array, g
     at the pre-reset observation, so a time limit bootstraps.
     """
     return reward + gamma * (1.0 - terminated) * next_value
-
-
-def _adam(lr: jax.Array) -> optax.GradientTransformation:
-    return optax.chain(optax.scale_by_adam(), optax.scale(-lr))
-
-
-def adam_step(params: Any, opt_state: Any, grads: Any, lr: jax.Array) -> tuple[Any, Any]:
-    """One Adam step with a traced learning rate (rebuilt per call: Adam's state
-    does not depend on lr, so a population of learning rates can be vmapped)."""
-    updates, opt_state = _adam(lr).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-
-def adam_init(params: Any) -> Any:
-    """The optimiser state `adam_step` expects for `params`."""
-    return _adam(1.0).init(params)
 
 
 class OffPolicy(abc.ABC):
@@ -306,7 +290,7 @@ class OffPolicy(abc.ABC):
 
     def apply_grads(self, learner: Learner, name: str, grads: Any, lr: jax.Array) -> Learner:
         """An Adam step on `learner.params[name]`."""
-        params, opt_state = adam_step(learner.params[name], learner.opt_state[name], grads, lr)
+        params, opt_state, _ = sgd_step(learner.params[name], learner.opt_state[name], grads, lr, eps=1e-8)
         return learner.replace(
             params={**learner.params, name: params}, opt_state={**learner.opt_state, name: opt_state}
         )

@@ -19,13 +19,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl.algos.base import traced
+from jaxrl.algos.common import adam_state
 from jaxrl.algos.offpolicy import (
     Learner,
     OffPolicy,
     OffPolicyConfig,
     OffPolicyState,
     PolicyParams,
-    adam_init,
     td_target,
 )
 from jaxrl.algos.replay import Transition
@@ -86,7 +86,7 @@ class SAC(OffPolicy):
         return Learner(
             params=params,
             target={"critic": params["critic"]},
-            opt_state={k: adam_init(v) for k, v in params.items()},
+            opt_state={k: adam_state(v) for k, v in params.items()},
         )
 
     def explore(self, params, obs, noise, hp):
