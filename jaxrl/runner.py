@@ -21,6 +21,7 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
+import psutil
 import yaml
 
 from jaxrl.algos import ALGORITHMS
@@ -82,6 +83,25 @@ def member_keys(run: RunConfig) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray([m["seed"] for m in run.members()], jnp.uint32))
 
 
+def check_memory(algo: Algorithm, run: RunConfig) -> None:
+    """Raises ConfigError when the population's training state alone cannot fit
+    in the device's memory (the host's free RAM on a CPU).
+
+    The state's size comes from `jax.eval_shape`, so nothing is allocated or
+    compiled; replay buffers dominate it for the off-policy algorithms.
+    """
+    shapes = jax.eval_shape(jax.vmap(algo.init), member_keys(run), population_hyperparams(run))
+    needed = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+    stats = jax.devices()[0].memory_stats() or {}
+    available = stats.get("bytes_limit") or psutil.virtual_memory().available
+    if needed > 0.8 * available:
+        raise ConfigError(
+            f"the training state of {len(run.members())} member(s) needs {needed / 2**30:.1f} GiB, more than the "
+            f"{available / 2**30:.1f} GiB this device has free; lower seeds, the sweep, algo.num_envs or "
+            f"(off-policy) algo.buffer_size"
+        )
+
+
 def reduce_chunk(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
     """Per-member rows from a chunk's metrics ([updates, P] each).
 
@@ -109,6 +129,7 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
     """
     start = time.perf_counter()
     algo, schedule = build(run)
+    check_memory(algo, run)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
     run_dir.mkdir(parents=True, exist_ok=True)

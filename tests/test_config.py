@@ -46,6 +46,15 @@ def test_bad_values_are_named(overrides, message):
     assert pytest.importorskip("re").search(message, config_error(*overrides)), config_error(*overrides)
 
 
+def test_a_replay_buffer_that_cannot_fit_is_refused_before_compiling(tmp_path):
+    from jaxrl.runner import train
+
+    overrides = ["experiment=sac_mountaincar", "total_timesteps=2e9", "algo.buffer_size=2e9", "seeds=2"]
+    with pytest.raises(ConfigError, match=r"training state of 2 member\(s\) needs \d+\.\d GiB, more than .* algo.buffer_size"):
+        train(from_dict(compose(*overrides)), tmp_path / "run", [], compose(*overrides))
+    assert not (tmp_path / "run").exists()
+
+
 def test_large_int_in_scientific_notation_is_accepted():
     assert from_dict(compose("total_timesteps=5e6")).total_timesteps == 5_000_000
 
