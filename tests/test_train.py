@@ -175,3 +175,48 @@ def test_video_every_n_evaluations_and_at_the_end(tmp_path):
     videos = sorted(p.name for p in (tmp_path / "run" / "videos").glob("*.mp4"))
     # evaluations after chunks 1..4; every 2nd one is filmed, the last one as final.mp4
     assert videos == ["final.mp4", "step256.mp4"]
+
+
+class InterruptAt:
+    """A sink that raises KeyboardInterrupt at its n-th logged point, as Ctrl-C
+    (SIGINT) between two chunks would."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def open(self, run):
+        pass
+
+    def log(self, step, rows):
+        self.n -= 1
+        if self.n == 0:
+            raise KeyboardInterrupt
+
+    def close(self, summary):
+        self.summary = summary
+
+
+def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_failed(tmp_path):
+    import subprocess
+    import sys
+
+    from jaxrl.sinks.wandb_sink import WandbSink
+
+    overrides = [*TINY, "total_timesteps=1024", "num_logs=4", "eval.every=1", "seeds=2"]
+    interrupt = InterruptAt(2)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(run_config(*overrides), run_dir, [JsonlSink(), WandbSink(mode="offline"), interrupt], compose(*overrides))
+    assert interrupt.summary == {"status": "failed", "error": "KeyboardInterrupt: "}
+    # the two points logged before the interrupt are on disk, and so is the last evaluated policy
+    assert len(read_metrics(run_dir)) == 2 * 2
+    assert not (run_dir / "summary.json").exists()
+    act = load_policy(run_dir, seed=1)
+    assert act(np.zeros(2, np.float32)).shape == (1,)
+    # W&B shows the runs as failed, not finished
+    for wandb_run in sorted((run_dir / "wandb").glob("offline-run-*")):
+        out = subprocess.run(
+            [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(wandb_run)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )
+        assert json.loads(out.stdout)["state"] == "failed"
