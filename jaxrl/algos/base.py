@@ -32,6 +32,8 @@ from flax import struct
 
 from jaxrl.envs.base import TimeStep
 from jaxrl.envs.normalize import RunningStats
+from jaxrl.errors import ConfigError
+from jaxrl.networks import ACTIVATIONS
 
 
 def traced(default: float) -> Any:
@@ -42,6 +44,21 @@ def traced(default: float) -> Any:
 def traced_names(config_cls: type) -> tuple[str, ...]:
     """Names of the traced hyperparameter fields of a config dataclass."""
     return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("traced"))
+
+
+def check_positive(config: Any, *names: str) -> None:
+    """Raises ConfigError naming the first config field in `names` that is not > 0."""
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"algo.{name} must be positive, got {getattr(config, name)}")
+
+
+def check_network(config: Any) -> None:
+    """Raises ConfigError unless `config.hidden` and `config.activation` make an MLP."""
+    if not config.hidden or min(config.hidden) <= 0:
+        raise ConfigError(f"algo.hidden must be a non-empty list of positive widths, got {list(config.hidden)}")
+    if config.activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown algo.activation {config.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
 
 
 def hyperparams(config: Any) -> dict[str, jax.Array]:

@@ -38,6 +38,11 @@ def gae(
     return advantages, advantages + values
 
 
+def flatten_steps(tree):
+    """Merges the two leading axes of every leaf: [T, B, ...] -> [T * B, ...]."""
+    return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), tree)
+
+
 def minibatches(key: jax.Array, batch, num_minibatches: int):
     """Shuffles a pytree of [N, ...] arrays and splits it into [num_minibatches, N // num_minibatches, ...]."""
     n = jax.tree.leaves(batch)[0].shape[0]

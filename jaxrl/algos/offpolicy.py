@@ -22,13 +22,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.algos.base import PolicyParams, episode_metrics, traced
-from jaxrl.algos.common import sgd_step
+from jaxrl.algos.base import PolicyParams, check_network, check_positive, episode_metrics, traced
+from jaxrl.algos.common import flatten_steps, sgd_step
 from jaxrl.algos.replay import Transition, make_buffer
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RunningStats
 from jaxrl.errors import ConfigError
-from jaxrl.networks import ACTIVATIONS
 
 NOISES = ("gaussian", "ou")
 
@@ -57,15 +56,10 @@ class OffPolicyConfig:
 
     def validate(self, total_timesteps: int) -> None:
         """Raises ConfigError for settings that cannot train; called before compiling."""
-        for name in ("num_envs", "rollout_length", "gradient_steps", "policy_delay", "batch_size", "buffer_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"algo.{name} must be positive, got {getattr(self, name)}")
+        check_positive(self, "num_envs", "rollout_length", "gradient_steps", "policy_delay", "batch_size", "buffer_size")
         if self.warmup_steps < 0:
             raise ConfigError(f"algo.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not self.hidden or min(self.hidden) <= 0:
-            raise ConfigError(f"algo.hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown algo.activation {self.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+        check_network(self)
         if self.noise not in NOISES:
             raise ConfigError(f"unknown algo.noise {self.noise!r}; choose one of: {', '.join(NOISES)}")
         if self.gradient_steps % self.policy_delay:
@@ -84,9 +78,7 @@ class OffPolicyConfig:
                 f"total_timesteps={total_timesteps} is less than one update "
                 f"(algo.num_envs x algo.rollout_length = {batch})"
             )
-        for name in ("actor_lr", "critic_lr", "reward_scale", "noise_theta"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"algo.{name} must be positive, got {getattr(self, name)}")
+        check_positive(self, "actor_lr", "critic_lr", "reward_scale", "noise_theta")
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"algo.gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
@@ -267,7 +259,7 @@ class OffPolicy(abc.ABC):
         (env_state, obs, noise), (transitions, ts) = jax.lax.scan(
             step, (state.env_state, state.obs, state.noise), jax.random.split(key, cfg.rollout_length)
         )
-        flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), transitions)
+        flat = flatten_steps(transitions)
         state = state.replace(
             buffer=self.buffer.add(state.buffer, flat),
             env_state=env_state,

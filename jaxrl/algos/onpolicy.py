@@ -16,11 +16,11 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.errors import ConfigError
-from jaxrl.algos.base import PolicyParams, episode_metrics, traced
+from jaxrl.algos.base import PolicyParams, check_network, check_positive, episode_metrics, traced
 from jaxrl.algos.common import adam_state, gae
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
-from jaxrl.networks import ACTIVATIONS, CategoricalPolicy, GaussianPolicy, ValueCritic, deterministic_action, policy_distribution
+from jaxrl.networks import CategoricalPolicy, GaussianPolicy, ValueCritic, deterministic_action, policy_distribution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,27 +42,18 @@ class OnPolicyConfig:
 
     def validate(self, total_timesteps: int) -> None:
         """Raises ConfigError for settings that cannot train; called before compiling."""
-        for name in ("num_envs", "rollout_length"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"algo.{name} must be positive, got {getattr(self, name)}")
-        if not self.hidden or min(self.hidden) <= 0:
-            raise ConfigError(f"algo.hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown algo.activation {self.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+        check_positive(self, "num_envs", "rollout_length", "lr", "max_grad_norm")
+        check_network(self)
         batch = self.num_envs * self.rollout_length
         if total_timesteps < batch:
             raise ConfigError(
                 f"total_timesteps={total_timesteps} is less than one rollout "
                 f"(algo.num_envs x algo.rollout_length = {batch})"
             )
-        if self.lr <= 0:
-            raise ConfigError(f"algo.lr must be positive, got {self.lr}")
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"algo.gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.gae_lambda <= 1.0:
             raise ConfigError(f"algo.gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        if self.max_grad_norm <= 0:
-            raise ConfigError(f"algo.max_grad_norm must be positive, got {self.max_grad_norm}")
 
 
 def check_minibatches(name: str, num_minibatches: int, batch: int) -> None:

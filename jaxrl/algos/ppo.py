@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jaxrl.errors import ConfigError
 from jaxrl.algos.base import traced
-from jaxrl.algos.common import linear_decay, minibatches, sgd_step
+from jaxrl.algos.common import flatten_steps, linear_decay, minibatches, sgd_step
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.networks import policy_distribution
 
@@ -79,7 +79,7 @@ class PPO(OnPolicy):
     def learn(self, state: OnPolicyState, batch: Batch, key: jax.Array) -> tuple[OnPolicyState, dict[str, jax.Array]]:
         """`num_epochs` passes of `num_minibatches` Adam steps over the rollout."""
         cfg, hp = self.config, state.hp
-        flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
+        flat = flatten_steps(batch)
         lr = linear_decay(hp["lr"], state.update_idx, self.num_updates, cfg.anneal_lr)
         grad_fn = jax.grad(ppo_loss, has_aux=True)
 

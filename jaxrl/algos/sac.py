@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl.algos.base import traced
+from jaxrl.algos.base import check_positive, traced
 from jaxrl.algos.common import adam_state
 from jaxrl.algos.offpolicy import (
     Learner,
@@ -29,7 +29,6 @@ from jaxrl.algos.offpolicy import (
     td_target,
 )
 from jaxrl.algos.replay import Transition
-from jaxrl.errors import ConfigError
 from jaxrl.networks import QEnsemble, TanhGaussianPolicy, tanh_gaussian
 
 
@@ -46,9 +45,7 @@ class SACConfig(OffPolicyConfig):
     def validate(self, total_timesteps: int) -> None:
         """OffPolicyConfig's checks plus the temperature's."""
         super().validate(total_timesteps)
-        for name in ("init_alpha", "alpha_lr"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"algo.{name} must be positive, got {getattr(self, name)}")
+        check_positive(self, "init_alpha", "alpha_lr")
 
 
 def temperature_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: float) -> jax.Array:

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxrl.algos.base import traced
-from jaxrl.algos.common import adam_state, linear_decay, minibatches, sgd_step
+from jaxrl.algos.base import check_positive, traced
+from jaxrl.algos.common import adam_state, flatten_steps, linear_decay, minibatches, sgd_step
 from jaxrl.algos.natural_gradient import conjugate_gradient, fisher_vector_product
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.errors import ConfigError
@@ -45,9 +45,7 @@ class TRPOConfig(OnPolicyConfig):
     def validate(self, total_timesteps: int) -> None:
         """OnPolicyConfig's checks plus the trust region, solver and critic settings."""
         super().validate(total_timesteps)
-        for name in ("cg_iters", "line_search_steps", "vf_epochs"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"algo.{name} must be positive, got {getattr(self, name)}")
+        check_positive(self, "cg_iters", "line_search_steps", "vf_epochs")
         check_minibatches("vf_minibatches", self.vf_minibatches, self.num_envs * self.rollout_length)
         if self.max_kl <= 0:
             raise ConfigError(f"algo.max_kl must be positive, got {self.max_kl}")
@@ -138,7 +136,7 @@ class TRPO(OnPolicy):
     def learn(self, state: OnPolicyState, batch: Batch, key: jax.Array) -> tuple[OnPolicyState, dict[str, jax.Array]]:
         """A trust-region step of the actor, then `vf_epochs` x `vf_minibatches` Adam steps of the critic."""
         cfg, hp = self.config, state.hp
-        flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
+        flat = flatten_steps(batch)
         discrete = self.env.spec.discrete
 
         def dist_fn(actor, obs):
