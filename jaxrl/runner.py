@@ -83,20 +83,18 @@ def member_keys(run: RunConfig) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray([m["seed"] for m in run.members()], jnp.uint32))
 
 
-def check_memory(algo: Algorithm, run: RunConfig) -> None:
-    """Raises ConfigError when the population's training state alone cannot fit
-    in the device's memory (the host's free RAM on a CPU).
-
-    The state's size comes from `jax.eval_shape`, so nothing is allocated or
-    compiled; replay buffers dominate it for the off-policy algorithms.
+def check_memory(shapes: Any, num_members: int) -> None:
+    """Raises ConfigError when a population's training state alone, given as
+    its shapes (ShapeDtypeStructs), cannot fit in the device's memory (the
+    host's free RAM on a CPU). Replay buffers dominate it for the off-policy
+    algorithms.
     """
-    shapes = jax.eval_shape(jax.vmap(algo.init), member_keys(run), population_hyperparams(run))
     needed = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
     stats = jax.devices()[0].memory_stats() or {}
     available = stats.get("bytes_limit") or psutil.virtual_memory().available
     if needed > 0.8 * available:
         raise ConfigError(
-            f"the training state of {len(run.members())} member(s) needs {needed / 2**30:.1f} GiB, more than the "
+            f"the training state of {num_members} member(s) needs {needed / 2**30:.1f} GiB, more than the "
             f"{available / 2**30:.1f} GiB this device has free; lower seeds, the sweep, algo.num_envs or "
             f"(off-policy) algo.buffer_size"
         )
@@ -129,12 +127,17 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
     """
     start = time.perf_counter()
     algo, schedule = build(run)
-    check_memory(algo, run)
+    members = run.members()
+    compile_start = time.perf_counter()
+    init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
+    hp = population_hyperparams(run)
+    # lowering traces init without running it: its output shapes size the state
+    init_fn = jax.jit(jax.vmap(algo.init)).lower(init_keys, hp)
+    check_memory(init_fn.out_info, len(members))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
-    members = run.members()
     info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
 
     def population_update(states):
@@ -153,9 +156,7 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
         params = algo.policy_params(state)
         return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, run.eval.episodes)
 
-    compile_start = time.perf_counter()
-    init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
-    states = jax.jit(jax.vmap(algo.init))(init_keys, population_hyperparams(run))
+    states = init_fn.compile()(init_keys, hp)
     chunk_fn = jax.jit(chunk, donate_argnums=0).lower(states).compile()
     eval_fn = jax.jit(jax.vmap(evaluate_member)).lower(states, eval_keys).compile()
     compile_s = time.perf_counter() - compile_start
