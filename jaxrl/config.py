@@ -3,20 +3,44 @@
 Everything a user can get wrong is checked here, before any environment is
 built or anything compiles, and reported as a `ConfigError` that names the bad
 value and what would be accepted. Nothing downstream sees a DictConfig.
+
+Type coercion is pydantic's (installed with wandb): it validates these
+dataclasses and the algorithms' config structs as they are, turns `5e6` into
+an int and lists into tuples, and refuses unknown keys, NaN and infinity.
+Hydra's structured configs would not do: they reject `5e6` for an int, which
+the command line promises. jaxrl only words pydantic's errors as one line.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import itertools
-import types
 import typing
 from typing import Any
+
+import pydantic
 
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import traced_names
 from jaxrl.envs import SUITES
 from jaxrl.errors import ConfigError
+from jaxrl.sinks import LOGGERS
+
+__all__ = [
+    "ConfigError",
+    "EnvConfig",
+    "EvalConfig",
+    "LoggerConfig",
+    "RunConfig",
+    "VideoConfig",
+    "build",
+    "from_dict",
+]
+
+# Unknown keys are errors and numbers must be finite, in every config class.
+STRICT = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +48,8 @@ class EnvConfig:
     """Which environment: `suite` (gymnax | brax), the suite's env `name`,
     a short `id` used in run names, Brax's physics `backend`, and the time
     limit `episode_length` (None: the env's own; 1000 for Brax)."""
+
+    __pydantic_config__ = STRICT
 
     suite: str
     name: str
@@ -36,6 +62,8 @@ class EnvConfig:
 class EvalConfig:
     """Deterministic evaluation: every `every` log points (and at the end), `episodes` episodes."""
 
+    __pydantic_config__ = STRICT
+
     every: int = 4
     episodes: int = 16
 
@@ -46,19 +74,22 @@ class VideoConfig:
     end of training when `enabled`, and also every `every` evaluations when
     `every` > 0. Brax episodes are subsampled to at most `max_frames` frames."""
 
+    __pydantic_config__ = STRICT
+
     enabled: bool = True
     member: int = 0
     every: int = 0
     max_frames: int = 250
 
 
-LOGGER_BACKENDS = ("none", "wandb")
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 
 
 @dataclasses.dataclass(frozen=True)
 class LoggerConfig:
     """Where metrics go besides the console and metrics.jsonl."""
+
+    __pydantic_config__ = STRICT
 
     backend: str = "none"
     project: str = "jaxrl"
@@ -72,8 +103,10 @@ class LoggerConfig:
 class RunConfig:
     """One run: an algorithm on an env, for a population of seeds x sweep members."""
 
+    __pydantic_config__ = pydantic.ConfigDict(STRICT, arbitrary_types_allowed=True)
+
     algo_name: str
-    algo: Any  # the algorithm's config dataclass
+    algo: Any  # the algorithm's config struct
     env: EnvConfig
     seed: int = 0
     seeds: int = 1
@@ -99,56 +132,72 @@ class RunConfig:
         ]
 
 
-_LOOSE_INT = (int, float)
+FiniteFloat = typing.Annotated[float, pydantic.AllowInfNan(False)]
+
+# RunConfig fields that jaxrl fills in itself; a user sets them as algo=..., sweep.algo.<name>=...
+_INTERNAL = ("algo_name", "algo", "sweep")
+_UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "tuple": "a list",
+    "list": "a list",
+    "dict": "a mapping of keys to values",
+    "dataclass": "a mapping of keys to values",
+}
 
 
-def _coerce(owner: str, name: str, kind: Any, value: Any) -> Any:
-    """Checks one value against a dataclass field type, converting YAML/CLI forms
-    (5e6 for an int, a list for a tuple); raises ConfigError naming the field."""
-    origin = typing.get_origin(kind)
-    where = f"{owner}.{name}" if owner else name
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(kind)
-        if value is None and type(None) in args:
-            return None
-        return _coerce(owner, name, next(a for a in args if a is not type(None)), value)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        inner = typing.get_args(kind)[0]
-        return tuple(_coerce(owner, name, inner, v) for v in value)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, _LOOSE_INT) or int(value) != value:
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return int(value)
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, _LOOSE_INT):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    return value
+def _dotted(*parts: Any) -> str:
+    return ".".join(str(p) for p in parts if p != "")
 
 
-def build(cls: type, values: dict[str, Any], owner: str, **checked: Any) -> Any:
-    """Makes dataclass `cls` from a plain dict, rejecting unknown keys with the valid ones listed.
+@functools.cache
+def _adapter(cls: type) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(cls)
 
-    `checked` fields are passed through as they are (already validated objects).
+
+def _unknown_keys(owner: str, cls: type, parent: tuple[str, ...], keys: list[str]) -> str:
+    node = cls
+    for part in parent:
+        node = typing.get_type_hints(node)[part]
+    valid = [f.name for f in dataclasses.fields(node) if not (node is RunConfig and f.name in _INTERNAL)]
+    scope = _dotted(owner, *parent)
+    where = f"valid keys of {scope}" if scope else "valid top-level keys"
+    return f"unknown key(s) {', '.join(_dotted(scope, k) for k in keys)}; {where}: {', '.join(valid)}"
+
+
+def _wrong_value(owner: str, error: dict[str, Any]) -> str:
+    where = _dotted(owner, *(p for p in error["loc"] if not isinstance(p, int)))
+    kind = error["type"]
+    if kind == "finite_number":
+        return f"{where} must be a finite number, got {error['input']!r}"
+    if kind == "missing_argument":
+        return f"{where} is required"
+    expected = next((text for prefix, text in _EXPECTED.items() if kind.startswith(prefix)), None)
+    if expected is None:
+        return f"{where}: {error['msg']}, got {error['input']!r}"
+    return f"{where} must be {expected}, got {error['input']!r}"
+
+
+def build(cls: type, values: dict[str, Any], owner: str) -> Any:
+    """Makes dataclass `cls` from plain containers (`values` is not modified).
+
+    Converts YAML and command-line forms (5e6 for an int, a list for a tuple)
+    and raises a ConfigError naming the key (`<owner>.<key>`) for an unknown
+    key, a wrong type, NaN or infinity.
     """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields) - set(checked))
+    try:
+        return _adapter(cls).validate_python(values)
+    except pydantic.ValidationError as err:
+        errors = err.errors(include_url=False)
+    unknown = [e for e in errors if e["type"] in _UNKNOWN]
     if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(f'{owner}.{k}' for k in unknown)}; valid keys of {owner}: {', '.join(fields)}"
-        )
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(owner, k, hints[k], v) for k, v in values.items()}, **checked)
+        parent = unknown[0]["loc"][:-1]
+        keys = [e["loc"][-1] for e in unknown if e["loc"][:-1] == parent]
+        raise ConfigError(_unknown_keys(owner, cls, parent, keys))
+    raise ConfigError(_wrong_value(owner, errors[0]))
 
 
 def _positive(where: str, value: int | float) -> None:
@@ -156,49 +205,47 @@ def _positive(where: str, value: int | float) -> None:
         raise ConfigError(f"{where} must be positive, got {value}")
 
 
-def from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Validates a composed config (plain containers, e.g. `OmegaConf.to_container(cfg, resolve=True)`)."""
-    raw = dict(raw)
-    algo_raw = dict(raw.pop("algo", {}))
-    algo_name = algo_raw.pop("name", None)
-    if algo_name not in ALGORITHMS:
-        raise ConfigError(f"unknown algo {algo_name!r}; valid algos: {', '.join(sorted(ALGORITHMS))}")
-    algo_cls = ALGORITHMS[algo_name]
-    algo = build(algo_cls.config_cls, algo_raw, "algo")
-
-    env = build(EnvConfig, dict(raw.pop("env", {})), "env")
-    if env.suite not in SUITES:
-        raise ConfigError(f"unknown env.suite {env.suite!r}; valid suites: {', '.join(SUITES)}")
-    env = dataclasses.replace(env, id=env.id or env.name)
-
-    sweep_raw = raw.pop("sweep", None) or {}
-    sweep_algo = dict(sweep_raw.pop("algo", None) or {})
-    if sweep_raw:
-        raise ConfigError(f"unknown sweep key(s) {', '.join(f'sweep.{k}' for k in sweep_raw)}; only sweep.algo.<hyperparameter> is sweepable")
-    traced = traced_names(algo_cls.config_cls)
+def _sweep(algo_name: str, algo_cls: type, raw: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """`sweep.algo.<name>=[...]` as ((name, values), ...), each name a traced hyperparameter."""
+    raw = dict(raw or {})
+    algo_values = dict(raw.pop("algo", None) or {})
+    if raw:
+        raise ConfigError(
+            f"unknown sweep key(s) {', '.join(f'sweep.{k}' for k in raw)}; only sweep.algo.<hyperparameter> is sweepable"
+        )
+    traced = traced_names(algo_cls)
     sweep = []
-    for name, values in sweep_algo.items():
+    for name, values in algo_values.items():
         if name not in traced:
-            raise ConfigError(f"sweep.algo.{name} is not a sweepable hyperparameter of {algo_name}; sweepable: {', '.join(traced)}")
+            raise ConfigError(
+                f"sweep.algo.{name} is not a sweepable hyperparameter of {algo_name}; sweepable: {', '.join(traced)}"
+            )
         values = values if isinstance(values, (list, tuple)) else [values]
         if not values:
             raise ConfigError(f"sweep.algo.{name} is empty; give a list such as [1e-4,3e-4]")
-        sweep.append((name, tuple(_coerce("sweep.algo", name, float, v) for v in values)))
+        sweep.append((name, build(tuple[FiniteFloat, ...], values, f"sweep.algo.{name}")))
+    return tuple(sweep)
 
-    run = build(
-        RunConfig,
-        {k: v for k, v in raw.items() if k not in ("eval", "logger", "video")},
-        "",
-        algo_name=algo_name,
-        algo=algo,
-        env=env,
-        eval=build(EvalConfig, dict(raw.get("eval") or {}), "eval"),
-        logger=build(LoggerConfig, dict(raw.get("logger") or {}), "logger"),
-        video=build(VideoConfig, dict(raw.get("video") or {}), "video"),
-        sweep=tuple(sweep),
-    )
-    if run.logger.backend not in LOGGER_BACKENDS:
-        raise ConfigError(f"unknown logger.backend {run.logger.backend!r}; choose one of: {', '.join(LOGGER_BACKENDS)}")
+
+def from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Validates a composed config (plain containers, e.g. `OmegaConf.to_container(cfg, resolve=True)`).
+
+    `raw` is not modified.
+    """
+    raw = copy.deepcopy(raw)
+    algo_raw = dict(raw.pop("algo", None) or {})
+    algo_name = algo_raw.pop("name", None)
+    if algo_name not in ALGORITHMS:
+        raise ConfigError(f"unknown algo {algo_name!r}; valid algos: {', '.join(sorted(ALGORITHMS))}")
+    algo_cls = ALGORITHMS[algo_name].config_cls
+    algo = build(algo_cls, algo_raw, "algo")
+    sweep = _sweep(algo_name, algo_cls, raw.pop("sweep", None))
+    run = build(RunConfig, {**raw, "algo_name": algo_name, "algo": algo, "sweep": sweep}, "")
+    if run.env.suite not in SUITES:
+        raise ConfigError(f"unknown env.suite {run.env.suite!r}; valid suites: {', '.join(SUITES)}")
+    run = dataclasses.replace(run, env=dataclasses.replace(run.env, id=run.env.id or run.env.name))
+    if run.logger.backend not in LOGGERS:
+        raise ConfigError(f"unknown logger.backend {run.logger.backend!r}; choose one of: {', '.join(LOGGERS)}")
     if run.logger.mode not in LOGGER_MODES:
         raise ConfigError(f"unknown logger.mode {run.logger.mode!r}; choose one of: {', '.join(LOGGER_MODES)}")
     for where, value in [
@@ -207,16 +254,17 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         ("num_logs", run.num_logs),
         ("eval.every", run.eval.every),
         ("eval.episodes", run.eval.episodes),
+        ("video.max_frames", run.video.max_frames),
     ]:
         _positive(where, value)
-    _positive("video.max_frames", run.video.max_frames)
     if run.video.every < 0:
         raise ConfigError(f"video.every must be >= 0 (0: only at the end), got {run.video.every}")
     members = len(run.members())
     if not 0 <= run.video.member < members:
         raise ConfigError(f"video.member={run.video.member} is not a member index; this run has members 0..{members - 1}")
-    if run.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {run.seed}")
+    if not 0 <= run.seed <= 2**32 - run.seeds:
+        # seeds become uint32 PRNG keys
+        raise ConfigError(f"seed must be in 0..{2**32 - run.seeds} for {run.seeds} seed(s), got {run.seed}")
     if run.total_timesteps >= 2**31:
         # env steps are counted in int32 inside the jitted state
         raise ConfigError(f"total_timesteps={run.total_timesteps} is too large; at most {2**31 - 1} per seed")
@@ -224,7 +272,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     for name, values in run.sweep:
         for value in values:
             try:
-                dataclasses.replace(algo, **{name: value}).validate(run.total_timesteps)
+                algo.replace(**{name: value}).validate(run.total_timesteps)
             except ConfigError as err:
                 raise ConfigError(f"sweep.algo.{name}={value}: {err}") from None
     return run

@@ -14,7 +14,8 @@ import yaml
 from jaxrl.algos.base import hyperparams
 from jaxrl.config import from_dict
 from jaxrl.envs.base import scale_action
-from jaxrl.runner import POLICY_FILE, build
+from jaxrl.outputs import POLICY_FILE
+from jaxrl.runner import build
 
 
 def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
@@ -41,7 +42,7 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
         raise ValueError(f"member {member} out of range; {run_dir} has members 0..{len(members) - 1}")
 
     algo, _ = build(run)
-    template = jax.eval_shape(lambda k: algo.policy_params(algo.init(k, hyperparams(algo.config))), jax.random.PRNGKey(0))
+    template = jax.eval_shape(lambda k: algo.policy_params(algo.init(k, hyperparams(run.algo))), jax.random.PRNGKey(0))
     stacked = flax.serialization.msgpack_restore((run_dir / POLICY_FILE).read_bytes())
     params = flax.serialization.from_state_dict(template, jax.tree.map(lambda x: x[member], stacked))
     spec = algo.env.spec

@@ -1,9 +1,12 @@
 """The host loop: jitted chunks of `scan(vmap(update))`, side effects between them.
 
 The population (sweep members x seeds) is one leading axis of every leaf of
-the training state. Each chunk runs `updates_per_chunk` updates of every member
-in one compiled call; logging, evaluation and file writes happen only between
-chunks, on the host.
+the training state. A run goes in four steps, each a function of its own:
+`build` (schedule, env, algorithm), `compile_programs` (the init, chunk and
+evaluation programs, compiled ahead of time), the folder, and `train`'s loop,
+which runs one compiled chunk at a time and, between chunks, feeds the sinks
+and emits events (`jaxrl.events`) to hooks: the policy file, videos and
+curves today; checkpoints and alerts plug in the same way.
 """
 
 from __future__ import annotations
@@ -11,13 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,13 +26,26 @@ import psutil
 import yaml
 
 from jaxrl.algos import ALGORITHMS
-from jaxrl.algos.base import Algorithm, hyperparams
+from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
-from jaxrl.sinks.base import RunInfo, Sink
+from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
+from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos
+from jaxrl.sinks.base import FanOut, RunInfo, Sink
 
-POLICY_FILE = "policy.msgpack"
+__all__ = [
+    "POLICY_FILE",
+    "Programs",
+    "Schedule",
+    "build",
+    "compile_programs",
+    "member_keys",
+    "population_hyperparams",
+    "reduce_chunk",
+    "train",
+]
+
 SUMMED = ("episode/return_sum", "episode/length_sum", "episode/count")
 
 
@@ -43,6 +57,15 @@ class Schedule:
     updates_per_chunk: int
     steps_per_update: int
 
+    @classmethod
+    def for_run(cls, run: RunConfig) -> Schedule:
+        """`total_timesteps` rounded up to whole updates and chunks, at most `num_logs` chunks."""
+        # every algorithm takes num_envs x rollout_length env steps per update
+        steps_per_update = run.algo.num_envs * run.algo.rollout_length
+        num_updates = math.ceil(run.total_timesteps / steps_per_update)
+        per_chunk = math.ceil(num_updates / min(run.num_logs, num_updates))
+        return cls(math.ceil(num_updates / per_chunk), per_chunk, steps_per_update)
+
     @property
     def total_steps(self) -> int:
         """Env steps per member over the whole run."""
@@ -50,31 +73,23 @@ class Schedule:
 
 
 def build(run: RunConfig) -> tuple[Algorithm, Schedule]:
-    """The env, the algorithm and the chunk schedule for a run.
-
-    The update count is rounded up to whole updates and chunks (at most
-    `num_logs` of them), and the algorithm is told the rounded budget so
-    schedules such as lr annealing end exactly at the last update.
-    """
+    """The chunk schedule, then the env and the algorithm, told the rounded
+    budget so that schedules such as lr annealing end at the last update."""
+    schedule = Schedule.for_run(run)
     env = make_env(run.env.suite, run.env.name, run.env.backend, run.env.episode_length)
-    algo_cls = ALGORITHMS[run.algo_name]
-    algo = algo_cls(env, run.algo, run.total_timesteps)
-    num_updates = math.ceil(run.total_timesteps / algo.steps_per_update)
-    per_chunk = math.ceil(num_updates / min(run.num_logs, num_updates))
-    schedule = Schedule(math.ceil(num_updates / per_chunk), per_chunk, algo.steps_per_update)
-    if schedule.total_steps != run.total_timesteps:
-        algo = algo_cls(env, run.algo, schedule.total_steps)
+    algo = ALGORITHMS[run.algo_name](env, run.algo, schedule.total_steps)
+    assert algo.steps_per_update == schedule.steps_per_update, "Schedule.for_run disagrees with the algorithm"
     return algo, schedule
 
 
-def population_hyperparams(run: RunConfig) -> dict[str, jax.Array]:
-    """Traced hyperparameters with a leading [P] member axis (sweep values applied)."""
-    members = run.members()
-    base = hyperparams(run.algo)
-    return {
-        name: jnp.asarray([m.get(f"algo.{name}", float(value)) for m in members], jnp.float32)
-        for name, value in base.items()
-    }
+def population_hyperparams(run: RunConfig) -> Any:
+    """The algorithm config as a pytree whose traced leaves have a leading [P]
+    member axis, each member's sweep values applied."""
+    configs = [
+        run.algo.replace(**{k.removeprefix("algo."): v for k, v in m.items() if k.startswith("algo.")})
+        for m in run.members()
+    ]
+    return jax.tree.map(lambda *values: jnp.asarray(values, jnp.float32), *configs)
 
 
 def member_keys(run: RunConfig) -> jax.Array:
@@ -83,7 +98,7 @@ def member_keys(run: RunConfig) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray([m["seed"] for m in run.members()], jnp.uint32))
 
 
-def check_memory(shapes: Any, num_members: int) -> None:
+def _check_memory(shapes: Any, num_members: int) -> None:
     """Raises ConfigError when a population's training state alone, given as
     its shapes (ShapeDtypeStructs), cannot fit in the device's memory (the
     host's free RAM on a CPU). Replay buffers dominate it for the off-policy
@@ -117,31 +132,38 @@ def reduce_chunk(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
     return rows
 
 
-def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dict[str, Any]) -> dict[str, Any]:
-    """Trains the population, feeding `sinks`; returns the summary.
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """A run's programs, compiled ahead of time for its population of P members.
 
-    The env and algorithm are built first, so a bad env name fails before
-    anything is written or compiled; then `run_dir` is made and receives
-    config.yaml, metrics.jsonl (through the sinks), the policy, summary.json,
-    videos/ and curves.png.
+    init(keys [P], hp [P]) -> states [P]: fresh training states.
+    chunk(states [P]) -> (states, metrics {name: [updates_per_chunk, P]}):
+        `updates_per_chunk` updates of every member; its input is donated.
+    evaluate(states [P], keys [P]) -> {"eval/return_mean": [P], ...}.
+    seconds: wall time spent lowering and compiling the three.
+    """
+
+    init: Any
+    chunk: Any
+    evaluate: Any
+    seconds: float
+
+
+def compile_programs(algo: Algorithm, schedule: Schedule, keys: jax.Array, hp: Any, eval_episodes: int) -> Programs:
+    """Lowers and compiles a population's programs; keys [P] and hp ([P] leaves)
+    give the population's shapes.
+
+    Raises ConfigError, before anything is compiled, when the population's
+    training state cannot fit in memory.
     """
     start = time.perf_counter()
-    algo, schedule = build(run)
-    members = run.members()
-    compile_start = time.perf_counter()
-    init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
-    hp = population_hyperparams(run)
+    num_members = keys.shape[0]
     # lowering traces init without running it: its output shapes size the state
-    init_fn = jax.jit(jax.vmap(algo.init)).lower(init_keys, hp)
-    check_memory(init_fn.out_info, len(members))
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
-    info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
+    init = jax.jit(jax.vmap(algo.init)).lower(keys, hp)
+    _check_memory(init.out_info, num_members)
 
     def population_update(states):
-        if len(members) == 1:
+        if num_members == 1:
             # vmap over a population of one turns every matmul into a batched
             # one, which XLA:CPU ran about 25% slower (bench/bench_ppo.py); a
             # lone member is updated unbatched instead.
@@ -154,43 +176,79 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
 
     def evaluate_member(state, key):
         params = algo.policy_params(state)
-        return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, run.eval.episodes)
+        return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, eval_episodes)
 
-    states = init_fn.compile()(init_keys, hp)
-    chunk_fn = jax.jit(chunk, donate_argnums=0).lower(states).compile()
-    eval_fn = jax.jit(jax.vmap(evaluate_member)).lower(states, eval_keys).compile()
-    compile_s = time.perf_counter() - compile_start
+    states = init.out_info
+    return Programs(
+        init=init.compile(),
+        chunk=jax.jit(chunk, donate_argnums=0).lower(states).compile(),
+        evaluate=jax.jit(jax.vmap(evaluate_member)).lower(states, keys).compile(),
+        seconds=time.perf_counter() - start,
+    )
 
-    final: dict[str, list[float]] = {}
+
+def train(
+    run: RunConfig,
+    run_dir: Path,
+    sinks: Sequence[Sink],
+    resolved_config: dict[str, Any],
+    hooks: Sequence[Hook] = (),
+) -> dict[str, Any]:
+    """Trains the population, feeding `sinks` and `hooks`; returns the summary.
+
+    The env and algorithm are built and the programs compiled first, so bad
+    input fails before anything is written; then `run_dir` receives
+    config.yaml, metrics.jsonl (through the sinks), the policy, summary.json,
+    videos/ and curves.png. `hooks` run after the built-in ones.
+    """
+    start = time.perf_counter()
+    algo, schedule = build(run)
+    members = run.members()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
+    init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
+    hp = population_hyperparams(run)
+    programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes)
+    # made only now: bad input and an interrupted compilation leave no folder behind
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
+    out = FanOut(sinks)
+    hooks = [PolicyFile(run_dir), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out), *hooks]
+    info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
+
     summary: dict[str, Any] = {}
     train_s = 0.0
     try:
-        for sink in sinks:
-            sink.open(info)
+        states = programs.init(init_keys, hp)
+        out.open(info)
+        for hook in hooks:
+            hook.on_start(info)
+        final: dict[str, list[float]] = {}
         for index in range(schedule.num_chunks):
             chunk_start = time.perf_counter()
-            states, metrics = chunk_fn(states)
+            states, metrics = programs.chunk(states)
             metrics = jax.device_get(metrics)
             elapsed = time.perf_counter() - chunk_start
             train_s += elapsed
             rows = reduce_chunk(metrics)
-            sps = schedule.updates_per_chunk * schedule.steps_per_update / elapsed
+            step = int(jax.device_get(states.env_steps[0]))
             last = index == schedule.num_chunks - 1
-            if last or (index + 1) % run.eval.every == 0:
+            evaluated = last or (index + 1) % run.eval.every == 0
+            if evaluated:
                 eval_keys = jax.vmap(jax.random.fold_in)(eval_keys, jnp.full(len(members), index, jnp.uint32))
-                result = jax.device_get(eval_fn(states, eval_keys))
-                final = {k: [float(x) for x in v] for k, v in result.items()}
+                results = jax.device_get(programs.evaluate(states, eval_keys))
+                final = {k: [float(x) for x in v] for k, v in results.items()}
                 for i, row in enumerate(rows):
                     row.update({k: v[i] for k, v in final.items()})
-                # the latest evaluated policy survives a crash or a kill
-                save_policy(run_dir, jax.device_get(algo.policy_params(states)))
+                event = EvaluationDone(index, step, final, jax.device_get(algo.policy_params(states)))
+                for hook in hooks:
+                    hook.on_evaluation(event)
+            sps = schedule.updates_per_chunk * schedule.steps_per_update / elapsed
             for row in rows:
                 row["perf/sps"] = sps
-            step = int(jax.device_get(states.env_steps[0]))
-            for sink in sinks:
-                sink.log(step, rows)
-            if run.video.every and not last and (index + 1) % (run.eval.every * run.video.every) == 0:
-                film(algo, states, run, run_dir, sinks, step, f"step{step}")
+            out.log(step, rows)
+            for hook in hooks:
+                hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
         summary = {
             "algo": run.algo_name,
             "env": run.env.id,
@@ -198,89 +256,18 @@ def train(run: RunConfig, run_dir: Path, sinks: list[Sink], resolved_config: dic
             **({"members": members} if run.sweep else {}),
             "env_steps": schedule.total_steps,
             "wall_s": round(time.perf_counter() - start, 3),
-            "compile_s": round(compile_s, 3),
+            "compile_s": round(programs.seconds, 3),
             "train_s": round(train_s, 3),
             "sps": round(schedule.total_steps * len(members) / train_s, 1),
             "final": final,
         }
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if run.video.enabled:
-            film(algo, states, run, run_dir, sinks, step, "final")
-        draw_curves(run_dir, sinks, step, len(members))
+        for hook in hooks:
+            hook.on_end(RunEnded(step, summary, states))
     except BaseException as err:
         # KeyboardInterrupt included: sinks learn that the run did not finish
         summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         raise
     finally:
-        for sink in sinks:
-            sink.close(summary)
+        out.close(summary)
     return summary
-
-
-@dataclasses.dataclass(frozen=True)
-class _Deterministic:
-    """`(params, obs, key) -> action`: an algorithm's deterministic policy.
-
-    Hashable by the algorithm, so `jax.tree_util.Partial(_Deterministic(algo),
-    params)` keeps params a traced argument and later films of the same run
-    reuse the compiled rollout.
-    """
-
-    algo: Any
-
-    def __call__(self, params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
-        return self.algo.policy(params, obs, key, True)
-
-
-def film(algo: Algorithm, states: Any, run: RunConfig, run_dir: Path, sinks: list[Sink], step: int, name: str) -> None:
-    """Records one episode of member `run.video.member`'s deterministic policy
-    to `videos/<name>.mp4` and hands it to sinks that take videos.
-
-    A failure to film never stops training: it is reported as a warning.
-    """
-    from jaxrl.video import record_episode
-
-    member = run.video.member
-    params = jax.tree.map(lambda x: x[member], algo.policy_params(states))
-    act = jax.tree_util.Partial(_Deterministic(algo), params)
-    try:
-        result = record_episode(algo.env, act, jax.random.PRNGKey(step), run_dir / "videos", name, max_frames=run.video.max_frames)
-    except Exception as err:  # noqa: BLE001 (a video is never worth a lost run)
-        warnings.warn(f"could not record a video: {type(err).__name__}: {err}", stacklevel=2)
-        return
-    if result.mp4 is None:
-        warnings.warn(f"no video: {result.reason}", stacklevel=2)
-        return
-    for sink in sinks:
-        if hasattr(sink, "log_video"):
-            sink.log_video(step, member, result.mp4)
-
-
-def draw_curves(run_dir: Path, sinks: list[Sink], step: int, num_members: int) -> None:
-    """Writes `curves.png` (return vs env steps, every member, mean and spread)
-    and hands it to sinks that take images, for every member's run; a failure
-    is only a warning."""
-    from jaxrl.plots import plot_curves
-
-    try:
-        path = plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
-    except Exception as err:  # noqa: BLE001 (a plot is never worth a lost run)
-        warnings.warn(f"could not draw curves.png: {type(err).__name__}: {err}", stacklevel=2)
-        return
-    for sink in sinks:
-        if hasattr(sink, "log_image"):
-            for member in range(num_members):
-                sink.log_image(step, member, "curves", path)
-
-
-def save_policy(run_dir: Path, params: Any) -> Path:
-    """Writes the population's policy params (leading [P] axis) for `load_policy`.
-
-    Written to a temporary file and renamed, so a kill mid-write leaves the
-    previous policy intact.
-    """
-    path = run_dir / POLICY_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(flax.serialization.to_bytes(params))
-    os.replace(tmp, path)
-    return path

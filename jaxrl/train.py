@@ -30,24 +30,10 @@ def run_dir_for(run: RunConfig) -> Path:
     return path
 
 
-def make_sinks(run: RunConfig) -> list[Any]:
-    """Console and metrics.jsonl always; wandb when `logger.backend=wandb`."""
-    from jaxrl.sinks.console import ConsoleSink
-    from jaxrl.sinks.jsonl import JsonlSink
-
-    sinks: list[Any] = [ConsoleSink(), JsonlSink()]
-    if run.logger.backend == "wandb":
-        # imported only when asked for: wandb takes a while to import
-        from jaxrl.sinks.wandb_sink import WandbSink
-
-        logger = run.logger
-        sinks.append(WandbSink(logger.project, logger.entity, logger.tags, logger.mode, logger.dir))
-    return sinks
-
-
 def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Validates `cfg`, trains, and returns the summary."""
     from jaxrl.runner import train
+    from jaxrl.sinks import make_sinks
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)

@@ -107,7 +107,7 @@ def _trust_region_problem():
 def test_trpo_step_keeps_the_kl_bound_and_improves_the_surrogate():
     dist_fn, actor, obs, action, advantage = _trust_region_problem()
     max_kls = jnp.asarray([1e-3, 1e-2, 1e-1, 3.0])
-    hp = {"max_kl": max_kls, "cg_damping": jnp.full(4, 0.1), "backtrack_coef": jnp.full(4, 0.5)}
+    hp = jax.tree.map(lambda x: jnp.full(4, x), hyperparams(TRPOConfig(cg_damping=0.1, backtrack_coef=0.5))).replace(max_kl=max_kls)
     # vmapped over the trust-region size: the step is a pure function of traced hyperparameters
     step = jax.vmap(trpo_policy_step, in_axes=(None, None, None, None, None, 0, None, None))
     new_actor, metrics = jax.jit(step, static_argnums=(0, 6, 7))(dist_fn, actor, obs, action, advantage, hp, 10, 10)
@@ -128,7 +128,7 @@ def test_trpo_step_keeps_the_kl_bound_and_improves_the_surrogate():
 
 def test_trpo_step_rejects_a_step_that_cannot_improve():
     dist_fn, actor, obs, action, _ = _trust_region_problem()
-    hp = {"max_kl": jnp.asarray(0.01), "cg_damping": jnp.asarray(0.1), "backtrack_coef": jnp.asarray(0.8)}
+    hp = hyperparams(TRPOConfig(max_kl=0.01, cg_damping=0.1, backtrack_coef=0.8))
     step = jax.jit(trpo_policy_step, static_argnums=(0, 6, 7))
     new_actor, metrics = step(dist_fn, actor, obs, action, jnp.zeros(256), hp, 10, 5)
     assert metrics["trpo/accepted"] == 0.0

@@ -15,29 +15,28 @@ first update, and one optimiser keeps the traced learning rate and the joint
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
+from flax import struct
 
-from jaxrl.algos.base import traced
+from jaxrl.algos.base import static
 from jaxrl.algos.common import linear_decay, sgd_step
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState
 from jaxrl.errors import ConfigError
 from jaxrl.networks import policy_distribution
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class A2CConfig(OnPolicyConfig):
     """A2C settings: short n-step rollouts and one Adam step on each."""
 
-    hidden: tuple[int, ...] = (64, 64)
-    rollout_length: int = 5
-    normalize_advantage: bool = False
-    lr: float = traced(7e-4)
-    gae_lambda: float = traced(1.0)
-    ent_coef: float = traced(0.0)
-    vf_coef: float = traced(0.5)
+    hidden: tuple[int, ...] = static((64, 64))
+    rollout_length: int = static(5)
+    normalize_advantage: bool = static(False)
+    lr: float = 7e-4
+    gae_lambda: float = 1.0
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
 
     def validate(self, total_timesteps: int) -> None:
         """OnPolicyConfig's checks plus non-negative loss coefficients."""
@@ -61,7 +60,7 @@ def a2c_loss(params, actor_net, critic_net, discrete: bool, batch: Batch, hp, no
     policy_loss = -jnp.mean(dist.log_prob(batch.action) * adv)
     value_loss = 0.5 * jnp.mean((critic_net.apply(params["critic"], batch.obs) - batch.target) ** 2)
     entropy = dist.entropy().mean()
-    loss = policy_loss + hp["vf_coef"] * value_loss - hp["ent_coef"] * entropy
+    loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
     return loss, {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy}
 
 
@@ -73,11 +72,11 @@ class A2C(OnPolicy):
     def learn(self, state: OnPolicyState, batch: Batch, key: jax.Array) -> tuple[OnPolicyState, dict[str, jax.Array]]:
         """One gradient step on the whole rollout (`key` is unused: nothing is sampled)."""
         cfg, hp = self.config, state.hp
-        lr = linear_decay(hp["lr"], state.update_idx, self.num_updates, cfg.anneal_lr)
+        lr = linear_decay(hp.lr, state.update_idx, self.num_updates, cfg.anneal_lr)
         params = {"actor": state.actor, "critic": state.critic}
         grads, metrics = jax.grad(a2c_loss, has_aux=True)(
             params, self.actor_net, self.critic_net, self.env.spec.discrete, batch, hp, cfg.normalize_advantage
         )
-        params, opt_state, grad_norm = sgd_step(params, state.opt_state, grads, lr, hp["max_grad_norm"])
+        params, opt_state, grad_norm = sgd_step(params, state.opt_state, grads, lr, hp.max_grad_norm)
         state = state.replace(actor=params["actor"], critic=params["critic"], opt_state=opt_state)
         return state, {**metrics, "opt/grad_norm": grad_norm, "opt/lr": lr}

@@ -1,13 +1,13 @@
 """The algorithm contract and the pieces every algorithm shares.
 
-An algorithm is a class built from an env and its config dataclass, exposing
-pure functions (in the spirit of optax's init/update):
+An algorithm is a class built from an env and its config, exposing pure
+functions (in the spirit of optax's init/update):
 
 - `init(key, hp) -> state`: a pytree holding everything the run needs to go on
   (params, optimiser state, env state, last observation, normaliser statistics,
-  buffers, PRNG key, env step count). `hp` is the dict of traced
-  hyperparameters (`hyperparams(config)`), so a population of them can be
-  vmapped like seeds.
+  buffers, PRNG key, env step count). `hp` is the config itself as a pytree
+  (`hyperparams(config)`), carried in `state.hp`, so a population of
+  hyperparameters is vmapped like seeds.
 - `update(state) -> (state, metrics)`: one iteration, collect + learn, pure
   and jittable. `metrics` maps names to scalars; see `episode_metrics` for the
   episode statistics every algorithm reports.
@@ -16,15 +16,20 @@ pure functions (in the spirit of optax's init/update):
 - `policy(params, obs, key, deterministic) -> action`: obs [*obs_shape] ->
   normalised action ([action_dim] in [-1, 1], or an int); vmap for batches.
 
-Config dataclasses are frozen and plain: fields that set shapes are static;
-fields made with `traced(...)` are float hyperparameters that become array
-leaves of `state.hp`.
+Configs are frozen flax structs (rejax's pattern): fields made with
+`static(...)` set shapes or code paths and live in the pytree's structure;
+every other field is a float hyperparameter and a pytree leaf. Jitted code
+reads hyperparameters from `state.hp` (`state.hp.gamma`, a traced array);
+the algorithm's own `self.config` is a `StaticView` that refuses to hand out
+a traced field, so a hyperparameter can never be baked in as a constant and
+silently ignored by a sweep.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+import functools
+from typing import Any, Protocol, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -35,15 +40,61 @@ from jaxrl.envs.normalize import RunningStats
 from jaxrl.errors import ConfigError
 from jaxrl.networks import ACTIVATIONS
 
+__all__ = [
+    "Algorithm",
+    "PolicyParams",
+    "StaticView",
+    "check_network",
+    "check_positive",
+    "episode_metrics",
+    "hyperparams",
+    "static",
+    "traced_names",
+]
 
-def traced(default: float) -> Any:
-    """A config field that is a traced float hyperparameter (vmappable)."""
-    return dataclasses.field(default=default, metadata={"traced": True})
+C = TypeVar("C")
 
 
+def static(default: Any) -> Any:
+    """A config field that sets shapes or code paths: compiled in, not sweepable."""
+    return struct.field(pytree_node=False, default=default)
+
+
+@functools.cache
 def traced_names(config_cls: type) -> tuple[str, ...]:
-    """Names of the traced hyperparameter fields of a config dataclass."""
-    return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("traced"))
+    """Names of the traced (float, sweepable) hyperparameters of a config class."""
+    return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("pytree_node", True))
+
+
+def hyperparams(config: C) -> C:
+    """`config` as the pytree carried in `state.hp`: traced fields become
+    float32 [] arrays, static fields stay in the structure."""
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), config)
+
+
+class StaticView:
+    """A config's static fields, read-only; reading a traced field raises.
+
+    Algorithms keep this as `self.config`, so code that runs under jit can only
+    take a traced hyperparameter from `state.hp`.
+    """
+
+    __slots__ = ("_config",)
+
+    def __init__(self, config: Any):
+        object.__setattr__(self, "_config", config)
+
+    def __getattr__(self, name: str) -> Any:
+        config = object.__getattribute__(self, "_config")
+        if name in traced_names(type(config)):
+            raise AttributeError(
+                f"{name} is a traced hyperparameter of {type(config).__name__}: read state.hp.{name} "
+                f"inside jitted code, so that a sweep over it takes effect"
+            )
+        return getattr(config, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a config is immutable")
 
 
 def check_positive(config: Any, *names: str) -> None:
@@ -59,11 +110,6 @@ def check_network(config: Any) -> None:
         raise ConfigError(f"algo.hidden must be a non-empty list of positive widths, got {list(config.hidden)}")
     if config.activation not in ACTIVATIONS:
         raise ConfigError(f"unknown algo.activation {config.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
-
-
-def hyperparams(config: Any) -> dict[str, jax.Array]:
-    """The traced hyperparameters of `config` as float32 scalars."""
-    return {name: jnp.asarray(getattr(config, name), jnp.float32) for name in traced_names(type(config))}
 
 
 @struct.dataclass
@@ -82,7 +128,7 @@ class Algorithm(Protocol):
     config: Any
     steps_per_update: int  # env steps one `update` takes (all of its envs)
 
-    def init(self, key: jax.Array, hp: dict[str, jax.Array]) -> Any: ...
+    def init(self, key: jax.Array, hp: Any) -> Any: ...
 
     def update(self, state: Any) -> tuple[Any, dict[str, jax.Array]]: ...
 

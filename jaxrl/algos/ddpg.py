@@ -8,14 +8,13 @@ few critic steps) and `target_noise` > 0 (target policy smoothing); see td3.py.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.algos.base import traced
+from jaxrl.algos.base import static
 from jaxrl.algos.common import adam_state
 from jaxrl.algos.offpolicy import (
     Learner,
@@ -30,14 +29,14 @@ from jaxrl.errors import ConfigError
 from jaxrl.networks import DeterministicPolicy, QEnsemble
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class DDPGConfig(OffPolicyConfig):
     """DDPG settings: off-policy ones plus exploration noise and the TD3 switches."""
 
-    twin_critics: bool = False
-    noise_std: float = traced(0.1)  # stationary std of the exploration noise, in [-1, 1] action units
-    target_noise: float = traced(0.0)  # std of target policy smoothing noise (0: off)
-    target_noise_clip: float = traced(0.5)
+    twin_critics: bool = static(False)
+    noise_std: float = 0.1  # stationary std of the exploration noise, in [-1, 1] action units
+    target_noise: float = 0.0  # std of target policy smoothing noise (0: off)
+    target_noise_clip: float = 0.5
 
     def validate(self, total_timesteps: int) -> None:
         """OffPolicyConfig's checks plus the noise scales."""
@@ -64,7 +63,7 @@ class DDPG(OffPolicy):
         self.actor_net = DeterministicPolicy(env.spec.action_dim, config.hidden, config.activation)
         self.critic_net = QEnsemble(2 if config.twin_critics else 1, config.hidden, config.activation)
 
-    def init_learner(self, key: jax.Array, hp: dict[str, jax.Array]) -> Learner:
+    def init_learner(self, key: jax.Array, hp: DDPGConfig) -> Learner:
         """Actor and critic(s), targets equal to them, Adam states."""
         k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros(self.env.spec.obs_shape, jnp.float32)
@@ -74,19 +73,19 @@ class DDPG(OffPolicy):
 
     def explore(self, params, obs, noise, hp):
         """Actor output plus `noise_std` x noise, clipped: [N, *obs_shape] -> [N, action_dim]."""
-        return jnp.clip(self.actor_net.apply(params["actor"], obs) + hp["noise_std"] * noise, -1.0, 1.0)
+        return jnp.clip(self.actor_net.apply(params["actor"], obs) + hp.noise_std * noise, -1.0, 1.0)
 
     def critic_loss(self, critic: Any, learner: Learner, batch: Transition, key: jax.Array, hp):
         """Squared TD error of each critic against the (min over target critics) bootstrap target."""
         next_action = self.actor_net.apply(learner.target["actor"], batch.next_obs)
         smoothing = jnp.clip(
-            hp["target_noise"] * jax.random.normal(key, next_action.shape),
-            -hp["target_noise_clip"],
-            hp["target_noise_clip"],
+            hp.target_noise * jax.random.normal(key, next_action.shape),
+            -hp.target_noise_clip,
+            hp.target_noise_clip,
         )
         next_action = jnp.clip(next_action + smoothing, -1.0, 1.0)
         next_q = self.critic_net.apply(learner.target["critic"], batch.next_obs, next_action).min(-1)
-        target = jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, next_q, hp["gamma"]))
+        target = jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, next_q, hp.gamma))
         q = self.critic_net.apply(critic, batch.obs, batch.action)
         loss = ((q - target[:, None]) ** 2).mean(0).sum()
         return loss, {"loss/critic": loss, "q/mean": q.mean(), "q/target": target.mean()}
@@ -99,7 +98,7 @@ class DDPG(OffPolicy):
 
     def policy_params(self, state: OffPolicyState) -> DDPGPolicyParams:
         """Actor, observation statistics and the exploration std."""
-        return DDPGPolicyParams(state.learner.params["actor"], state.obs_stats, state.hp["noise_std"])
+        return DDPGPolicyParams(state.learner.params["actor"], state.obs_stats, state.hp.noise_std)
 
     def policy(self, params: DDPGPolicyParams, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         """obs [*obs_shape] -> action [action_dim]: the actor's, plus Gaussian noise unless deterministic."""

@@ -15,14 +15,13 @@ step) is gradient_steps / (num_envs x rollout_length).
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.algos.base import PolicyParams, check_network, check_positive, episode_metrics, traced
+from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
 from jaxrl.algos.common import flatten_steps, sgd_step
 from jaxrl.algos.replay import Transition, make_buffer
 from jaxrl.envs.base import Env
@@ -32,27 +31,30 @@ from jaxrl.errors import ConfigError
 NOISES = ("gaussian", "ou")
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class OffPolicyConfig:
-    """Settings every off-policy algorithm has (static unless `traced`)."""
+    """Settings every off-policy algorithm has (float hyperparameters are traced unless `static`)."""
 
-    num_envs: int = 1
-    rollout_length: int = 1  # env steps per env per update
-    gradient_steps: int = 1  # gradient steps per update
-    policy_delay: int = 1  # critic steps per actor step (and per target update)
-    batch_size: int = 256
-    buffer_size: int = 1_000_000  # transitions; capped at the run's total_timesteps
-    warmup_steps: int = 10_000  # env steps (all envs) of uniform random actions, without learning
-    hidden: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    normalize_obs: bool = False
-    noise: str = "gaussian"  # exploration noise: gaussian (white) | ou (temporally correlated)
-    actor_lr: float = traced(3e-4)
-    critic_lr: float = traced(3e-4)
-    gamma: float = traced(0.99)
-    tau: float = traced(0.005)  # Polyak step of the target networks
-    reward_scale: float = traced(1.0)
-    noise_theta: float = traced(0.15)  # OU mean reversion per env step (correlation exp(-theta k))
+    # pydantic's settings when jaxrl.config validates it: no unknown keys, finite numbers
+    __pydantic_config__ = {"extra": "forbid", "allow_inf_nan": False}
+
+    num_envs: int = static(1)
+    rollout_length: int = static(1)  # env steps per env per update
+    gradient_steps: int = static(1)  # gradient steps per update
+    policy_delay: int = static(1)  # critic steps per actor step (and per target update)
+    batch_size: int = static(256)
+    buffer_size: int = static(1_000_000)  # transitions; capped at the run's total_timesteps
+    warmup_steps: int = static(10_000)  # env steps (all envs) of uniform random actions, without learning
+    hidden: tuple[int, ...] = static((256, 256))
+    activation: str = static("relu")
+    normalize_obs: bool = static(False)
+    noise: str = static("gaussian")  # exploration noise: gaussian (white) | ou (temporally correlated)
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005  # Polyak step of the target networks
+    reward_scale: float = 1.0
+    noise_theta: float = 0.15  # OU mean reversion per env step (correlation exp(-theta k))
 
     def validate(self, total_timesteps: int) -> None:
         """Raises ConfigError for settings that cannot train; called before compiling."""
@@ -112,7 +114,7 @@ class OffPolicyState:
     key: jax.Array
     env_steps: jax.Array  # [] int32, env steps taken by this member
     update_idx: jax.Array  # [] int32
-    hp: dict[str, jax.Array]
+    hp: Any  # the algorithm's config as a pytree: traced hyperparameters are its leaves
 
 
 def ou_step(x: jax.Array, key: jax.Array, theta: jax.Array, sigma: jax.Array) -> jax.Array:
@@ -153,7 +155,7 @@ class OffPolicy(abc.ABC):
                 f"{type(self).__name__} needs continuous actions; {env.name} has {env.spec.action_dim} discrete ones"
             )
         self.env = env
-        self.config = config
+        self.config = StaticView(config)
         self.steps_per_update = config.num_envs * config.rollout_length
         # A buffer larger than the whole run would only hold zeros.
         capacity = max(config.batch_size, self.steps_per_update, min(config.buffer_size, total_timesteps))
@@ -162,11 +164,11 @@ class OffPolicy(abc.ABC):
     # ---- what each algorithm defines -------------------------------------------------
 
     @abc.abstractmethod
-    def init_learner(self, key: jax.Array, hp: dict[str, jax.Array]) -> Learner:
+    def init_learner(self, key: jax.Array, hp: Any) -> Learner:
         """Fresh params, targets and optimiser states."""
 
     @abc.abstractmethod
-    def explore(self, params: dict[str, Any], obs: jax.Array, noise: jax.Array, hp: dict[str, jax.Array]) -> jax.Array:
+    def explore(self, params: dict[str, Any], obs: jax.Array, noise: jax.Array, hp: Any) -> jax.Array:
         """Behaviour actions: obs [N, *obs_shape] (normalised), noise [N, action_dim]
         (unit variance) -> actions [N, action_dim] in [-1, 1]."""
 
@@ -184,7 +186,7 @@ class OffPolicy(abc.ABC):
 
     # ---- shared machinery --------------------------------------------------------------
 
-    def init(self, key: jax.Array, hp: dict[str, jax.Array]) -> OffPolicyState:
+    def init(self, key: jax.Array, hp: Any) -> OffPolicyState:
         """A fresh state: params, an empty buffer, `num_envs` reset envs, stationary noise."""
         k_learner, k_env, k_noise, k_state = jax.random.split(key, 4)
         spec = self.env.spec
@@ -221,14 +223,14 @@ class OffPolicy(abc.ABC):
         """What `policy` needs from a state."""
         return PolicyParams(state.learner.params["actor"], state.obs_stats)
 
-    def noise_step(self, noise: jax.Array, key: jax.Array, hp: dict[str, jax.Array]) -> jax.Array:
+    def noise_step(self, noise: jax.Array, key: jax.Array, hp: Any) -> jax.Array:
         """Advances the per-env exploration noise [num_envs, action_dim] by one step.
 
         Both kinds have unit stationary variance, so switching kinds changes the
         noise's temporal correlation and not its scale.
         """
         if self.config.noise == "ou":
-            return ou_step(noise, key, hp["noise_theta"], jnp.sqrt(2.0 * hp["noise_theta"]))
+            return ou_step(noise, key, hp.noise_theta, jnp.sqrt(2.0 * hp.noise_theta))
         return jax.random.normal(key, noise.shape)
 
     def collect(
@@ -277,7 +279,7 @@ class OffPolicy(abc.ABC):
         return batch.replace(
             obs=self.normalize(obs_stats, batch.obs),
             next_obs=self.normalize(obs_stats, batch.next_obs),
-            reward=batch.reward * hp["reward_scale"],
+            reward=batch.reward * hp.reward_scale,
         )
 
     def apply_grads(self, learner: Learner, name: str, grads: Any, lr: jax.Array) -> Learner:
@@ -290,12 +292,12 @@ class OffPolicy(abc.ABC):
     def critic_step(self, learner: Learner, batch: Transition, key: jax.Array, hp) -> tuple[Learner, dict]:
         """One gradient step of the critic(s)."""
         grads, metrics = jax.grad(self.critic_loss, has_aux=True)(learner.params["critic"], learner, batch, key, hp)
-        return self.apply_grads(learner, "critic", grads, hp["critic_lr"]), metrics
+        return self.apply_grads(learner, "critic", grads, hp.critic_lr), metrics
 
     def actor_step(self, learner: Learner, batch: Transition, key: jax.Array, hp) -> tuple[Learner, dict]:
         """One gradient step of the actor (SAC also tunes its temperature here)."""
         grads, metrics = jax.grad(self.actor_loss, has_aux=True)(learner.params["actor"], learner, batch, key, hp)
-        return self.apply_grads(learner, "actor", grads, hp["actor_lr"]), metrics
+        return self.apply_grads(learner, "actor", grads, hp.actor_lr), metrics
 
     def learn(self, learner: Learner, buffer: Any, obs_stats: RunningStats, key: jax.Array, hp) -> tuple[Learner, dict]:
         """`gradient_steps` gradient steps: groups of `policy_delay` critic steps, each
@@ -317,7 +319,7 @@ class OffPolicy(abc.ABC):
             learner, critic_metrics = jax.lax.scan(critic_update, learner, jax.random.split(k_critic, cfg.policy_delay))
             learner, actor_metrics = self.actor_step(learner, self.sample(buffer, obs_stats, k_sample, hp), k_actor, hp)
             online = {name: learner.params[name] for name in learner.target}
-            learner = learner.replace(target=polyak(learner.target, online, hp["tau"]))
+            learner = learner.replace(target=polyak(learner.target, online, hp.tau))
             return learner, {**jax.tree.map(jnp.mean, critic_metrics), **actor_metrics}
 
         num_groups = cfg.gradient_steps // cfg.policy_delay

@@ -8,7 +8,6 @@ algorithm subclasses `OnPolicy` and implements `learn`.
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import Any
 
 import jax
@@ -16,29 +15,32 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.errors import ConfigError
-from jaxrl.algos.base import PolicyParams, check_network, check_positive, episode_metrics, traced
+from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
 from jaxrl.algos.common import adam_state, gae
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
 from jaxrl.networks import CategoricalPolicy, GaussianPolicy, ValueCritic, deterministic_action, policy_distribution
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class OnPolicyConfig:
-    """Settings every on-policy algorithm has (static unless `traced`)."""
+    """Settings every on-policy algorithm has (float hyperparameters are traced unless `static`)."""
 
-    num_envs: int = 16
-    rollout_length: int = 256
-    hidden: tuple[int, ...] = (256, 256)
-    activation: str = "tanh"
-    log_std_init: float = 0.0
-    normalize_obs: bool = True
-    normalize_reward: bool = True
-    anneal_lr: bool = True
-    lr: float = traced(3e-4)
-    gamma: float = traced(0.99)
-    gae_lambda: float = traced(0.95)
-    max_grad_norm: float = traced(0.5)
+    # pydantic's settings when jaxrl.config validates it: no unknown keys, finite numbers
+    __pydantic_config__ = {"extra": "forbid", "allow_inf_nan": False}
+
+    num_envs: int = static(16)
+    rollout_length: int = static(256)
+    hidden: tuple[int, ...] = static((256, 256))
+    activation: str = static("tanh")
+    log_std_init: float = static(0.0)
+    normalize_obs: bool = static(True)
+    normalize_reward: bool = static(True)
+    anneal_lr: bool = static(True)
+    lr: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    max_grad_norm: float = 0.5
 
     def validate(self, total_timesteps: int) -> None:
         """Raises ConfigError for settings that cannot train; called before compiling."""
@@ -95,7 +97,7 @@ class OnPolicyState:
     key: jax.Array
     env_steps: jax.Array  # [] int32, env steps taken by this member
     update_idx: jax.Array  # [] int32
-    hp: dict[str, jax.Array]
+    hp: Any  # the algorithm's config as a pytree: traced hyperparameters are its leaves
 
 
 class OnPolicy(abc.ABC):
@@ -105,7 +107,7 @@ class OnPolicy(abc.ABC):
 
     def __init__(self, env: Env, config: OnPolicyConfig, total_timesteps: int):
         self.env = env
-        self.config = config
+        self.config = StaticView(config)
         self.steps_per_update = config.num_envs * config.rollout_length
         self.num_updates = max(1, total_timesteps // self.steps_per_update)
         spec = env.spec
@@ -125,7 +127,7 @@ class OnPolicy(abc.ABC):
         """Optimiser state for (actor, critic); PPO and A2C optimise both jointly."""
         return adam_state({"actor": actor, "critic": critic})
 
-    def init(self, key: jax.Array, hp: dict[str, jax.Array]) -> OnPolicyState:
+    def init(self, key: jax.Array, hp: OnPolicyConfig) -> OnPolicyState:
         """A fresh state: params, optimiser, `num_envs` reset envs, empty statistics."""
         k_params, k_env, k_state = jax.random.split(key, 3)
         actor, critic = self.init_params(k_params)
@@ -181,7 +183,7 @@ class OnPolicy(abc.ABC):
             value = self.critic_net.apply(state.critic, obs_n)
             env_state, ts = step_env(jax.random.split(k_env, cfg.num_envs), env_state, action)
             if cfg.normalize_reward:
-                scaler = scaler.update(ts.reward, ts.done, hp["gamma"])
+                scaler = scaler.update(ts.reward, ts.done, hp.gamma)
                 reward = scaler.scale(ts.reward)
             else:
                 reward = ts.reward
@@ -195,7 +197,7 @@ class OnPolicy(abc.ABC):
         final_value = self.critic_net.apply(state.critic, self.normalize(state.obs_stats, ts.final_obs))
         next_value = jnp.concatenate([value[1:], last_value[None]], axis=0)
         next_value = jnp.where(ts.truncated, final_value, next_value)
-        advantage, target = gae(reward, value, next_value, ts.terminated, ts.done, hp["gamma"], hp["gae_lambda"])
+        advantage, target = gae(reward, value, next_value, ts.terminated, ts.done, hp.gamma, hp.gae_lambda)
 
         raw_obs = jnp.concatenate([state.obs[None], ts.obs[:-1]])
         obs_stats = state.obs_stats.update(raw_obs) if cfg.normalize_obs else state.obs_stats

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from jaxrl.errors import ConfigError
-from jaxrl.algos.base import traced
+from jaxrl.algos.base import static
 from jaxrl.algos.common import flatten_steps, linear_decay, minibatches, sgd_step
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.networks import policy_distribution
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class PPOConfig(OnPolicyConfig):
-    """PPO settings: on-policy ones plus epochs, minibatches and the clipping."""
+    """PPO settings: on-policy ones plus epochs, minibatches and the clipping.
 
-    num_epochs: int = 4
-    num_minibatches: int = 32
-    clip_value: bool = True
-    clip_eps: float = traced(0.2)
-    ent_coef: float = traced(0.0)
-    vf_coef: float = traced(0.5)
+    The defaults are configs/algo/ppo.yaml's (a test keeps them equal), tuned
+    for MountainCarContinuous: gamma 0.9999 and an entropy bonus (see the YAML).
+    """
+
+    num_epochs: int = static(4)
+    num_minibatches: int = static(32)
+    clip_value: bool = static(True)
+    gamma: float = 0.9999
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
 
     def validate(self, total_timesteps: int) -> None:
         """OnPolicyConfig's checks plus epochs, minibatches and the clip range."""
@@ -45,7 +49,7 @@ def ppo_loss(params, actor_net, critic_net, discrete: bool, batch: Batch, hp, cl
     log_ratio = log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)
     adv = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
-    clip_eps = hp["clip_eps"]
+    clip_eps = hp.clip_eps
     policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
 
     value = critic_net.apply(params["critic"], batch.obs)
@@ -56,7 +60,7 @@ def ppo_loss(params, actor_net, critic_net, discrete: bool, batch: Batch, hp, cl
     value_loss = 0.5 * value_loss.mean()
 
     entropy = dist.entropy().mean()
-    loss = policy_loss + hp["vf_coef"] * value_loss - hp["ent_coef"] * entropy
+    loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
     return loss, {
         "loss/policy": policy_loss,
         "loss/value": value_loss,
@@ -80,13 +84,13 @@ class PPO(OnPolicy):
         """`num_epochs` passes of `num_minibatches` Adam steps over the rollout."""
         cfg, hp = self.config, state.hp
         flat = flatten_steps(batch)
-        lr = linear_decay(hp["lr"], state.update_idx, self.num_updates, cfg.anneal_lr)
+        lr = linear_decay(hp.lr, state.update_idx, self.num_updates, cfg.anneal_lr)
         grad_fn = jax.grad(ppo_loss, has_aux=True)
 
         def minibatch_step(carry, mb):
             params, opt_state = carry
             grads, metrics = grad_fn(params, self.actor_net, self.critic_net, self.env.spec.discrete, mb, hp, cfg.clip_value)
-            params, opt_state, grad_norm = sgd_step(params, opt_state, grads, lr, hp["max_grad_norm"])
+            params, opt_state, grad_norm = sgd_step(params, opt_state, grads, lr, hp.max_grad_norm)
             return (params, opt_state), {**metrics, "opt/grad_norm": grad_norm}
 
         def epoch(carry, epoch_key):

@@ -12,13 +12,13 @@ noise).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
-from jaxrl.algos.base import check_positive, traced
+from jaxrl.algos.base import check_positive, static
 from jaxrl.algos.common import adam_state
 from jaxrl.algos.offpolicy import (
     Learner,
@@ -32,15 +32,15 @@ from jaxrl.algos.replay import Transition
 from jaxrl.networks import QEnsemble, TanhGaussianPolicy, tanh_gaussian
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class SACConfig(OffPolicyConfig):
     """SAC settings: off-policy ones plus the temperature and the actor's initial std."""
 
-    log_std_init: float = 0.0  # initial log std of the pre-tanh Gaussian
-    autotune: bool = True  # learn alpha; otherwise keep it at init_alpha
-    target_entropy: float | None = None  # None: -action_dim
-    init_alpha: float = traced(1.0)
-    alpha_lr: float = traced(3e-4)
+    log_std_init: float = static(0.0)  # initial log std of the pre-tanh Gaussian
+    autotune: bool = static(True)  # learn alpha; otherwise keep it at init_alpha
+    target_entropy: float | None = static(None)  # None: -action_dim
+    init_alpha: float = 1.0
+    alpha_lr: float = 3e-4
 
     def validate(self, total_timesteps: int) -> None:
         """OffPolicyConfig's checks plus the temperature's."""
@@ -70,7 +70,7 @@ class SAC(OffPolicy):
         self.critic_net = QEnsemble(2, config.hidden, config.activation)
         self.target_entropy = -float(action_dim) if config.target_entropy is None else config.target_entropy
 
-    def init_learner(self, key: jax.Array, hp: dict[str, jax.Array]) -> Learner:
+    def init_learner(self, key: jax.Array, hp: SACConfig) -> Learner:
         """Actor, twin critics, log alpha = log init_alpha; a target copy of the critics only."""
         k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros(self.env.spec.obs_shape, jnp.float32)
@@ -78,7 +78,7 @@ class SAC(OffPolicy):
         params = {
             "actor": self.actor_net.init(k_actor, obs),
             "critic": self.critic_net.init(k_critic, obs, action),
-            "log_alpha": jnp.log(hp["init_alpha"]),
+            "log_alpha": jnp.log(hp.init_alpha),
         }
         return Learner(
             params=params,
@@ -98,7 +98,7 @@ class SAC(OffPolicy):
         next_action, next_log_prob = dist.sample_and_log_prob(seed=key)
         next_q = self.critic_net.apply(learner.target["critic"], batch.next_obs, next_action).min(-1)
         soft_next_value = next_q - alpha * next_log_prob
-        target = jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, soft_next_value, hp["gamma"]))
+        target = jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, soft_next_value, hp.gamma))
         q = self.critic_net.apply(critic, batch.obs, batch.action)
         loss = ((q - target[:, None]) ** 2).mean(0).sum()
         return loss, {"loss/critic": loss, "q/mean": q.mean(), "q/target": target.mean()}
@@ -114,7 +114,7 @@ class SAC(OffPolicy):
     def temperature_step(self, learner: Learner, entropy: jax.Array, hp) -> Learner:
         """One Adam step on log alpha given the policy's entropy estimate []."""
         grads = jax.grad(temperature_loss)(learner.params["log_alpha"], entropy, self.target_entropy)
-        return self.apply_grads(learner, "log_alpha", grads, hp["alpha_lr"])
+        return self.apply_grads(learner, "log_alpha", grads, hp.alpha_lr)
 
     def actor_step(self, learner: Learner, batch: Transition, key: jax.Array, hp) -> tuple[Learner, dict]:
         """An actor step, then (with autotune) a temperature step on the same sample's entropy."""

@@ -8,24 +8,24 @@
 
 from __future__ import annotations
 
-import dataclasses
+from flax import struct
 
-from jaxrl.algos.base import traced
+from jaxrl.algos.base import static
 from jaxrl.algos.ddpg import DDPG, DDPGConfig
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class TD3Config(DDPGConfig):
     """DDPGConfig with the paper's TD3 switches as defaults."""
 
-    twin_critics: bool = True
-    policy_delay: int = 2
+    twin_critics: bool = static(True)
+    policy_delay: int = static(2)
     # Gradient steps must come in whole groups of policy_delay; 2 env steps per
     # update keep the paper's one critic step per env step.
-    rollout_length: int = 2
-    gradient_steps: int = 2
-    target_noise: float = traced(0.2)
-    target_noise_clip: float = traced(0.5)
+    rollout_length: int = static(2)
+    gradient_steps: int = static(2)
+    target_noise: float = 0.2
+    target_noise_clip: float = 0.5
 
 
 class TD3(DDPG):

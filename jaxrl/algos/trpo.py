@@ -11,15 +11,15 @@ critic's Adam state.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import distrax
 import jax
 import jax.numpy as jnp
+from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from jaxrl.algos.base import check_positive, traced
+from jaxrl.algos.base import check_positive, static
 from jaxrl.algos.common import adam_state, flatten_steps, linear_decay, minibatches, sgd_step
 from jaxrl.algos.natural_gradient import conjugate_gradient, fisher_vector_product
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
@@ -27,20 +27,20 @@ from jaxrl.errors import ConfigError
 from jaxrl.networks import policy_distribution
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class TRPOConfig(OnPolicyConfig):
     """TRPO settings: on-policy ones (`lr` and `max_grad_norm` are the critic's)
     plus the trust region, conjugate gradient, line search and critic fitting."""
 
-    hidden: tuple[int, ...] = (64, 64)
-    cg_iters: int = 10
-    line_search_steps: int = 10
-    vf_epochs: int = 5
-    vf_minibatches: int = 32
-    lr: float = traced(1e-3)
-    max_kl: float = traced(0.01)
-    cg_damping: float = traced(0.1)
-    backtrack_coef: float = traced(0.8)
+    hidden: tuple[int, ...] = static((64, 64))
+    cg_iters: int = static(10)
+    line_search_steps: int = static(10)
+    vf_epochs: int = static(5)
+    vf_minibatches: int = static(32)
+    lr: float = 1e-3
+    max_kl: float = 0.01
+    cg_damping: float = 0.1
+    backtrack_coef: float = 0.8
 
     def validate(self, total_timesteps: int) -> None:
         """OnPolicyConfig's checks plus the trust region, solver and critic settings."""
@@ -61,7 +61,7 @@ def trpo_policy_step(
     obs: jax.Array,
     action: jax.Array,
     advantage: jax.Array,
-    hp: dict[str, jax.Array],
+    hp: TRPOConfig,
     cg_iters: int,
     line_search_steps: int,
 ):
@@ -69,7 +69,7 @@ def trpo_policy_step(
 
     dist_fn(actor, obs [N, *obs_shape]) -> the policy's distribution over the
     N actions. action [N] or [N, action_dim]; advantage [N] (normalised here).
-    hp needs max_kl, cg_damping and backtrack_coef ([] each).
+    hp: TRPO's hyperparameters; max_kl, cg_damping and backtrack_coef ([] each) are used.
     Maximises the importance-sampled surrogate mean(pi/pi_old * A) subject to
     mean KL(pi_old || pi) <= max_kl. Candidates full_step * backtrack_coef^i,
     i = 0 .. line_search_steps - 1, are tried in turn; the first that keeps
@@ -92,11 +92,11 @@ def trpo_policy_step(
         return surrogate_and_kl(x)[1]
 
     surrogate_old, grad = jax.value_and_grad(lambda x: surrogate_and_kl(x)[0])(flat)
-    fvp = fisher_vector_product(kl, flat, hp["cg_damping"])
+    fvp = fisher_vector_product(kl, flat, hp.cg_damping)
     direction = conjugate_gradient(fvp, grad, cg_iters)
     # 1/2 s^T F s = max_kl puts the quadratic model of the KL on the trust region's edge.
     curvature = jnp.vdot(direction, fvp(direction))
-    full_step = jnp.sqrt(2.0 * hp["max_kl"] / jnp.maximum(curvature, 1e-12)) * direction
+    full_step = jnp.sqrt(2.0 * hp.max_kl / jnp.maximum(curvature, 1e-12)) * direction
 
     def cond(carry):
         i, accepted, *_ = carry
@@ -104,10 +104,10 @@ def trpo_policy_step(
 
     def body(carry):
         i, _, x, _, _ = carry
-        candidate = flat + hp["backtrack_coef"] ** i.astype(jnp.float32) * full_step
+        candidate = flat + hp.backtrack_coef ** i.astype(jnp.float32) * full_step
         surrogate, step_kl = surrogate_and_kl(candidate)
         improvement = surrogate - surrogate_old
-        accepted = (step_kl <= hp["max_kl"]) & (improvement > 0.0)
+        accepted = (step_kl <= hp.max_kl) & (improvement > 0.0)
         return i + 1, accepted, jnp.where(accepted, candidate, x), step_kl, improvement
 
     zero = jnp.zeros((), jnp.float32)
@@ -146,7 +146,7 @@ class TRPO(OnPolicy):
             dist_fn, state.actor, flat.obs, flat.action, flat.advantage, hp, cfg.cg_iters, cfg.line_search_steps
         )
 
-        lr = linear_decay(hp["lr"], state.update_idx, self.num_updates, cfg.anneal_lr)
+        lr = linear_decay(hp.lr, state.update_idx, self.num_updates, cfg.anneal_lr)
 
         def value_loss(critic, mb):
             return 0.5 * jnp.mean((self.critic_net.apply(critic, mb.obs) - mb.target) ** 2)
@@ -154,7 +154,7 @@ class TRPO(OnPolicy):
         def minibatch_step(carry, mb):
             critic, opt_state = carry
             loss, grads = jax.value_and_grad(value_loss)(critic, mb)
-            critic, opt_state, grad_norm = sgd_step(critic, opt_state, grads, lr, hp["max_grad_norm"])
+            critic, opt_state, grad_norm = sgd_step(critic, opt_state, grads, lr, hp.max_grad_norm)
             return (critic, opt_state), {"loss/value": loss, "opt/grad_norm": grad_norm}
 
         def epoch(carry, epoch_key):

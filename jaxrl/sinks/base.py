@@ -1,10 +1,14 @@
-"""The sink interface: where metrics go, on the host, between jitted chunks."""
+"""The sink interface: where metrics go, on the host, between jitted chunks,
+and the guarded fan-out the runner writes through."""
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+__all__ = ["FanOut", "RunInfo", "Sink"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,23 +34,76 @@ class RunInfo:
     total_steps: int
 
 
-class Sink(Protocol):
-    """A metrics consumer. Sinks must not raise into training for their own
-    failures (a dead network, a full disk): warn once and carry on."""
+class Sink:
+    """A metrics consumer. Every method is optional: the defaults do nothing.
+
+    A sink may raise for its own failures (a dead network, a full disk):
+    `FanOut` turns the first one into a warning and stops calling that sink,
+    so no sink can stop training.
+    """
 
     def open(self, run: RunInfo) -> None:
         """Called once before training starts."""
-        ...
 
     def log(self, step: int, rows: list[dict[str, float]]) -> None:
         """One logged point: `step` env steps per member; `rows[i]` holds member
         i's metrics as plain floats, keyed like "train/episode_return",
         "loss/policy", "eval/return_mean", "perf/sps"."""
-        ...
+
+    def log_video(self, step: int, member: int, path: Path) -> None:
+        """A video of member `member`'s policy (an mp4 file) at `step`."""
+
+    def log_image(self, step: int, member: int, key: str, path: Path) -> None:
+        """An image file (e.g. curves.png) under `key` for member `member` at `step`."""
 
     def close(self, summary: dict[str, Any]) -> None:
         """Called once at the end with the run's summary (the `summary.json`
         content: per-member lists under "final"); when training failed,
         {"status": "failed", "error": "<type>: <message>"} instead. Also
         called for a sink whose `open` was not reached."""
-        ...
+
+
+class FanOut:
+    """Calls every sink in turn; a sink that raises is reported once, as a
+    warning naming it, and is left out from then on (its `close` is still
+    attempted, so it can release what it holds)."""
+
+    def __init__(self, sinks: list[Sink]):
+        self.sinks = list(sinks)
+        self._broken: set[int] = set()
+
+    def _each(self, method: str, *args: Any, always: bool = False) -> None:
+        for i, sink in enumerate(self.sinks):
+            if i in self._broken and not always:
+                continue
+            try:
+                getattr(sink, method)(*args)
+            except Exception as err:  # noqa: BLE001 (a sink is never worth a lost run)
+                if i not in self._broken:
+                    self._broken.add(i)
+                    warnings.warn(
+                        f"{type(sink).__name__} is off for the rest of this run: its {method} failed "
+                        f"({type(err).__name__}: {err}). Training goes on.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+
+    def open(self, run: RunInfo) -> None:
+        """`open` on every sink."""
+        self._each("open", run)
+
+    def log(self, step: int, rows: list[dict[str, float]]) -> None:
+        """`log` on every working sink."""
+        self._each("log", step, rows)
+
+    def log_video(self, step: int, member: int, path: Path) -> None:
+        """`log_video` on every working sink."""
+        self._each("log_video", step, member, path)
+
+    def log_image(self, step: int, member: int, key: str, path: Path) -> None:
+        """`log_image` on every working sink."""
+        self._each("log_image", step, member, key, path)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """`close` on every sink, failed ones included."""
+        self._each("close", summary, always=True)

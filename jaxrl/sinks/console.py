@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from jaxrl.sinks.base import RunInfo
+from jaxrl.sinks.base import RunInfo, Sink
 
 
 def _fmt(value: float) -> str:
@@ -26,7 +26,7 @@ def _mean(rows: list[dict[str, float]], key: str) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-class ConsoleSink:
+class ConsoleSink(Sink):
     """Progress (env steps, steps/s, recent return, last evaluation) and a final table."""
 
     def __init__(self, console: Console | None = None) -> None:

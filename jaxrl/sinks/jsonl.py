@@ -6,10 +6,10 @@ import json
 import math
 from typing import Any
 
-from jaxrl.sinks.base import RunInfo
+from jaxrl.sinks.base import RunInfo, Sink
 
 
-class JsonlSink:
+class JsonlSink(Sink):
     """Appends rows to `<run_dir>/metrics.jsonl`, flushed at every point so a
     crash or a kill loses nothing already logged. Non-finite values are written
     as null (JSON has no NaN)."""

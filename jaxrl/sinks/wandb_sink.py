@@ -22,7 +22,7 @@ from typing import Any
 
 import wandb
 
-from jaxrl.sinks.base import RunInfo
+from jaxrl.sinks.base import RunInfo, Sink
 
 __all__ = ["STEP_METRIC", "WandbSink", "member_config", "member_name", "resolve_mode"]
 
@@ -77,7 +77,7 @@ def resolve_mode(mode: str) -> str:
     return "online" if credentials else "offline"
 
 
-class WandbSink:
+class WandbSink(Sink):
     """Streams metrics to Weights & Biases: one run per population member.
 
     Implements the `Sink` protocol (`open`, `log`, `close`); the runner also

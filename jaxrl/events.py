@@ -1,0 +1,81 @@
+"""The training loop's events, and the hooks that subscribe to them.
+
+The runner's loop emits an event at each point where the host may act:
+a chunk of updates done, an evaluation done, the run ended. A `Hook` reacts
+to them with side effects (files, videos, plots; next, checkpoints and
+alerts), always between jitted chunks, never inside one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from jaxrl.sinks.base import RunInfo
+
+__all__ = ["ChunkDone", "EvaluationDone", "Hook", "RunEnded"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkDone:
+    """A chunk of updates finished, and its rows went to the sinks.
+
+    index: 0-based chunk index; last: whether it is the run's last chunk.
+    step: env steps per member so far.
+    rows: per-member metrics of the chunk (evaluation results merged in).
+    states: the population's training state ([P] leading axis), on the device.
+    evaluated: whether an evaluation ran after this chunk.
+    """
+
+    index: int
+    last: bool
+    step: int
+    rows: list[dict[str, float]]
+    states: Any
+    evaluated: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationDone:
+    """A deterministic evaluation of every member finished.
+
+    results: {"eval/return_mean": [P floats], ...}, members in order.
+    params: the population's policy params ([P] leading axis), on the host.
+    """
+
+    index: int
+    step: int
+    results: dict[str, list[float]]
+    params: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEnded:
+    """Training finished and summary.json was written.
+
+    summary: the summary.json content; states: the final training state.
+    """
+
+    step: int
+    summary: dict[str, Any]
+    states: Any
+
+
+class Hook:
+    """Reacts to the loop's events on the host. Every method is optional.
+
+    Hooks run in order, after the sinks have logged the chunk. A hook that
+    must never stop training (a video, a plot) catches its own failures.
+    """
+
+    def on_start(self, run: RunInfo) -> None:
+        """Before the first chunk."""
+
+    def on_evaluation(self, event: EvaluationDone) -> None:
+        """After each evaluation, before the chunk's rows are logged."""
+
+    def on_chunk(self, event: ChunkDone) -> None:
+        """After each chunk's rows were logged."""
+
+    def on_end(self, event: RunEnded) -> None:
+        """After the last chunk, once summary.json is written, before the sinks close."""

@@ -1,0 +1,123 @@
+"""What a run leaves in its folder besides metrics: the policy file, videos and
+curves.png, each a hook on the training loop's events (`jaxrl.events`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+
+from jaxrl.algos.base import Algorithm
+from jaxrl.config import RunConfig
+from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
+from jaxrl.sinks.base import FanOut
+
+__all__ = ["POLICY_FILE", "Curves", "PolicyFile", "Videos", "save_policy"]
+
+POLICY_FILE = "policy.msgpack"
+
+
+def save_policy(run_dir: Path, params: Any) -> Path:
+    """Writes the population's policy params (leading [P] axis) for `load_policy`.
+
+    Written to a temporary file and renamed, so a kill mid-write leaves the
+    previous policy intact.
+    """
+    path = run_dir / POLICY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(flax.serialization.to_bytes(params))
+    os.replace(tmp, path)
+    return path
+
+
+class PolicyFile(Hook):
+    """Rewrites `policy.msgpack` after every evaluation, so a crash or a kill
+    still leaves the latest evaluated policy."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_evaluation(self, event: EvaluationDone) -> None:
+        """Saves the evaluated params."""
+        save_policy(self.run_dir, event.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Deterministic:
+    """`(params, obs, key) -> action`: an algorithm's deterministic policy.
+
+    Hashable by the algorithm, so `jax.tree_util.Partial(_Deterministic(algo),
+    params)` keeps params a traced argument and later films of the same run
+    reuse the compiled rollout.
+    """
+
+    algo: Any
+
+    def __call__(self, params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
+        return self.algo.policy(params, obs, key, True)
+
+
+class Videos(Hook):
+    """Films member `video.member`'s deterministic policy to `videos/<name>.mp4`
+    at the end (`video.enabled`) and every `video.every` evaluations, and hands
+    each video to the sinks. A failure to film is a warning, never a lost run.
+    """
+
+    def __init__(self, algo: Algorithm, run: RunConfig, run_dir: Path, sinks: FanOut):
+        self.algo, self.video, self.run_dir, self.sinks = algo, run.video, run_dir, sinks
+        self.eval_every = run.eval.every
+
+    def on_chunk(self, event: ChunkDone) -> None:
+        """Films after every `eval.every x video.every` chunks, except the last (filmed as final)."""
+        period = self.eval_every * self.video.every
+        if self.video.enabled and period and not event.last and (event.index + 1) % period == 0:
+            self.film(event.states, event.step, f"step{event.step}")
+
+    def on_end(self, event: RunEnded) -> None:
+        """Films the final policy as `final.mp4`."""
+        if self.video.enabled:
+            self.film(event.states, event.step, "final")
+
+    def film(self, states: Any, step: int, name: str) -> None:
+        """Records one episode of the filmed member in `states` ([P] leaves)."""
+        from jaxrl.video import record_episode
+
+        member = self.video.member
+        params = jax.tree.map(lambda x: x[member], self.algo.policy_params(states))
+        act = jax.tree_util.Partial(_Deterministic(self.algo), params)
+        try:
+            result = record_episode(
+                self.algo.env, act, jax.random.PRNGKey(step), self.run_dir / "videos", name, max_frames=self.video.max_frames
+            )
+        except Exception as err:  # noqa: BLE001 (a video is never worth a lost run)
+            warnings.warn(f"could not record a video: {type(err).__name__}: {err}", stacklevel=2)
+            return
+        if result.mp4 is None:
+            warnings.warn(f"no video: {result.reason}", stacklevel=2)
+            return
+        self.sinks.log_video(step, member, result.mp4)
+
+
+class Curves(Hook):
+    """Draws `curves.png` at the end (return vs env steps, every member, mean
+    and spread) and hands it to the sinks for every member; a failure is a warning."""
+
+    def __init__(self, run_dir: Path, num_members: int, sinks: FanOut):
+        self.run_dir, self.num_members, self.sinks = run_dir, num_members, sinks
+
+    def on_end(self, event: RunEnded) -> None:
+        """Plots metrics.jsonl."""
+        from jaxrl.plots import plot_curves
+
+        try:
+            path = plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+        except Exception as err:  # noqa: BLE001 (a plot is never worth a lost run)
+            warnings.warn(f"could not draw curves.png: {type(err).__name__}: {err}", stacklevel=2)
+            return
+        for member in range(self.num_members):
+            self.sinks.log_image(event.step, member, "curves", path)
