@@ -7,7 +7,8 @@ Rendering Brax needs an OpenGL platform for MuJoCo, chosen by MUJOCO_GL before
 mujoco is imported (`jaxrl.host.configure`): `egl` on an NVIDIA GPU,
 `osmesa` on a CPU machine with libOSMesa (Debian/Ubuntu: `libosmesa6`). Without
 one, `record_episode` still writes Brax's interactive HTML viewer and says why
-there is no mp4.
+there is no mp4. `RenderUnavailable` is defined with the env contract
+(`jaxrl.envs.base`) and re-exported here.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxrl.envs.base import Env, EnvState, TimeStep
+from jaxrl.envs.base import Env, EnvState, RenderUnavailable, TimeStep
 
 __all__ = [
     "RenderUnavailable",
@@ -40,14 +41,6 @@ __all__ = [
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
 MOUNTAINCAR_ENVS = ("MountainCar-v0", "MountainCarContinuous-v0")
-
-
-class RenderUnavailable(RuntimeError):
-    """MuJoCo could not create an OpenGL context; `reason` says why and what to install."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
