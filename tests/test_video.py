@@ -23,9 +23,9 @@ import pytest
 
 from jaxrl import host
 from jaxrl.envs.gymnax_env import GymnaxEnv
+from jaxrl.envs.mountaincar_render import mountaincar_frames
 from jaxrl.video import (
     VideoResult,
-    mountaincar_frames,
     record_episode,
     rollout,
     write_mp4,
