@@ -1,31 +1,24 @@
-"""Videos of a policy: a pure, jitted rollout, then rendering and files on the host.
+"""Videos of a policy: a pure, jitted rollout, then an mp4 file on the host.
 
-`rollout` is the only traced code here. Everything after it (drawing frames,
-MuJoCo's OpenGL renderer, ffmpeg, files) runs on the host, on NumPy arrays.
-The drawing code lives beside the adapters (`jaxrl.envs.mountaincar_render`,
-`jaxrl.envs.brax_render`). Without OpenGL for MuJoCo, `record_episode` still
-writes Brax's interactive HTML viewer and says why there is no mp4.
-`RenderUnavailable` is defined with the env contract (`jaxrl.envs.base`) and
-re-exported here.
+Owns `rollout` (the only traced code here), `write_mp4` (ffmpeg) and
+`record_episode`, which plays an episode and asks the env to draw it. The
+drawing itself lives beside each adapter family (`Env.render`:
+`jaxrl.envs.mountaincar_render`, `jaxrl.envs.brax_render`), so this module
+knows no backend. `RenderUnavailable` is re-exported from `jaxrl.envs.base`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
 
 from jaxrl.envs.base import Env, EnvState, RenderUnavailable, TimeStep
-from jaxrl.envs.brax_render import brax_frames, brax_html
-from jaxrl.envs.mountaincar_render import mountaincar_frames
 
 __all__ = [
     "RenderUnavailable",
@@ -37,15 +30,13 @@ __all__ = [
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
-MOUNTAINCAR_ENVS = ("MountainCar-v0", "MountainCarContinuous-v0")
-
 
 @dataclasses.dataclass(frozen=True)
 class VideoResult:
     """What `record_episode` wrote.
 
     mp4: the video, or None when it could not be rendered (see `reason`).
-    html: Brax's interactive viewer (a self-contained page that loads its
+    html: the env's HTML viewer (Brax's: a self-contained page that loads its
         JavaScript from a CDN), or None.
     num_frames: frames in the mp4 (0 when there is none).
     reason: why there is no mp4, else None.
@@ -116,16 +107,6 @@ def rollout(env: Env, act: Policy, key: jax.Array, max_steps: int | None = None)
     return jax.tree.map(lambda x: x[:length], states), jax.tree.map(lambda x: x[:length], steps)
 
 
-# ---------------------------------------------------------------- MountainCar
-
-
-def _mountaincar_positions(states: EnvState, steps: TimeStep) -> np.ndarray:
-    # The env auto-resets on the last step, so the car's final position (at the
-    # flag, when it succeeded) exists only as the first entry of final_obs.
-    final = np.asarray(steps.final_obs)[-1, 0]
-    return np.append(np.asarray(states.inner.position), final)
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -164,19 +145,6 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 30) -> P
     return path
 
 
-def _env_kind(env: Any) -> str:
-    # Look the adapters up in sys.modules so that recording a gymnax env never
-    # imports brax (and mujoco) and vice versa: an env of a class whose module
-    # was never imported cannot be an instance of it.
-    gymnax_mod = sys.modules.get("jaxrl.envs.gymnax_env")
-    brax_mod = sys.modules.get("jaxrl.envs.brax_env")
-    if gymnax_mod is not None and isinstance(env, gymnax_mod.GymnaxEnv):
-        return "mountaincar" if env.name in MOUNTAINCAR_ENVS else "gymnax"
-    if brax_mod is not None and isinstance(env, brax_mod.BraxEnv):
-        return "brax"
-    return "unknown"
-
-
 def record_episode(
     env: Env,
     act: Policy,
@@ -191,73 +159,61 @@ def record_episode(
     max_frames: int = 250,
     always_html: bool = False,
 ) -> VideoResult:
-    """Plays one episode of `act` and writes `out_dir/name.mp4` (and `.html` for Brax).
+    """Plays one episode of `act` and writes `out_dir/name.mp4` (and `.html` where the env has a viewer).
 
+    The env draws its own frames (`env.render`, see `jaxrl.envs.base.Env`).
     act: pure `(obs [*obs_shape], key) -> action`, as for `rollout`.
-    fps: playback rate; default 30 for MountainCar, real time for Brax.
-    width, height: default 400x300 for MountainCar, 320x240 for Brax.
-    max_frames: Brax only. Software OpenGL costs about 0.1 s a frame at
-        320x240 on a small CPU, so a longer episode is subsampled to every k-th
-        state (k = ceil(T / max_frames); the last state is always kept) and the
-        default fps divided by k, so the video still plays in real time. The
-        HTML viewer always gets every state.
-    always_html: Brax only: write the HTML viewer even when the mp4 works
-        (by default it is the fallback when there is no OpenGL).
+    fps: playback rate; default the env's (30 for MountainCar, real time for Brax).
+    width, height: frame size; default the env's (400x300 MountainCar, 320x240 Brax).
+    max_frames: passed to `env.render`: Brax, slow per frame without a GPU,
+        draws every k-th state (k = ceil(T / max_frames)) and lowers the fps
+        to match, so the video still plays in real time. The HTML viewer
+        always gets every state.
+    always_html: write the HTML viewer (Brax's `env.render_html`) even when
+        the mp4 works (by default it is the fallback when `render` cannot run).
 
-    Never raises for a missing renderer: a Brax env without OpenGL gets the
-    HTML viewer and a warning; any other env than MountainCar or Brax gets no
-    file and no rollout. `reason` says why there is no mp4.
+    Never raises for a missing renderer: an env that cannot render gets its
+    HTML viewer, if it has one, and a warning; an env without a drawer
+    (`env.render_unavailable()`, or no render methods at all) gets no file and
+    no rollout. `reason` says why there is no mp4.
     """
-    kind = _env_kind(env)
-    if kind not in ("mountaincar", "brax"):
+    reason = _why_no_drawer(env)
+    if reason is not None:
         # Checked before the rollout: no point compiling an episode nobody sees.
-        env_name = getattr(env, "name", type(env).__name__)
-        reason = f"no renderer for {env_name!r}: jaxrl draws MountainCar (gymnax) and Brax envs only"
         return VideoResult(None, None, 0, reason, float("nan"), 0)
 
     states, steps = rollout(env, act, key, max_steps)
     length = int(np.asarray(steps.reward).shape[0])
     episode_return = float(np.asarray(steps.reward, np.float64).sum())
     out_dir = Path(out_dir)
+    render_html = getattr(env, "render_html", None)
 
     def result(mp4=None, html=None, num_frames=0, reason=None) -> VideoResult:
         return VideoResult(mp4, html, num_frames, reason, episode_return, length)
 
-    if kind == "mountaincar":
-        params = env.params
-        frames = mountaincar_frames(
-            _mountaincar_positions(states, steps),
-            min_position=float(params.min_position),
-            max_position=float(params.max_position),
-            goal_position=float(params.goal_position),
-            width=width or 400,
-            height=height or 300,
-        )
-        path = write_mp4(frames, out_dir / f"{name}.mp4", fps=fps or 30)
-        return result(mp4=path, num_frames=len(frames))
+    html_path = None
+    if always_html and render_html is not None:
+        html_path = _write_text(out_dir / f"{name}.html", render_html(states, steps))
+    try:
+        frames, env_fps = env.render(states, steps, width=width, height=height, max_frames=max_frames)
+    except RenderUnavailable as err:
+        if render_html is None:
+            return result(reason=err.reason)
+        warnings.warn(f"no video for {name}: {err.reason} Wrote the HTML viewer instead.", stacklevel=2)
+        if html_path is None:
+            html_path = _write_text(out_dir / f"{name}.html", render_html(states, steps))
+        return result(html=html_path, reason=err.reason)
+    path = write_mp4(frames, out_dir / f"{name}.mp4", fps=fps or env_fps)
+    return result(mp4=path, html=html_path, num_frames=len(frames))
 
-    if kind == "brax":
-        pipeline = states.inner.pipeline_state
-        stride = max(1, math.ceil(length / max_frames))
-        indices = list(range(0, length, stride))
-        if indices[-1] != length - 1:
-            indices.append(length - 1)
-        picked = jax.tree.map(lambda x: x[np.asarray(indices)], pipeline)
 
-        html_path = None
-        if always_html:
-            html_path = _write_text(out_dir / f"{name}.html", brax_html(env.env.sys, pipeline))
-        try:
-            frames = brax_frames(env.env.sys, picked, width=width or 320, height=height or 240)
-        except RenderUnavailable as err:
-            warnings.warn(f"no video for {name}: {err.reason} Wrote the HTML viewer instead.", stacklevel=2)
-            if html_path is None:
-                html_path = _write_text(out_dir / f"{name}.html", brax_html(env.env.sys, pipeline))
-            return result(html=html_path, reason=err.reason)
-        default_fps = 1.0 / (float(env.env.dt) * stride)
-        path = write_mp4(frames, out_dir / f"{name}.mp4", fps=fps or default_fps)
-        return result(mp4=path, html=html_path, num_frames=len(frames))
-    raise AssertionError(f"unhandled env kind {kind!r}")
+def _why_no_drawer(env: Env) -> str | None:
+    # The render methods are optional in the Env contract.
+    if not hasattr(env, "render"):
+        env_name = getattr(env, "name", type(env).__name__)
+        return f"no renderer for {env_name!r}: its env has no `render` method"
+    unavailable = getattr(env, "render_unavailable", None)
+    return unavailable() if unavailable is not None else None
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -2,19 +2,26 @@
 
 Owns the drawing of gymnax's two MountainCars (`MountainCar-v0`,
 `MountainCarContinuous-v0`): host code on recorded positions, about a
-millisecond a frame, needing no OpenGL.
+millisecond a frame, needing no OpenGL. `GymnaxEnv.render` calls
+`render_episode`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-__all__ = ["HEIGHT", "WIDTH", "mountaincar_frames"]
+from jaxrl.envs.base import EnvState, Frames, TimeStep
 
-# gym's MountainCar window size.
+__all__ = ["ENVS", "FPS", "HEIGHT", "WIDTH", "mountaincar_frames", "render_episode"]
+
+ENVS = ("MountainCar-v0", "MountainCarContinuous-v0")
+
+# gym's MountainCar window size and playback rate (its metadata["render_fps"]).
 WIDTH, HEIGHT = 400, 300
+FPS = 30
 
 
 def _hill(x: np.ndarray) -> np.ndarray:
@@ -84,3 +91,26 @@ def mountaincar_frames(
         frames[t] = np.asarray(image)
     return frames
 
+
+def render_episode(
+    params: Any, states: EnvState, steps: TimeStep, *, width: int | None = None, height: int | None = None
+) -> Frames:
+    """Draws a recorded MountainCar episode, one frame per state plus the car where it ended.
+
+    params: the gymnax env params (track bounds and goal).
+    states, steps: host arrays [T, ...] from `jaxrl.video.rollout`.
+    Returns Frames: [T + 1, height, width, 3] uint8 (default 400x300) at 30 fps.
+    """
+    # The env auto-resets on the last step, so the car's final position (at the
+    # flag, when it succeeded) exists only as the first entry of final_obs.
+    final = np.asarray(steps.final_obs)[-1, 0]
+    positions = np.append(np.asarray(states.inner.position), final)
+    frames = mountaincar_frames(
+        positions,
+        min_position=float(params.min_position),
+        max_position=float(params.max_position),
+        goal_position=float(params.goal_position),
+        width=width or WIDTH,
+        height=height or HEIGHT,
+    )
+    return Frames(frames, FPS)
