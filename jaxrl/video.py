@@ -1,37 +1,28 @@
-"""Videos of a policy: a pure, jitted rollout, then rendering and files on the host.
+"""Videos of a policy: a pure, jitted rollout, then an mp4 file on the host.
 
-`rollout` is the only traced code here. Everything after it (drawing frames,
-MuJoCo's OpenGL renderer, ffmpeg, files) runs on the host, on NumPy arrays.
-
-Rendering Brax needs an OpenGL platform for MuJoCo, chosen by MUJOCO_GL before
-mujoco is imported (`jaxrl.host.configure`): `egl` on an NVIDIA GPU,
-`osmesa` on a CPU machine with libOSMesa (Debian/Ubuntu: `libosmesa6`). Without
-one, `record_episode` still writes Brax's interactive HTML viewer and says why
-there is no mp4.
+Owns `rollout` (the only traced code here), `write_mp4` (ffmpeg) and
+`record_episode`, which plays an episode and asks the env to draw it. The
+drawing itself lives beside each adapter family (`Env.render`:
+`jaxrl.envs.mountaincar_render`, `jaxrl.envs.brax_render`), so this module
+knows no backend. `RenderUnavailable` is re-exported from `jaxrl.envs.base`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
 
-from jaxrl.envs.base import Env, EnvState, TimeStep
+from jaxrl.envs.base import Env, EnvState, RenderUnavailable, TimeStep
 
 __all__ = [
     "RenderUnavailable",
     "VideoResult",
-    "brax_frames",
-    "brax_html",
-    "mountaincar_frames",
     "record_episode",
     "rollout",
     "write_mp4",
@@ -39,23 +30,13 @@ __all__ = [
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
-MOUNTAINCAR_ENVS = ("MountainCar-v0", "MountainCarContinuous-v0")
-
-
-class RenderUnavailable(RuntimeError):
-    """MuJoCo could not create an OpenGL context; `reason` says why and what to install."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
 
 @dataclasses.dataclass(frozen=True)
 class VideoResult:
     """What `record_episode` wrote.
 
     mp4: the video, or None when it could not be rendered (see `reason`).
-    html: Brax's interactive viewer (a self-contained page that loads its
+    html: the env's HTML viewer (Brax's: a self-contained page that loads its
         JavaScript from a CDN), or None.
     num_frames: frames in the mp4 (0 when there is none).
     reason: why there is no mp4, else None.
@@ -126,171 +107,6 @@ def rollout(env: Env, act: Policy, key: jax.Array, max_steps: int | None = None)
     return jax.tree.map(lambda x: x[:length], states), jax.tree.map(lambda x: x[:length], steps)
 
 
-# ---------------------------------------------------------------- MountainCar
-
-
-def _hill(x: np.ndarray) -> np.ndarray:
-    # gym's classic_control/mountain_car.py draws the track at this height.
-    return np.sin(3.0 * x) * 0.45 + 0.55
-
-
-def mountaincar_frames(
-    positions: np.ndarray,
-    *,
-    min_position: float = -1.2,
-    max_position: float = 0.6,
-    goal_position: float = 0.45,
-    width: int = 400,
-    height: int = 300,
-) -> np.ndarray:
-    """Draws MountainCar like gym: the hill, the flag at the goal, the car tilted on the slope.
-
-    positions: [T] car x positions (the env's `state.position`).
-    Returns uint8 [T, height, width, 3]. Pure NumPy/PIL on the host, about a
-    millisecond a frame, so it needs no OpenGL.
-    """
-    from PIL import Image, ImageDraw
-
-    positions = np.asarray(positions, dtype=np.float64).reshape(-1)
-    span = max_position - min_position
-    scale = width / span
-    pole_len, flag_w, flag_h = 0.18, 0.1, 0.05
-    # The hill spans heights [0.1, 1.0]; the flag may stand above it. Put the
-    # top of the flag just under the frame's top edge (same scale on both axes,
-    # so the car's tilt matches the slope it sits on).
-    y_view_top = max(1.0, float(_hill(goal_position)) + pole_len) + 0.04
-
-    def to_px(x, y):
-        return (x - min_position) * scale, (y_view_top - y) * scale
-
-    background = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(background)
-    xs = np.linspace(min_position, max_position, max(2, width // 2))
-    track = [to_px(x, y) for x, y in zip(xs, _hill(xs), strict=True)]
-    draw.polygon([*track, (width, height), (0, height)], fill=(225, 235, 215))
-    draw.line(track, fill=(40, 40, 40), width=max(1, round(width / 200)))
-    fx, fy = to_px(goal_position, _hill(goal_position))
-    top = fy - pole_len * scale
-    draw.line([(fx, fy), (fx, top)], fill=(20, 20, 20), width=max(1, round(width / 300)))
-    flag = [(fx, top), (fx, top + flag_h * scale), (fx + flag_w * scale, top + flag_h * scale / 2)]
-    draw.polygon(flag, fill=(230, 190, 20))
-
-    car_len, car_h = 0.18 * scale, 0.08 * scale
-    wheel_r = 0.03 * scale
-    frames = np.empty((positions.shape[0], height, width, 3), np.uint8)
-    for t, pos in enumerate(positions):
-        image = background.copy()
-        draw = ImageDraw.Draw(image)
-        # Car axes in pixel space: along the track and its upward normal
-        # (screen y points down, hence the minus on the slope).
-        angle = math.atan(1.35 * math.cos(3.0 * pos))
-        along = np.array([math.cos(angle), -math.sin(angle)])
-        up = np.array([-math.sin(angle), -math.cos(angle)])
-        # Wheel centres one radius above the track, so the wheels touch it.
-        base = np.array(to_px(pos, _hill(pos))) + up * wheel_r
-        body = [base + along * s * car_len / 2 + up * h for s, h in ((-1, 0), (1, 0), (1, car_h), (-1, car_h))]
-        draw.polygon([tuple(p) for p in body], fill=(0, 0, 0))
-        for s in (-0.6, 0.6):
-            c = base + along * s * car_len / 2
-            draw.ellipse([c[0] - wheel_r, c[1] - wheel_r, c[0] + wheel_r, c[1] + wheel_r], fill=(128, 128, 128))
-        frames[t] = np.asarray(image)
-    return frames
-
-
-def _mountaincar_positions(states: EnvState, steps: TimeStep) -> np.ndarray:
-    # The env auto-resets on the last step, so the car's final position (at the
-    # flag, when it succeeded) exists only as the first entry of final_obs.
-    final = np.asarray(steps.final_obs)[-1, 0]
-    return np.append(np.asarray(states.inner.position), final)
-
-
-# ---------------------------------------------------------------- Brax
-
-
-def _brax_system(brax_env: Any):
-    # Accept jaxrl's BraxEnv (which wraps the brax env as `.env`) or a brax env.
-    inner = getattr(brax_env, "env", brax_env)
-    return inner.sys
-
-
-def _unstack(tree: Any) -> list[Any]:
-    leaves, treedef = jax.tree.flatten(jax.device_get(tree))
-    length = leaves[0].shape[0]
-    return [jax.tree.unflatten(treedef, [leaf[i] for leaf in leaves]) for i in range(length)]
-
-
-def _no_gl_reason(err: BaseException) -> str | None:
-    """A reason if `err` means there is no usable OpenGL platform, else None."""
-    text = f"{type(err).__name__}: {err}"
-    gl_words = ("opengl", "egl", "osmesa", "glfw", "gl context", "gl_context", "mjr_makecontext")
-    if not isinstance(err, ImportError) and not any(w in text.lower() for w in gl_words):
-        return None
-    return (
-        f"no OpenGL platform for MuJoCo (MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}): {text}. "
-        "On a CPU machine install libOSMesa (Debian/Ubuntu: apt-get install libosmesa6) and use "
-        "MUJOCO_GL=osmesa; on an NVIDIA GPU use MUJOCO_GL=egl; set it before mujoco is imported."
-    )
-
-
-def _default_camera(sys_: Any) -> str | None:
-    # Brax's locomotion models (humanoid, ant, hopper, ...) define a "track"
-    # camera that follows the torso; the free camera would lose the body.
-    import mujoco
-
-    found = mujoco.mj_name2id(sys_.mj_model, mujoco.mjtObj.mjOBJ_CAMERA, "track") >= 0
-    return "track" if found else None
-
-
-def brax_frames(
-    brax_env: Any,
-    pipeline_states: Any,
-    width: int = 320,
-    height: int = 240,
-    camera: str | None = None,
-) -> np.ndarray:
-    """Renders Brax physics states with MuJoCo's renderer (`brax.io.image.render_array`).
-
-    brax_env: jaxrl's BraxEnv or a brax env (only its `sys` is used).
-    pipeline_states: a pipeline state pytree stacked over time (leaves [T, ...],
-        e.g. `states.inner.pipeline_state` from `rollout`), or a list of T
-        unstacked ones.
-    width, height: at most the model's offscreen buffer (640x480 by default).
-    camera: a camera name of the model; default its "track" camera if it has
-        one, else MuJoCo's free camera.
-    Returns uint8 [T, height, width, 3]. Software rendering (osmesa) costs about
-    0.1 s a frame at 320x240 on a 2-core CPU, plus about 1 s to set up.
-    Raises RenderUnavailable when MuJoCo has no OpenGL platform.
-    """
-    from brax.io import image
-
-    states = pipeline_states if isinstance(pipeline_states, list) else _unstack(pipeline_states)
-    if not states:
-        return np.zeros((0, height, width, 3), np.uint8)
-    sys_ = _brax_system(brax_env)
-    camera = camera if camera is not None else _default_camera(sys_)
-    try:
-        frames = image.render_array(sys_, states, height=height, width=width, camera=camera)
-    except Exception as err:  # mujoco raises ImportError, RuntimeError or FatalError here
-        reason = _no_gl_reason(err)
-        if reason is None:
-            raise
-        raise RenderUnavailable(reason) from err
-    return np.stack([np.asarray(f, np.uint8) for f in frames])
-
-
-def brax_html(brax_env: Any, pipeline_states: Any) -> str:
-    """Brax's interactive three.js viewer of the trajectory (`brax.io.html.render`).
-
-    pipeline_states: stacked over time (leaves [T, ...]) or a list of T states.
-    Returns the page as a string; it needs no OpenGL, but the browser fetches
-    the viewer's JavaScript from a CDN.
-    """
-    from brax.io import html
-
-    states = pipeline_states if isinstance(pipeline_states, list) else _unstack(pipeline_states)
-    return html.render(_brax_system(brax_env), states)
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -329,19 +145,6 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 30) -> P
     return path
 
 
-def _env_kind(env: Any) -> str:
-    # Look the adapters up in sys.modules so that recording a gymnax env never
-    # imports brax (and mujoco) and vice versa: an env of a class whose module
-    # was never imported cannot be an instance of it.
-    gymnax_mod = sys.modules.get("jaxrl.envs.gymnax_env")
-    brax_mod = sys.modules.get("jaxrl.envs.brax_env")
-    if gymnax_mod is not None and isinstance(env, gymnax_mod.GymnaxEnv):
-        return "mountaincar" if env.name in MOUNTAINCAR_ENVS else "gymnax"
-    if brax_mod is not None and isinstance(env, brax_mod.BraxEnv):
-        return "brax"
-    return "unknown"
-
-
 def record_episode(
     env: Env,
     act: Policy,
@@ -356,73 +159,61 @@ def record_episode(
     max_frames: int = 250,
     always_html: bool = False,
 ) -> VideoResult:
-    """Plays one episode of `act` and writes `out_dir/name.mp4` (and `.html` for Brax).
+    """Plays one episode of `act` and writes `out_dir/name.mp4` (and `.html` where the env has a viewer).
 
+    The env draws its own frames (`env.render`, see `jaxrl.envs.base.Env`).
     act: pure `(obs [*obs_shape], key) -> action`, as for `rollout`.
-    fps: playback rate; default 30 for MountainCar, real time for Brax.
-    width, height: default 400x300 for MountainCar, 320x240 for Brax.
-    max_frames: Brax only. Software OpenGL costs about 0.1 s a frame at
-        320x240 on a small CPU, so a longer episode is subsampled to every k-th
-        state (k = ceil(T / max_frames); the last state is always kept) and the
-        default fps divided by k, so the video still plays in real time. The
-        HTML viewer always gets every state.
-    always_html: Brax only: write the HTML viewer even when the mp4 works
-        (by default it is the fallback when there is no OpenGL).
+    fps: playback rate; default the env's (30 for MountainCar, real time for Brax).
+    width, height: frame size; default the env's (400x300 MountainCar, 320x240 Brax).
+    max_frames: passed to `env.render`: Brax, slow per frame without a GPU,
+        draws every k-th state (k = ceil(T / max_frames)) and lowers the fps
+        to match, so the video still plays in real time. The HTML viewer
+        always gets every state.
+    always_html: write the HTML viewer (Brax's `env.render_html`) even when
+        the mp4 works (by default it is the fallback when `render` cannot run).
 
-    Never raises for a missing renderer: a Brax env without OpenGL gets the
-    HTML viewer and a warning; any other env than MountainCar or Brax gets no
-    file and no rollout. `reason` says why there is no mp4.
+    Never raises for a missing renderer: an env that cannot render gets its
+    HTML viewer, if it has one, and a warning; an env without a drawer
+    (`env.render_unavailable()`, or no render methods at all) gets no file and
+    no rollout. `reason` says why there is no mp4.
     """
-    kind = _env_kind(env)
-    if kind not in ("mountaincar", "brax"):
+    reason = _why_no_drawer(env)
+    if reason is not None:
         # Checked before the rollout: no point compiling an episode nobody sees.
-        env_name = getattr(env, "name", type(env).__name__)
-        reason = f"no renderer for {env_name!r}: jaxrl draws MountainCar (gymnax) and Brax envs only"
         return VideoResult(None, None, 0, reason, float("nan"), 0)
 
     states, steps = rollout(env, act, key, max_steps)
     length = int(np.asarray(steps.reward).shape[0])
     episode_return = float(np.asarray(steps.reward, np.float64).sum())
     out_dir = Path(out_dir)
+    render_html = getattr(env, "render_html", None)
 
     def result(mp4=None, html=None, num_frames=0, reason=None) -> VideoResult:
         return VideoResult(mp4, html, num_frames, reason, episode_return, length)
 
-    if kind == "mountaincar":
-        params = env.params
-        frames = mountaincar_frames(
-            _mountaincar_positions(states, steps),
-            min_position=float(params.min_position),
-            max_position=float(params.max_position),
-            goal_position=float(params.goal_position),
-            width=width or 400,
-            height=height or 300,
-        )
-        path = write_mp4(frames, out_dir / f"{name}.mp4", fps=fps or 30)
-        return result(mp4=path, num_frames=len(frames))
+    html_path = None
+    if always_html and render_html is not None:
+        html_path = _write_text(out_dir / f"{name}.html", render_html(states, steps))
+    try:
+        frames, env_fps = env.render(states, steps, width=width, height=height, max_frames=max_frames)
+    except RenderUnavailable as err:
+        if render_html is None:
+            return result(reason=err.reason)
+        warnings.warn(f"no video for {name}: {err.reason} Wrote the HTML viewer instead.", stacklevel=2)
+        if html_path is None:
+            html_path = _write_text(out_dir / f"{name}.html", render_html(states, steps))
+        return result(html=html_path, reason=err.reason)
+    path = write_mp4(frames, out_dir / f"{name}.mp4", fps=fps or env_fps)
+    return result(mp4=path, html=html_path, num_frames=len(frames))
 
-    if kind == "brax":
-        pipeline = states.inner.pipeline_state
-        stride = max(1, math.ceil(length / max_frames))
-        indices = list(range(0, length, stride))
-        if indices[-1] != length - 1:
-            indices.append(length - 1)
-        picked = jax.tree.map(lambda x: x[np.asarray(indices)], pipeline)
 
-        html_path = None
-        if always_html:
-            html_path = _write_text(out_dir / f"{name}.html", brax_html(env, pipeline))
-        try:
-            frames = brax_frames(env, picked, width=width or 320, height=height or 240)
-        except RenderUnavailable as err:
-            warnings.warn(f"no video for {name}: {err.reason} Wrote the HTML viewer instead.", stacklevel=2)
-            if html_path is None:
-                html_path = _write_text(out_dir / f"{name}.html", brax_html(env, pipeline))
-            return result(html=html_path, reason=err.reason)
-        default_fps = 1.0 / (float(env.env.dt) * stride)
-        path = write_mp4(frames, out_dir / f"{name}.mp4", fps=fps or default_fps)
-        return result(mp4=path, html=html_path, num_frames=len(frames))
-    raise AssertionError(f"unhandled env kind {kind!r}")
+def _why_no_drawer(env: Env) -> str | None:
+    # The render methods are optional in the Env contract.
+    if not hasattr(env, "render"):
+        env_name = getattr(env, "name", type(env).__name__)
+        return f"no renderer for {env_name!r}: its env has no `render` method"
+    unavailable = getattr(env, "render_unavailable", None)
+    return unavailable() if unavailable is not None else None
 
 
 def _write_text(path: Path, text: str) -> Path:

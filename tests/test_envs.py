@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxrl.envs import make_env
-from jaxrl.envs.base import EnvSpec, scale_action
+from jaxrl.envs.base import EnvSpec, RenderUnavailable, scale_action
 
 
 def run_steps(env, policy, steps: int, key=jax.random.PRNGKey(0)):
@@ -73,6 +73,21 @@ def test_image_observations_are_flattened_and_time_limits_settable():
     assert env.spec.obs_shape == (400,) and env.spec.discrete and env.spec.max_episode_steps == 3
     ts = run_steps(env, lambda obs: jnp.int32(1), 3)
     assert ts.obs.shape == (3, 400) and ts.final_obs.shape == (3, 400)
+
+
+def test_gymnax_render_draws_the_mountaincars_only():
+    env = make_env("gymnax", "MountainCarContinuous-v0")
+    assert env.render_unavailable() is None
+    states = jax.device_get(jax.vmap(lambda k: env.reset(k)[0])(jax.random.split(jax.random.PRNGKey(0), 3)))
+    ts = run_steps(env, lambda obs: jnp.ones(1), 3)
+    frames, fps = env.render(states, ts, width=120, height=90)
+    # one frame per state, plus the car after the last step
+    assert frames.shape == (4, 90, 120, 3) and frames.dtype == np.uint8 and fps == 30
+
+    cartpole = make_env("gymnax", "CartPole-v1")
+    assert "'CartPole-v1'" in cartpole.render_unavailable()
+    with pytest.raises(RenderUnavailable, match="no renderer for 'CartPole-v1'"):
+        cartpole.render(states, ts)
 
 
 def test_unknown_env_names_are_listed():

@@ -1,5 +1,8 @@
 """Videos of a policy: rollout, MountainCar drawing, Brax/MuJoCo rendering, mp4 files.
 
+The drawers live beside the adapters (`jaxrl.envs.*_render`); they are tested
+here through `record_episode`, which asks the env to draw.
+
 The Brax tests run in a subprocess because MuJoCo picks its OpenGL platform
 once, when it is first imported (MUJOCO_GL): each test needs its own choice,
 whatever the rest of the session imported before.
@@ -22,14 +25,17 @@ import numpy as np
 import pytest
 
 from jaxrl import host
+from jaxrl.envs.base import RenderUnavailable
 from jaxrl.envs.gymnax_env import GymnaxEnv
+from jaxrl.envs.mountaincar_render import mountaincar_frames
 from jaxrl.video import (
     VideoResult,
-    mountaincar_frames,
     record_episode,
     rollout,
     write_mp4,
 )
+
+from conftest import ProbeEnv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,6 +112,52 @@ def test_discrete_mountaincar_and_other_gymnax_envs(tmp_path):
     assert result.mp4 is None and result.html is None and "CartPole-v1" in result.reason
     assert result.episode_length == 0 and np.isnan(result.episode_return)
     assert not list(tmp_path.glob("cp*"))
+
+
+class BlindProbe(ProbeEnv):
+    """A probe whose drawer cannot start, and which has no HTML viewer."""
+
+    def render(self, states, steps, *, width=None, height=None, max_frames=250):
+        raise RenderUnavailable("the probe's renderer is off")
+
+
+def zero_action(obs, key):
+    del obs, key
+    return jnp.zeros(1)
+
+
+def test_envs_that_cannot_draw_get_a_reason_and_no_file(tmp_path):
+    # No render method at all: nothing is played.
+    result = record_episode(ProbeEnv(truncate=False), zero_action, jax.random.key(0), tmp_path, "probe")
+    assert result.mp4 is None and result.html is None and "'probe'" in result.reason
+    assert result.episode_length == 0 and np.isnan(result.episode_return)
+    # A renderer that fails once started: the episode was played, no file written.
+    result = record_episode(BlindProbe(truncate=False), zero_action, jax.random.key(0), tmp_path, "blind")
+    assert result.mp4 is None and result.html is None and result.reason == "the probe's renderer is off"
+    assert result.episode_length == 1 and result.episode_return == 1.0
+    assert not list(tmp_path.iterdir())
+
+
+def test_recording_a_gymnax_env_loads_no_brax_or_mujoco(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        import jax, jax.numpy as jnp
+        from jaxrl.envs.gymnax_env import GymnaxEnv
+        from jaxrl.video import record_episode
+
+        env = GymnaxEnv("MountainCar-v0")
+        result = record_episode(env, lambda obs, key: jnp.int32(2), jax.random.key(0), sys.argv[1], "mc", max_steps=3)
+        assert result.num_frames == 4, result
+        print("LOADED", sorted({m.split(".")[0] for m in sys.modules} & {"brax", "mujoco"}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "LOADED []" in proc.stdout
 
 
 def test_write_mp4_pads_odd_sides(tmp_path):

@@ -6,6 +6,10 @@ One environment, one episode stream: algorithms `jax.vmap` the functions over
 bounds; discrete actions are integers in [0, num_actions). Episodes reset
 automatically, and `terminated` (a true end: do not bootstrap) is kept apart
 from `truncated` (a time limit: bootstrap from `final_obs`).
+
+Drawing is part of the contract too, as optional host-side methods: each
+adapter family draws its own recorded episodes (`Env.render`), so that
+`jaxrl.video` needs to know nothing about any backend.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol
 
 import jax
+import numpy as np
 from flax import struct
 
 
@@ -79,8 +84,37 @@ class TimeStep(NamedTuple):
         return self.terminated | self.truncated
 
 
+class RenderUnavailable(RuntimeError):
+    """An env cannot draw frames here; `reason` says why and what to do about it.
+
+    Raised by `Env.render` when the env has no drawer (most gymnax envs) or
+    its renderer cannot start (MuJoCo without an OpenGL platform).
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Frames(NamedTuple):
+    """A drawn episode.
+
+    frames: [T, H, W, 3] uint8 RGB images.
+    fps: the rate to play them at: real time where the env has a physical
+        time step (Brax), else a customary rate (gym's 30 for MountainCar).
+    """
+
+    frames: np.ndarray
+    fps: float
+
+
 class Env(Protocol):
-    """A pure, jittable single environment."""
+    """A pure, jittable single environment.
+
+    `reset` and `step` are required. The `render*` methods are optional and run
+    on the host, on the NumPy arrays `jaxrl.video.rollout` returns: an env
+    without them is simply never filmed.
+    """
 
     spec: EnvSpec
     name: str
@@ -91,6 +125,41 @@ class Env(Protocol):
 
     def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
         """Advances one step with a normalised action; auto-resets at episode end."""
+        ...
+
+    def render_unavailable(self) -> str | None:
+        """Optional: why this env has no drawer, else None.
+
+        Cheap, so that a caller can skip playing an episode nobody can see; a
+        renderer that fails only when started (no OpenGL) shows in `render`.
+        """
+        ...
+
+    def render(
+        self,
+        states: EnvState,
+        steps: TimeStep,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        max_frames: int = 250,
+    ) -> Frames:
+        """Optional: draws a recorded episode.
+
+        states, steps: host arrays with a leading time axis [T], as returned by
+            `jaxrl.video.rollout` (`states[t]` before step t, `steps[t]` its
+            result; the episode ends at T - 1).
+        width, height: frame size; None for the env's default.
+        max_frames: a bound for renderers that are slow per frame, which may
+            draw every k-th state instead (and lower `fps` to match).
+        Returns Frames with frames [T', height, width, 3] uint8.
+        Raises RenderUnavailable when the env cannot be drawn here.
+        """
+        ...
+
+    def render_html(self, states: EnvState, steps: TimeStep) -> str:
+        """Optional: an HTML page that replays the episode (states, steps as
+        for `render`) without OpenGL; the fallback where `render` cannot run."""
         ...
 
 

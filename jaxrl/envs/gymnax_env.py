@@ -1,4 +1,8 @@
-"""Adapter from gymnax (>= 1.0, six-value `step`) to the jaxrl env contract."""
+"""Adapter from gymnax (>= 1.0, six-value `step`) to the jaxrl env contract.
+
+Frames come from the drawer beside it (`mountaincar_render`), which covers
+the two MountainCars; other gymnax envs have none.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.errors import ConfigError
-from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_state, scale_action
+from jaxrl.envs import mountaincar_render
+from jaxrl.envs.base import (
+    EnvSpec,
+    EnvState,
+    Frames,
+    RenderUnavailable,
+    TimeStep,
+    end_of_step,
+    initial_state,
+    scale_action,
+)
 
 
 class GymnaxEnv:
@@ -74,3 +88,32 @@ class GymnaxEnv:
             jnp.asarray(truncated, bool).reshape(()),
             info["final_observation"].reshape(-1).astype(jnp.float32),
         )
+
+    def render_unavailable(self) -> str | None:
+        """Why this env has no drawer (every gymnax env but the MountainCars), else None."""
+        if self.name in mountaincar_render.ENVS:
+            return None
+        drawn = " and ".join(mountaincar_render.ENVS)
+        return f"no renderer for {self.name!r}: jaxrl draws only {drawn} among gymnax envs"
+
+    def render(
+        self,
+        states: EnvState,
+        steps: TimeStep,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        max_frames: int = 250,
+    ) -> Frames:
+        """Draws a recorded episode (host arrays [T, ...] from `jaxrl.video.rollout`).
+
+        Returns Frames [T + 1, height, width, 3] uint8: every state and the
+        final one (default 400x300, 30 fps). max_frames is not needed: drawing
+        costs about a millisecond a frame. Raises RenderUnavailable for an env
+        without a drawer.
+        """
+        del max_frames
+        reason = self.render_unavailable()
+        if reason is not None:
+            raise RenderUnavailable(reason)
+        return mountaincar_render.render_episode(self.params, states, steps, width=width, height=height)
