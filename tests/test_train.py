@@ -43,6 +43,7 @@ def solved_run(tmp_path_factory) -> Path:
     return cwd / "solved"
 
 
+@pytest.mark.slow
 def test_ppo_solves_mountaincar_continuous_every_seed(solved_run):
     summary = json.loads((solved_run / "summary.json").read_text())
     assert summary["algo"] == "ppo" and summary["env"] == "mountaincar_continuous"
@@ -51,6 +52,7 @@ def test_ppo_solves_mountaincar_continuous_every_seed(solved_run):
     assert len(returns) == 4 and min(returns) >= 90, returns
 
 
+@pytest.mark.slow
 def test_run_folder_contents(solved_run):
     summary = json.loads((solved_run / "summary.json").read_text())
     assert summary["env_steps"] >= 300_000
@@ -70,6 +72,7 @@ def test_run_folder_contents(solved_run):
     assert len(returns) == 4
 
 
+@pytest.mark.slow
 def test_run_folder_has_video_curves_and_one_wandb_run_per_seed(solved_run):
     import imageio
 
@@ -95,6 +98,7 @@ def test_wandb_failure_leaves_training_finished(tmp_path):
     assert len(rows) == 4 * 2 and (run_dir / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_load_policy_drives_the_env(solved_run):
     import gymnax
 
@@ -115,6 +119,7 @@ def test_load_policy_drives_the_env(solved_run):
         load_policy(solved_run, seed=9)
 
 
+@pytest.mark.slow
 def test_discrete_ppo_improves_on_mountaincar(tmp_path):
     summary = train_in_process(
         tmp_path / "run", "env=mountaincar", "seeds=2", "total_timesteps=200000", "algo.gamma=0.99", "algo.ent_coef=0.01", "eval.every=100", "video.enabled=false"
