@@ -5,12 +5,12 @@ step on policy-gradient + value + entropy loss. Advantages are GAE(lambda):
 gae_lambda = 1 gives the classic n-step returns with n = rollout_length
 (bootstrapped from the value of the last state).
 
-Optimiser: Adam, through the same `sgd_step` as PPO. A3C and OpenAI baselines
-used RMSprop; with one step per rollout its second-moment estimate starts at
-zero and, without bias correction, makes the first steps about 10x too large
-(decay 0.99), whereas Adam's bias-corrected moments are well scaled from the
-first update, and one optimiser keeps the traced learning rate and the joint
-(actor, critic) optimiser state of the base class.
+Optimiser: Adam, through the same `clipped_adam_step` as PPO. A3C and OpenAI
+baselines used RMSprop; with one step per rollout its second-moment estimate
+starts at zero and, without bias correction, makes the first steps about 10x
+too large (decay 0.99), whereas Adam's bias-corrected moments are well scaled
+from the first update, and one optimiser keeps the traced learning rate and
+the joint (actor, critic) optimiser state of the base class.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.algos.base import static
-from jaxrl.algos.common import linear_decay, sgd_step
+from jaxrl.algos.common import clipped_adam_step, linear_decay
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState
 from jaxrl.errors import ConfigError
 from jaxrl.networks import policy_distribution
@@ -77,6 +77,6 @@ class A2C(OnPolicy):
         grads, metrics = jax.grad(a2c_loss, has_aux=True)(
             params, self.actor_net, self.critic_net, self.env.spec.discrete, batch, hp, cfg.normalize_advantage
         )
-        params, opt_state, grad_norm = sgd_step(params, state.opt_state, grads, lr, hp.max_grad_norm)
+        params, opt_state, grad_norm = clipped_adam_step(params, state.opt_state, grads, lr, hp.max_grad_norm)
         state = state.replace(actor=params["actor"], critic=params["critic"], opt_state=opt_state)
         return state, {**metrics, "opt/grad_norm": grad_norm, "opt/lr": lr}

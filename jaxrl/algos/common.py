@@ -1,4 +1,9 @@
-"""Pure pieces shared by the on-policy algorithms: GAE, minibatching, optimiser."""
+"""Pure pieces the algorithms share.
+
+On-policy: GAE, flattening a rollout and shuffled minibatches. All
+algorithms: the clipped Adam step with a traced learning rate, its state,
+and linear learning-rate decay.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +62,7 @@ def _adam(lr: jax.Array, max_grad_norm: jax.Array, eps: float) -> optax.Gradient
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=eps), optax.scale(-lr))
 
 
-def sgd_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array = jnp.inf, eps: float = 1e-5):
+def clipped_adam_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array = jnp.inf, eps: float = 1e-5):
     """One Adam step with a traced learning rate, after global-norm gradient
     clipping (`max_grad_norm` inf: none).
 
@@ -69,7 +74,7 @@ def sgd_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array =
 
 
 def adam_state(params):
-    """The optimiser state `sgd_step` expects for `params` (any lr, clip and eps)."""
+    """The optimiser state `clipped_adam_step` expects for `params` (any lr, clip and eps)."""
     return _adam(1.0, 1.0, 1e-8).init(params)
 
 

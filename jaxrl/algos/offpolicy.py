@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
-from jaxrl.algos.common import flatten_steps, sgd_step
+from jaxrl.algos.common import clipped_adam_step, flatten_steps
 from jaxrl.algos.replay import Transition, make_buffer
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RunningStats
@@ -284,7 +284,7 @@ class OffPolicy(abc.ABC):
 
     def apply_grads(self, learner: Learner, name: str, grads: Any, lr: jax.Array) -> Learner:
         """An Adam step on `learner.params[name]`."""
-        params, opt_state, _ = sgd_step(learner.params[name], learner.opt_state[name], grads, lr, eps=1e-8)
+        params, opt_state, _ = clipped_adam_step(learner.params[name], learner.opt_state[name], grads, lr, eps=1e-8)
         return learner.replace(
             params={**learner.params, name: params}, opt_state={**learner.opt_state, name: opt_state}
         )

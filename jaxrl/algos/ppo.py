@@ -8,7 +8,7 @@ from flax import struct
 
 from jaxrl.errors import ConfigError
 from jaxrl.algos.base import static
-from jaxrl.algos.common import flatten_steps, linear_decay, minibatches, sgd_step
+from jaxrl.algos.common import clipped_adam_step, flatten_steps, linear_decay, minibatches
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.networks import policy_distribution
 
@@ -90,7 +90,7 @@ class PPO(OnPolicy):
         def minibatch_step(carry, mb):
             params, opt_state = carry
             grads, metrics = grad_fn(params, self.actor_net, self.critic_net, self.env.spec.discrete, mb, hp, cfg.clip_value)
-            params, opt_state, grad_norm = sgd_step(params, opt_state, grads, lr, hp.max_grad_norm)
+            params, opt_state, grad_norm = clipped_adam_step(params, opt_state, grads, lr, hp.max_grad_norm)
             return (params, opt_state), {**metrics, "opt/grad_norm": grad_norm}
 
         def epoch(carry, epoch_key):

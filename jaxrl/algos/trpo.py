@@ -20,7 +20,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl.algos.base import check_positive, static
-from jaxrl.algos.common import adam_state, flatten_steps, linear_decay, minibatches, sgd_step
+from jaxrl.algos.common import adam_state, clipped_adam_step, flatten_steps, linear_decay, minibatches
 from jaxrl.algos.natural_gradient import conjugate_gradient, fisher_vector_product
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.errors import ConfigError
@@ -154,7 +154,7 @@ class TRPO(OnPolicy):
         def minibatch_step(carry, mb):
             critic, opt_state = carry
             loss, grads = jax.value_and_grad(value_loss)(critic, mb)
-            critic, opt_state, grad_norm = sgd_step(critic, opt_state, grads, lr, hp.max_grad_norm)
+            critic, opt_state, grad_norm = clipped_adam_step(critic, opt_state, grads, lr, hp.max_grad_norm)
             return (critic, opt_state), {"loss/value": loss, "opt/grad_norm": grad_norm}
 
         def epoch(carry, epoch_key):
