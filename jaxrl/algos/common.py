@@ -1,8 +1,8 @@
 """Pure pieces the algorithms share.
 
-On-policy: GAE, flattening a rollout and shuffled minibatches. All
-algorithms: the clipped Adam step with a traced learning rate, its state,
-and linear learning-rate decay.
+On-policy: GAE, flattening a rollout, shuffled minibatches and the epochs x
+minibatches loop. All algorithms: the clipped Adam step with a traced
+learning rate, its state, and linear learning-rate decay.
 """
 
 from __future__ import annotations
@@ -53,6 +53,22 @@ def minibatches(key: jax.Array, batch, num_minibatches: int):
     n = jax.tree.leaves(batch)[0].shape[0]
     perm = jax.random.permutation(key, n)
     return jax.tree.map(lambda x: x[perm].reshape((num_minibatches, n // num_minibatches, *x.shape[1:])), batch)
+
+
+def epochs_of_minibatches(step_fn, carry, batch, key: jax.Array, num_epochs: int, num_minibatches: int):
+    """`num_epochs` passes over `batch` (a pytree of [N, ...] arrays), each in
+    `num_minibatches` shuffled minibatches of [N // num_minibatches, ...].
+
+    step_fn(carry, minibatch) -> (carry, metrics of [] scalars) is scanned
+    over each epoch's minibatches; every epoch shuffles with its own split of
+    `key`. Returns (carry, metrics averaged over all the steps).
+    """
+
+    def epoch(carry, epoch_key):
+        return jax.lax.scan(step_fn, carry, minibatches(epoch_key, batch, num_minibatches))
+
+    carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
+    return carry, jax.tree.map(jnp.mean, metrics)
 
 
 def _adam(lr: jax.Array, max_grad_norm: jax.Array, eps: float) -> optax.GradientTransformation:

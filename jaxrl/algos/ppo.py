@@ -8,7 +8,7 @@ from flax import struct
 
 from jaxrl.errors import ConfigError
 from jaxrl.algos.base import static
-from jaxrl.algos.common import clipped_adam_step, flatten_steps, linear_decay, minibatches
+from jaxrl.algos.common import clipped_adam_step, epochs_of_minibatches, flatten_steps, linear_decay
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.networks import policy_distribution
 
@@ -93,13 +93,9 @@ class PPO(OnPolicy):
             params, opt_state, grad_norm = clipped_adam_step(params, opt_state, grads, lr, hp.max_grad_norm)
             return (params, opt_state), {**metrics, "opt/grad_norm": grad_norm}
 
-        def epoch(carry, epoch_key):
-            return jax.lax.scan(minibatch_step, carry, minibatches(epoch_key, flat, cfg.num_minibatches))
-
         params = {"actor": state.actor, "critic": state.critic}
-        (params, opt_state), metrics = jax.lax.scan(
-            epoch, (params, state.opt_state), jax.random.split(key, cfg.num_epochs)
+        (params, opt_state), metrics = epochs_of_minibatches(
+            minibatch_step, (params, state.opt_state), flat, key, cfg.num_epochs, cfg.num_minibatches
         )
-        metrics = jax.tree.map(jnp.mean, metrics)
         state = state.replace(actor=params["actor"], critic=params["critic"], opt_state=opt_state)
         return state, {**metrics, "opt/lr": lr}

@@ -20,7 +20,13 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl.algos.base import check_positive, static
-from jaxrl.algos.common import adam_state, clipped_adam_step, flatten_steps, linear_decay, minibatches
+from jaxrl.algos.common import (
+    adam_state,
+    clipped_adam_step,
+    epochs_of_minibatches,
+    flatten_steps,
+    linear_decay,
+)
 from jaxrl.algos.natural_gradient import conjugate_gradient, fisher_vector_product
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.errors import ConfigError
@@ -157,11 +163,8 @@ class TRPO(OnPolicy):
             critic, opt_state, grad_norm = clipped_adam_step(critic, opt_state, grads, lr, hp.max_grad_norm)
             return (critic, opt_state), {"loss/value": loss, "opt/grad_norm": grad_norm}
 
-        def epoch(carry, epoch_key):
-            return jax.lax.scan(minibatch_step, carry, minibatches(epoch_key, flat, cfg.vf_minibatches))
-
-        (critic, opt_state), value_metrics = jax.lax.scan(
-            epoch, (state.critic, state.opt_state), jax.random.split(key, cfg.vf_epochs)
+        (critic, opt_state), value_metrics = epochs_of_minibatches(
+            minibatch_step, (state.critic, state.opt_state), flat, key, cfg.vf_epochs, cfg.vf_minibatches
         )
         state = state.replace(actor=actor, critic=critic, opt_state=opt_state)
-        return state, {**policy_metrics, **jax.tree.map(jnp.mean, value_metrics), "opt/lr": lr}
+        return state, {**policy_metrics, **value_metrics, "opt/lr": lr}
