@@ -27,6 +27,7 @@ from jaxrl.algos.common import (
     flatten_steps,
     linear_decay,
 )
+from jaxrl.algos.losses import normalize_advantage, trpo_surrogate, value_loss
 from jaxrl.algos.natural_gradient import conjugate_gradient, fisher_vector_product
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.errors import ConfigError
@@ -87,12 +88,11 @@ def trpo_policy_step(
     # Derivatives are taken in x only, so pi_old stays fixed without stop_gradient.
     old_dist = dist_fn(actor, obs)
     old_log_prob = old_dist.log_prob(action)
-    adv = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+    adv = normalize_advantage(advantage)
 
     def surrogate_and_kl(x):
         dist = dist_fn(unravel(x), obs)
-        surrogate = jnp.mean(jnp.exp(dist.log_prob(action) - old_log_prob) * adv)
-        return surrogate, jnp.mean(old_dist.kl_divergence(dist))
+        return trpo_surrogate(dist.log_prob(action), old_log_prob, adv), jnp.mean(old_dist.kl_divergence(dist))
 
     def kl(x):
         return surrogate_and_kl(x)[1]
@@ -154,12 +154,12 @@ class TRPO(OnPolicy):
 
         lr = linear_decay(hp.lr, state.update_idx, self.num_updates, cfg.anneal_lr)
 
-        def value_loss(critic, mb):
-            return 0.5 * jnp.mean((self.critic_net.apply(critic, mb.obs) - mb.target) ** 2)
+        def critic_loss(critic, mb):
+            return value_loss(self.critic_net.apply(critic, mb.obs), mb.target)
 
         def minibatch_step(carry, mb):
             critic, opt_state = carry
-            loss, grads = jax.value_and_grad(value_loss)(critic, mb)
+            loss, grads = jax.value_and_grad(critic_loss)(critic, mb)
             critic, opt_state, grad_norm = clipped_adam_step(critic, opt_state, grads, lr, hp.max_grad_norm)
             return (critic, opt_state), {"loss/value": loss, "opt/grad_norm": grad_norm}
 

@@ -1,0 +1,141 @@
+"""The on-policy losses, as pure functions of arrays and scalars.
+
+The algorithms apply their networks and hand the outputs here, so the math of
+each loss lives in one place and is tested with hand-computed numbers
+(tests/test_losses.py). Shapes: [N] (a minibatch) or [T, B] (a whole rollout;
+the means are over every element). Each full loss returns (loss [], metrics)
+with the metric names the training logs use; the pieces it is made of return
+their term alone.
+
+`ppo_loss` (clipped surrogate, optionally clipped value, entropy), `a2c_loss`
+(policy gradient, value, entropy), and TRPO's `trpo_surrogate` and critic
+`value_loss`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# ---- on-policy ------------------------------------------------------------------------
+
+
+def normalize_advantage(advantage: jax.Array) -> jax.Array:
+    """Advantages [N] or [T, B] shifted and scaled to mean 0 and std 1 over all elements."""
+    return (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+
+
+def policy_gradient_loss(log_prob: jax.Array, advantage: jax.Array) -> jax.Array:
+    """-mean(log pi(a|s) * A): log_prob and advantage [N] or [T, B] -> [].
+
+    The advantage comes from the rollout, not from the params being
+    differentiated, so it is a constant of the gradient without stop_gradient.
+    """
+    return -jnp.mean(log_prob * advantage)
+
+
+def ppo_policy_loss(
+    log_prob: jax.Array, old_log_prob: jax.Array, advantage: jax.Array, clip_eps: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """PPO's clipped surrogate, -mean(min(r A, clip(r, 1 - eps, 1 + eps) A)).
+
+    log_prob, old_log_prob (the behaviour policy's), advantage: [N]; clip_eps: [].
+    r = pi / pi_old. The min makes the loss pessimistic: once r has moved past
+    1 + eps (A > 0) or 1 - eps (A < 0) the gradient is zero, so one rollout
+    cannot push the policy far. Returns (loss [], {"loss/approx_kl",
+    "loss/clip_frac"}).
+    """
+    log_ratio = log_prob - old_log_prob
+    ratio = jnp.exp(log_ratio)
+    loss = -jnp.minimum(ratio * advantage, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantage).mean()
+    return loss, {
+        # the low-variance KL estimator (r - 1) - log r
+        "loss/approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+        "loss/clip_frac": (jnp.abs(ratio - 1.0) > clip_eps).mean(),
+    }
+
+
+def value_loss(
+    value: jax.Array, target: jax.Array, old_value: jax.Array | None = None, clip_eps: jax.Array | None = None
+) -> jax.Array:
+    """0.5 mean((V - target)^2): value and target [N] or [T, B] -> [].
+
+    With `old_value` (the rollout's values, same shape) and `clip_eps` [], PPO's
+    clipped form: the larger of the squared errors of V and of
+    old_value + clip(V - old_value, -eps, eps), so the critic gains nothing by
+    moving further than eps from the values the advantages were computed with.
+    """
+    squared_error = (value - target) ** 2
+    if old_value is not None:
+        clipped = old_value + jnp.clip(value - old_value, -clip_eps, clip_eps)
+        squared_error = jnp.maximum(squared_error, (clipped - target) ** 2)
+    return 0.5 * squared_error.mean()
+
+
+def _actor_critic_loss(
+    policy_loss: jax.Array,
+    value_loss: jax.Array,
+    entropy: jax.Array,
+    vf_coef: jax.Array,
+    ent_coef: jax.Array,
+    metrics: dict[str, jax.Array],
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """policy + vf_coef * value - ent_coef * entropy (all []), with the metrics PPO and A2C share."""
+    loss = policy_loss + vf_coef * value_loss - ent_coef * entropy
+    return loss, {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy, **metrics}
+
+
+def ppo_loss(
+    log_prob: jax.Array,
+    entropy: jax.Array,
+    value: jax.Array,
+    old_log_prob: jax.Array,
+    old_value: jax.Array,
+    advantage: jax.Array,
+    target: jax.Array,
+    clip_eps: jax.Array,
+    vf_coef: jax.Array,
+    ent_coef: jax.Array,
+    clip_value: bool,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """PPO's loss on a minibatch: clipped surrogate + vf_coef * value - ent_coef * entropy.
+
+    The current policy's log_prob and entropy and the critic's value, then the
+    rollout's old_log_prob, old_value, advantage and value target: all [N].
+    clip_eps, vf_coef, ent_coef: []. clip_value: clip the value loss with the
+    same clip_eps (see `value_loss`). The advantage is used as given (PPO
+    normalises it per minibatch before). Returns (loss [], {"loss/policy",
+    "loss/value", "loss/entropy", "loss/approx_kl", "loss/clip_frac"}).
+    """
+    policy_loss, metrics = ppo_policy_loss(log_prob, old_log_prob, advantage, clip_eps)
+    critic_loss = value_loss(value, target, old_value if clip_value else None, clip_eps)
+    return _actor_critic_loss(policy_loss, critic_loss, entropy.mean(), vf_coef, ent_coef, metrics)
+
+
+def a2c_loss(
+    log_prob: jax.Array,
+    entropy: jax.Array,
+    value: jax.Array,
+    advantage: jax.Array,
+    target: jax.Array,
+    vf_coef: jax.Array,
+    ent_coef: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """A2C's loss on a rollout: policy gradient + vf_coef * value - ent_coef * entropy.
+
+    log_prob, entropy, value (current params), advantage, target (the
+    rollout's): all [T, B]; vf_coef, ent_coef: []. Returns (loss [],
+    {"loss/policy", "loss/value", "loss/entropy"}).
+    """
+    policy_loss = policy_gradient_loss(log_prob, advantage)
+    return _actor_critic_loss(policy_loss, value_loss(value, target), entropy.mean(), vf_coef, ent_coef, {})
+
+
+def trpo_surrogate(log_prob: jax.Array, old_log_prob: jax.Array, advantage: jax.Array) -> jax.Array:
+    """TRPO's importance-sampled surrogate mean(pi/pi_old * A), to be maximised.
+
+    log_prob, old_log_prob, advantage: [N] -> []. Its gradient at pi = pi_old
+    is the policy gradient; TRPO maximises it inside a KL trust region.
+    """
+    return jnp.mean(jnp.exp(log_prob - old_log_prob) * advantage)
+
