@@ -7,13 +7,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxrl.algos.losses import (
     a2c_loss,
+    ddpg_actor_loss,
+    ddpg_critic_loss,
     normalize_advantage,
     policy_gradient_loss,
     ppo_loss,
     ppo_policy_loss,
+    sac_actor_loss,
+    sac_critic_loss,
+    td_target,
+    temperature_loss,
     trpo_surrogate,
     value_loss,
 )
@@ -82,7 +89,9 @@ def test_ppo_loss_adds_the_terms_with_their_coefficients():
         clip_value=True,
     )
     np.testing.assert_allclose(loss, -0.885, rtol=1e-6)
-    expected = {"loss/policy": -1.0, "loss/value": 0.25, "loss/entropy": 1.0, "loss/approx_kl": 0.0, "loss/clip_frac": 0.0}
+    expected = {
+        "loss/policy": -1.0, "loss/value": 0.25, "loss/entropy": 1.0, "loss/approx_kl": 0.0, "loss/clip_frac": 0.0,
+    }
     assert set(metrics) == set(expected)
     for name, want in expected.items():
         np.testing.assert_allclose(metrics[name], want, atol=1e-7, err_msg=name)
@@ -104,7 +113,8 @@ def test_a2c_loss_on_a_rollout_by_hand():
     (loss, metrics), grad = jax.value_and_grad(loss_fn, has_aux=True)(log_prob)
     np.testing.assert_allclose(loss, 1.2125, rtol=1e-6)
     assert set(metrics) == {"loss/policy", "loss/value", "loss/entropy"}
-    np.testing.assert_allclose([metrics["loss/policy"], metrics["loss/value"], metrics["loss/entropy"]], [1.0, 0.625, 1.0])
+    for name, want in [("loss/policy", 1.0), ("loss/value", 0.625), ("loss/entropy", 1.0)]:
+        np.testing.assert_allclose(metrics[name], want, err_msg=name)
     # -A / 4: descending raises log pi where the advantage is positive
     np.testing.assert_allclose(grad, -advantage / 4)
 
@@ -118,3 +128,97 @@ def test_trpo_surrogate_by_hand_and_its_gradient_is_the_policy_gradient():
     surrogate_grad = jax.grad(trpo_surrogate)(old_log_prob, old_log_prob, advantage)
     np.testing.assert_allclose(surrogate_grad, [0.5, 1.0])
     np.testing.assert_allclose(surrogate_grad, -jax.grad(policy_gradient_loss)(old_log_prob, advantage))
+
+
+# --- off-policy -----------------------------------------------------------------------
+
+
+def test_td_target_bootstraps_a_truncation_but_not_a_termination():
+    # gamma 0.9: a mid-episode step 1 + 0.9 * 10 = 10; a terminal step 1 (no bootstrap);
+    # a truncated step (terminated 0, next value at the pre-reset obs) 2 + 0.9 * 5 = 6.5
+    target = td_target(jnp.array([1.0, 1.0, 2.0]), jnp.array([0.0, 1.0, 0.0]), jnp.array([10.0, 10.0, 5.0]), 0.9)
+    np.testing.assert_allclose(target, [10.0, 1.0, 6.5], rtol=1e-6)
+
+
+def test_ddpg_critic_loss_bootstraps_from_the_smaller_target_critic():
+    # B = 2 transitions, twin critics (TD3), gamma 0.5
+    q = jnp.array([[1.0, 2.0], [0.0, 3.0]])
+    next_q = jnp.array([[4.0, 6.0], [5.0, 2.0]])  # min over critics: 4, 2
+    reward, terminated = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+    # targets 1 + 0.5 * 4 = 3 and 0 (terminal: the 2 is ignored)
+    # critic 0: mean((1 - 3)^2, (0 - 0)^2) = 2; critic 1: mean((2 - 3)^2, (3 - 0)^2) = 5; summed: 7
+
+    def loss_fn(q, next_q):
+        return ddpg_critic_loss(q, reward, terminated, next_q, 0.5)
+
+    (loss, metrics), (grad_q, grad_next_q) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(q, next_q)
+    np.testing.assert_allclose(loss, 7.0)
+    np.testing.assert_allclose(metrics["loss/critic"], 7.0)
+    np.testing.assert_allclose(metrics["q/mean"], 1.5)  # (1 + 2 + 0 + 3) / 4
+    np.testing.assert_allclose(metrics["q/target"], 1.5)  # (3 + 0) / 2
+    np.testing.assert_allclose(grad_q, [[-2.0, -1.0], [0.0, 3.0]])  # 2 (q - target) / B
+    np.testing.assert_array_equal(grad_next_q, 0.0)  # the target is a constant
+
+    # one critic (DDPG): the same targets 3 and 0, loss mean((1 - 3)^2, 0^2) = 2
+    single, _ = ddpg_critic_loss(q[:, :1], reward, terminated, jnp.array([[4.0], [5.0]]), 0.5)
+    np.testing.assert_allclose(single, 2.0)
+
+
+def test_ddpg_actor_loss_follows_the_first_critic():
+    # -mean(1, 3) = -2; the second critic gets no gradient
+    q = jnp.array([[1.0, 5.0], [3.0, -2.0]])
+    (loss, metrics), grad = jax.value_and_grad(ddpg_actor_loss, has_aux=True)(q)
+    np.testing.assert_allclose(loss, -2.0)
+    assert set(metrics) == {"loss/actor"}
+    np.testing.assert_allclose(grad, [[-0.5, 0.0], [-0.5, 0.0]])
+
+
+# SAC with alpha 0.2 on two states: the policy's samples there have log pi -1
+# and 0.5, and the (twin) critics give them Q (3, 2) and (1, 4)
+SAMPLE_LOG_PROB = jnp.array([-1.0, 0.5])
+SAMPLE_Q = jnp.array([[3.0, 2.0], [1.0, 4.0]])
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["bootstrap", "terminal"])
+def test_sac_critic_loss_soft_target_by_hand(terminal):
+    # the samples are at s' and the critics are the target ones
+    # soft next values: min(3, 2) - 0.2 * (-1) = 2.2 and min(1, 4) - 0.2 * 0.5 = 0.9
+    # gamma 0.5: targets 0.5 + 0.5 * 2.2 = 1.6, and 1 + 0.5 * 0.9 = 1.45 unless the second
+    # transition is terminal, then 1 (neither its next Q nor its entropy term count)
+    q = jnp.array([[1.0, 1.5], [2.0, 2.0]])
+    terminated = jnp.array([0.0, float(terminal)])
+    loss, metrics = sac_critic_loss(q, jnp.array([0.5, 1.0]), terminated, SAMPLE_Q, SAMPLE_LOG_PROB, 0.2, 0.5)
+    second = 1.0 if terminal else 1.45
+    # critic 0: mean((1 - 1.6)^2, (2 - second)^2); critic 1: mean((1.5 - 1.6)^2, (2 - second)^2)
+    # terminal: 0.68 + 0.505 = 1.185; bootstrap: 0.33125 + 0.15625 = 0.4875
+    np.testing.assert_allclose(loss, 1.185 if terminal else 0.4875, rtol=1e-5)
+    np.testing.assert_allclose(metrics["q/target"], (1.6 + second) / 2, rtol=1e-6)
+    np.testing.assert_allclose(metrics["q/mean"], 1.625)  # (1 + 1.5 + 2 + 2) / 4
+
+
+def test_sac_actor_loss_by_hand():
+    # the samples are at s and the critics are the online ones: 0.2 * (-1) - min(3, 2) = -2.2 and
+    # 0.2 * 0.5 - min(1, 4) = -0.9; mean -1.55
+    def loss_fn(log_prob, q):
+        return sac_actor_loss(log_prob, q, 0.2)
+
+    (loss, metrics), (grad_log_prob, grad_q) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+        SAMPLE_LOG_PROB, SAMPLE_Q
+    )
+    np.testing.assert_allclose(loss, -1.55, rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss/actor"], -1.55, rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss/entropy"], 0.25)  # -mean(-1, 0.5)
+    np.testing.assert_allclose(grad_log_prob, [0.1, 0.1])  # alpha / B
+    np.testing.assert_allclose(grad_q, [[0.0, -0.5], [-0.5, 0.0]])  # -1 / B through the smaller critic only
+
+
+@pytest.mark.parametrize("entropy,grad_sign", [(-3.0, -1.0), (1.0, 1.0)], ids=["below-target", "above-target"])
+def test_temperature_loss_gradient_sign(entropy, grad_sign):
+    # target entropy -1: d loss / d log_alpha = entropy - target = -2 (below) or 2 (above),
+    # so a descent step raises alpha below the target and lowers it above
+    loss, (grad_log_alpha, grad_entropy) = jax.value_and_grad(temperature_loss, argnums=(0, 1))(
+        jnp.float32(0.5), jnp.float32(entropy), -1.0
+    )
+    np.testing.assert_allclose(loss, 0.5 * (entropy + 1.0))
+    np.testing.assert_allclose(grad_log_alpha, 2.0 * grad_sign)
+    assert grad_entropy == 0.0  # the entropy estimate is a constant: only alpha moves

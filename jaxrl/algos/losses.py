@@ -1,15 +1,17 @@
-"""The on-policy losses, as pure functions of arrays and scalars.
+"""Every algorithm's loss, as pure functions of arrays and scalars.
 
 The algorithms apply their networks and hand the outputs here, so the math of
 each loss lives in one place and is tested with hand-computed numbers
-(tests/test_losses.py). Shapes: [N] (a minibatch) or [T, B] (a whole rollout;
-the means are over every element). Each full loss returns (loss [], metrics)
-with the metric names the training logs use; the pieces it is made of return
-their term alone.
+(tests/test_losses.py). Shapes: on-policy losses take [N] (a minibatch) or
+[T, B] (a whole rollout; the means are over every element); off-policy ones
+take [B] per-transition arrays and [B, n_critics] Q values from a
+`QEnsemble`. Each loss returns (loss [], metrics) with the metric names the
+training logs use, except the pieces that are only terms of another loss.
 
-`ppo_loss` (clipped surrogate, optionally clipped value, entropy), `a2c_loss`
-(policy gradient, value, entropy), and TRPO's `trpo_surrogate` and critic
-`value_loss`.
+On-policy: `ppo_loss` (clipped surrogate, optionally clipped value, entropy),
+`a2c_loss` (policy gradient, value, entropy), `trpo_surrogate`. Off-policy:
+`td_target`, `ddpg_critic_loss` / `ddpg_actor_loss` (also TD3's),
+`sac_critic_loss` / `sac_actor_loss` and SAC's `temperature_loss`.
 """
 
 from __future__ import annotations
@@ -139,3 +141,93 @@ def trpo_surrogate(log_prob: jax.Array, old_log_prob: jax.Array, advantage: jax.
     """
     return jnp.mean(jnp.exp(log_prob - old_log_prob) * advantage)
 
+
+# ---- off-policy -----------------------------------------------------------------------
+
+
+def td_target(reward: jax.Array, terminated: jax.Array, next_value: jax.Array, gamma: jax.Array) -> jax.Array:
+    """reward + gamma * next_value, without bootstrapping past a true terminal state.
+
+    All [B] (gamma []). A truncated transition has terminated = 0 and
+    next_value computed at the pre-reset observation, so a time limit
+    bootstraps.
+    """
+    return reward + gamma * (1.0 - terminated) * next_value
+
+
+def _td_loss(
+    q: jax.Array, reward: jax.Array, terminated: jax.Array, next_value: jax.Array, gamma: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Sum over critics of the mean squared TD error against one shared target.
+
+    q: [B, n_critics]; reward, terminated, next_value: [B]; gamma: [].
+    The target is a constant: only the online critics regress onto it.
+    """
+    target = jax.lax.stop_gradient(td_target(reward, terminated, next_value, gamma))
+    loss = ((q - target[:, None]) ** 2).mean(0).sum()
+    return loss, {"loss/critic": loss, "q/mean": q.mean(), "q/target": target.mean()}
+
+
+def ddpg_critic_loss(
+    q: jax.Array, reward: jax.Array, terminated: jax.Array, next_q: jax.Array, gamma: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """DDPG's (and TD3's) critic loss: each critic's squared TD error, summed over critics.
+
+    q: [B, n_critics], the online critics at the batch's (s, a). next_q:
+    [B, n_critics], the target critics at (s', target action). The target
+    bootstraps from the minimum over target critics (TD3's clipped double Q;
+    with one critic, plain DDPG). reward, terminated: [B]; gamma: [].
+    Returns (loss [], {"loss/critic", "q/mean", "q/target"}).
+    """
+    return _td_loss(q, reward, terminated, next_q.min(-1), gamma)
+
+
+def ddpg_actor_loss(q: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """-mean Q_1(s, actor(s)): the deterministic policy gradient through the first critic.
+
+    q: [B, n_critics], the online critics at the actor's actions (only the
+    first is used, as in TD3). Returns (loss [], {"loss/actor"}).
+    """
+    loss = -q[:, 0].mean()
+    return loss, {"loss/actor": loss}
+
+
+def sac_critic_loss(
+    q: jax.Array,
+    reward: jax.Array,
+    terminated: jax.Array,
+    next_q: jax.Array,
+    next_log_prob: jax.Array,
+    alpha: jax.Array,
+    gamma: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """SAC's critic loss: each critic's squared soft TD error, summed over critics.
+
+    q: [B, n_critics], the online critics at (s, a). next_q: [B, n_critics],
+    the target critics at (s', a'), a' ~ pi(s') with log density
+    next_log_prob [B]. The soft next value is min_i next_q_i - alpha log pi(a'|s').
+    reward, terminated: [B]; alpha, gamma: []. Returns (loss [],
+    {"loss/critic", "q/mean", "q/target"}).
+    """
+    return _td_loss(q, reward, terminated, next_q.min(-1) - alpha * next_log_prob, gamma)
+
+
+def sac_actor_loss(log_prob: jax.Array, q: jax.Array, alpha: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """SAC's actor loss, mean(alpha log pi(a|s) - min_i Q_i(s, a)).
+
+    log_prob: [B], of a reparameterised sample a ~ pi(s); q: [B, n_critics],
+    the online critics at those actions; alpha: []. Returns (loss [],
+    {"loss/actor", "loss/entropy"}), the entropy estimate being -mean log pi.
+    """
+    loss = (alpha * log_prob - q.min(-1)).mean()
+    return loss, {"loss/actor": loss, "loss/entropy": -log_prob.mean()}
+
+
+def temperature_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: float) -> jax.Array:
+    """log_alpha * (entropy - target_entropy), all [].
+
+    Its gradient is entropy - target: descending it raises alpha (more entropy
+    bonus) while the policy's entropy is below the target and lowers it above.
+    `entropy` is the batch mean of -log pi(a|s), treated as a constant.
+    """
+    return log_alpha * jax.lax.stop_gradient(entropy - target_entropy)

@@ -4,7 +4,9 @@ Collection (uniform random actions during warm-up, then the policy with
 exploration noise), the replay buffer, observation normalisation, the loop of
 gradient steps, delayed actor updates and Polyak target updates are the same
 for the three; only the networks, the losses and how noise enters an action
-differ, so each algorithm subclasses `OffPolicy`.
+differ, so each algorithm subclasses `OffPolicy`. The losses' math is in
+losses.py; an algorithm's `critic_loss` and `actor_loss` apply its networks
+and call it.
 
 One `update` collects `rollout_length` steps from each of `num_envs` envs into
 the buffer, then takes `gradient_steps` gradient steps on batches sampled from
@@ -135,15 +137,6 @@ def polyak(target: Any, online: Any, tau: jax.Array) -> Any:
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
 
 
-def td_target(reward: jax.Array, terminated: jax.Array, next_value: jax.Array, gamma: jax.Array) -> jax.Array:
-    """reward + gamma * next_value, without bootstrapping past a true terminal state.
-
-    All [B]. A truncated transition has terminated = 0 and next_value computed
-    at the pre-reset observation, so a time limit bootstraps.
-    """
-    return reward + gamma * (1.0 - terminated) * next_value
-
-
 class OffPolicy(abc.ABC):
     """Base class: subclasses set `config_cls` and implement the abstract methods."""
 
@@ -174,11 +167,13 @@ class OffPolicy(abc.ABC):
 
     @abc.abstractmethod
     def critic_loss(self, critic: Any, learner: Learner, batch: Transition, key: jax.Array, hp) -> tuple[Any, dict]:
-        """TD loss of critic params `critic` on a batch ([B] leaves, normalised); returns (loss, metrics)."""
+        """TD loss of critic params `critic` on a batch ([B] leaves, normalised): the
+        network applies around a loss of losses.py. Returns (loss [], metrics)."""
 
     @abc.abstractmethod
     def actor_loss(self, actor: Any, learner: Learner, batch: Transition, key: jax.Array, hp) -> tuple[Any, dict]:
-        """Policy loss of actor params `actor` on a batch ([B] leaves, normalised); returns (loss, metrics)."""
+        """Policy loss of actor params `actor` on a batch ([B] leaves, normalised): the
+        network applies around a loss of losses.py. Returns (loss [], metrics)."""
 
     @abc.abstractmethod
     def policy(self, params: PolicyParams, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
