@@ -83,8 +83,9 @@ def test_replay_buffer_samples_only_valid_entries_and_wraps_around():
 
 @pytest.mark.parametrize("entropy,rises", [(-3.0, True), (1.0, False)])
 def test_temperature_rises_below_the_target_entropy_and_falls_above(entropy, rises):
-    sac = SAC(MOUNTAINCAR, SACConfig(**SMALL), total_timesteps=64)
-    hp = hyperparams(sac.config)
+    config = SACConfig(**SMALL)
+    sac = SAC(MOUNTAINCAR, config, total_timesteps=64)
+    hp = hyperparams(config)  # from the config: sac.config is a StaticView, which hides the traced fields
     assert sac.target_entropy == -1.0  # -action_dim
     learner = sac.init_learner(jax.random.PRNGKey(0), hp)
     alpha0 = float(jnp.exp(learner.params["log_alpha"]))
