@@ -5,13 +5,16 @@ each loss lives in one place and is tested with hand-computed numbers
 (tests/test_losses.py). Shapes: on-policy losses take [N] (a minibatch) or
 [T, B] (a whole rollout; the means are over every element); off-policy ones
 take [B] per-transition arrays and [B, n_critics] Q values from a
-`QEnsemble`. Each loss returns (loss [], metrics) with the metric names the
-training logs use, except the pieces that are only terms of another loss.
+`QEnsemble`. A loss that a gradient step logs returns (loss [], metrics),
+with the metric names the training logs use; the terms it is built from,
+and TRPO's surrogate and SAC's temperature loss, return the array alone.
 
 On-policy: `ppo_loss` (clipped surrogate, optionally clipped value, entropy),
-`a2c_loss` (policy gradient, value, entropy), `trpo_surrogate`. Off-policy:
-`td_target`, `ddpg_critic_loss` / `ddpg_actor_loss` (also TD3's),
-`sac_critic_loss` / `sac_actor_loss` and SAC's `temperature_loss`.
+`a2c_loss` (policy gradient, value, entropy), `trpo_surrogate` and the
+critics' `value_loss`. Off-policy: `td_target`, `ddpg_critic_loss` /
+`ddpg_actor_loss` (also TD3's), `sac_critic_loss` / `sac_actor_loss` and
+SAC's `temperature_loss`. Advantage normalisation, target actions and
+sampling stay with the algorithms, which decide when they apply.
 """
 
 from __future__ import annotations
