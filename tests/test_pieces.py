@@ -1,4 +1,5 @@
-"""Small pure pieces with hand-checkable values: GAE, running statistics, probe values."""
+"""Small pure pieces with hand-checkable values: GAE, the epochs x minibatches loop,
+running statistics, probe values."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxrl.algos.base import hyperparams
-from jaxrl.algos.common import gae
+from jaxrl.algos.common import epochs_of_minibatches, gae, minibatches
 from jaxrl.algos.ppo import PPO, PPOConfig
 from jaxrl.envs.normalize import RewardScaler, RunningStats
 
@@ -34,6 +35,25 @@ def test_gae_by_hand():
     a0 = d0 + gamma * lam * a1
     np.testing.assert_allclose(adv[:, 0], [a0, a1, a2, a3], rtol=1e-6)
     np.testing.assert_allclose(ret, adv + values, rtol=1e-6)
+
+
+def test_epochs_of_minibatches_visits_every_sample_once_per_epoch():
+    batch = {"i": jnp.arange(12), "x": 10.0 * jnp.arange(12)}
+    key = jax.random.PRNGKey(0)
+
+    def step(counts, mb):
+        # counts each sample's visits; reports a minibatch's size and its first index
+        metrics = {"size": jnp.float32(mb["i"].shape[0]), "first": mb["i"][0].astype(jnp.float32)}
+        return counts.at[mb["i"]].add(1), metrics
+
+    counts, metrics = epochs_of_minibatches(step, jnp.zeros(12, jnp.int32), batch, key, num_epochs=3, num_minibatches=4)
+    np.testing.assert_array_equal(counts, 3)  # 3 epochs, each a permutation of all 12 samples
+    assert float(metrics["size"]) == 3.0  # 12 / 4 per minibatch, averaged over 3 x 4 steps
+    # epoch e shuffles with split(key, 3)[e], exactly as `minibatches` does
+    firsts = [minibatches(k, batch, 4)["i"][:, 0] for k in jax.random.split(key, 3)]
+    np.testing.assert_allclose(float(metrics["first"]), np.mean(firsts), rtol=1e-6)
+    mb = minibatches(key, batch, 4)
+    np.testing.assert_array_equal(mb["x"], 10.0 * mb["i"])  # the leaves are shuffled together
 
 
 def test_running_stats_match_numpy():

@@ -1,4 +1,9 @@
-"""Pure pieces shared by the on-policy algorithms: GAE, minibatching, optimiser."""
+"""Pure pieces the algorithms share.
+
+On-policy: GAE, flattening a rollout, shuffled minibatches and the epochs x
+minibatches loop. All algorithms: the clipped Adam step with a traced
+learning rate, its state, and linear learning-rate decay.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +55,22 @@ def minibatches(key: jax.Array, batch, num_minibatches: int):
     return jax.tree.map(lambda x: x[perm].reshape((num_minibatches, n // num_minibatches, *x.shape[1:])), batch)
 
 
+def epochs_of_minibatches(step_fn, carry, batch, key: jax.Array, num_epochs: int, num_minibatches: int):
+    """`num_epochs` passes over `batch` (a pytree of [N, ...] arrays), each in
+    `num_minibatches` shuffled minibatches of [N // num_minibatches, ...].
+
+    step_fn(carry, minibatch) -> (carry, metrics of [] scalars) is scanned
+    over each epoch's minibatches; every epoch shuffles with its own split of
+    `key`. Returns (carry, metrics averaged over all the steps).
+    """
+
+    def epoch(carry, epoch_key):
+        return jax.lax.scan(step_fn, carry, minibatches(epoch_key, batch, num_minibatches))
+
+    carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
+    return carry, jax.tree.map(jnp.mean, metrics)
+
+
 def _adam(lr: jax.Array, max_grad_norm: jax.Array, eps: float) -> optax.GradientTransformation:
     # Rebuilt from traced scalars at every step: clipping and scaling are
     # stateless and Adam's state depends on neither, so a population of
@@ -57,7 +78,7 @@ def _adam(lr: jax.Array, max_grad_norm: jax.Array, eps: float) -> optax.Gradient
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=eps), optax.scale(-lr))
 
 
-def sgd_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array = jnp.inf, eps: float = 1e-5):
+def clipped_adam_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array = jnp.inf, eps: float = 1e-5):
     """One Adam step with a traced learning rate, after global-norm gradient
     clipping (`max_grad_norm` inf: none).
 
@@ -69,7 +90,7 @@ def sgd_step(params, opt_state, grads, lr: jax.Array, max_grad_norm: jax.Array =
 
 
 def adam_state(params):
-    """The optimiser state `sgd_step` expects for `params` (any lr, clip and eps)."""
+    """The optimiser state `clipped_adam_step` expects for `params` (any lr, clip and eps)."""
     return _adam(1.0, 1.0, 1e-8).init(params)
 
 

@@ -16,14 +16,8 @@ from flax import struct
 
 from jaxrl.algos.base import static
 from jaxrl.algos.common import adam_state
-from jaxrl.algos.offpolicy import (
-    Learner,
-    OffPolicy,
-    OffPolicyConfig,
-    OffPolicyState,
-    PolicyParams,
-    td_target,
-)
+from jaxrl.algos.losses import ddpg_actor_loss, ddpg_critic_loss
+from jaxrl.algos.offpolicy import Learner, OffPolicy, OffPolicyConfig, OffPolicyState, PolicyParams
 from jaxrl.algos.replay import Transition
 from jaxrl.errors import ConfigError
 from jaxrl.networks import DeterministicPolicy, QEnsemble
@@ -76,7 +70,9 @@ class DDPG(OffPolicy):
         return jnp.clip(self.actor_net.apply(params["actor"], obs) + hp.noise_std * noise, -1.0, 1.0)
 
     def critic_loss(self, critic: Any, learner: Learner, batch: Transition, key: jax.Array, hp):
-        """Squared TD error of each critic against the (min over target critics) bootstrap target."""
+        """`losses.ddpg_critic_loss`, bootstrapping at the target actor's action,
+        smoothed by clipped Gaussian noise (TD3's target policy smoothing; off at
+        target_noise 0)."""
         next_action = self.actor_net.apply(learner.target["actor"], batch.next_obs)
         smoothing = jnp.clip(
             hp.target_noise * jax.random.normal(key, next_action.shape),
@@ -84,17 +80,14 @@ class DDPG(OffPolicy):
             hp.target_noise_clip,
         )
         next_action = jnp.clip(next_action + smoothing, -1.0, 1.0)
-        next_q = self.critic_net.apply(learner.target["critic"], batch.next_obs, next_action).min(-1)
-        target = jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, next_q, hp.gamma))
+        next_q = self.critic_net.apply(learner.target["critic"], batch.next_obs, next_action)
         q = self.critic_net.apply(critic, batch.obs, batch.action)
-        loss = ((q - target[:, None]) ** 2).mean(0).sum()
-        return loss, {"loss/critic": loss, "q/mean": q.mean(), "q/target": target.mean()}
+        return ddpg_critic_loss(q, batch.reward, batch.terminated, next_q, hp.gamma)
 
     def actor_loss(self, actor: Any, learner: Learner, batch: Transition, key: jax.Array, hp):
-        """-Q_1(s, actor(s)): the deterministic policy gradient through the first critic."""
+        """`losses.ddpg_actor_loss` at the actor's actions, through the online critics."""
         action = self.actor_net.apply(actor, batch.obs)
-        loss = -self.critic_net.apply(learner.params["critic"], batch.obs, action)[:, 0].mean()
-        return loss, {"loss/actor": loss}
+        return ddpg_actor_loss(self.critic_net.apply(learner.params["critic"], batch.obs, action))
 
     def policy_params(self, state: OffPolicyState) -> DDPGPolicyParams:
         """Actor, observation statistics and the exploration std."""

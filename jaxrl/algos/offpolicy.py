@@ -4,7 +4,9 @@ Collection (uniform random actions during warm-up, then the policy with
 exploration noise), the replay buffer, observation normalisation, the loop of
 gradient steps, delayed actor updates and Polyak target updates are the same
 for the three; only the networks, the losses and how noise enters an action
-differ, so each algorithm subclasses `OffPolicy`.
+differ, so each algorithm subclasses `OffPolicy`. The losses' math is in
+losses.py; an algorithm's `critic_loss` and `actor_loss` apply its networks
+and call it.
 
 One `update` collects `rollout_length` steps from each of `num_envs` envs into
 the buffer, then takes `gradient_steps` gradient steps on batches sampled from
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
-from jaxrl.algos.common import flatten_steps, sgd_step
+from jaxrl.algos.common import clipped_adam_step, flatten_steps
 from jaxrl.algos.replay import Transition, make_buffer
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RunningStats
@@ -135,15 +137,6 @@ def polyak(target: Any, online: Any, tau: jax.Array) -> Any:
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
 
 
-def td_target(reward: jax.Array, terminated: jax.Array, next_value: jax.Array, gamma: jax.Array) -> jax.Array:
-    """reward + gamma * next_value, without bootstrapping past a true terminal state.
-
-    All [B]. A truncated transition has terminated = 0 and next_value computed
-    at the pre-reset observation, so a time limit bootstraps.
-    """
-    return reward + gamma * (1.0 - terminated) * next_value
-
-
 class OffPolicy(abc.ABC):
     """Base class: subclasses set `config_cls` and implement the abstract methods."""
 
@@ -174,11 +167,13 @@ class OffPolicy(abc.ABC):
 
     @abc.abstractmethod
     def critic_loss(self, critic: Any, learner: Learner, batch: Transition, key: jax.Array, hp) -> tuple[Any, dict]:
-        """TD loss of critic params `critic` on a batch ([B] leaves, normalised); returns (loss, metrics)."""
+        """TD loss of critic params `critic` on a batch ([B] leaves, normalised): the
+        network applies around a loss of losses.py. Returns (loss [], metrics)."""
 
     @abc.abstractmethod
     def actor_loss(self, actor: Any, learner: Learner, batch: Transition, key: jax.Array, hp) -> tuple[Any, dict]:
-        """Policy loss of actor params `actor` on a batch ([B] leaves, normalised); returns (loss, metrics)."""
+        """Policy loss of actor params `actor` on a batch ([B] leaves, normalised): the
+        network applies around a loss of losses.py. Returns (loss [], metrics)."""
 
     @abc.abstractmethod
     def policy(self, params: PolicyParams, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
@@ -284,7 +279,7 @@ class OffPolicy(abc.ABC):
 
     def apply_grads(self, learner: Learner, name: str, grads: Any, lr: jax.Array) -> Learner:
         """An Adam step on `learner.params[name]`."""
-        params, opt_state, _ = sgd_step(learner.params[name], learner.opt_state[name], grads, lr, eps=1e-8)
+        params, opt_state, _ = clipped_adam_step(learner.params[name], learner.opt_state[name], grads, lr, eps=1e-8)
         return learner.replace(
             params={**learner.params, name: params}, opt_state={**learner.opt_state, name: opt_state}
         )

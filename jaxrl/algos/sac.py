@@ -20,14 +20,8 @@ from flax import struct
 
 from jaxrl.algos.base import check_positive, static
 from jaxrl.algos.common import adam_state
-from jaxrl.algos.offpolicy import (
-    Learner,
-    OffPolicy,
-    OffPolicyConfig,
-    OffPolicyState,
-    PolicyParams,
-    td_target,
-)
+from jaxrl.algos.losses import sac_actor_loss, sac_critic_loss, temperature_loss
+from jaxrl.algos.offpolicy import Learner, OffPolicy, OffPolicyConfig, OffPolicyState, PolicyParams
 from jaxrl.algos.replay import Transition
 from jaxrl.networks import QEnsemble, TanhGaussianPolicy, tanh_gaussian
 
@@ -46,16 +40,6 @@ class SACConfig(OffPolicyConfig):
         """OffPolicyConfig's checks plus the temperature's."""
         super().validate(total_timesteps)
         check_positive(self, "init_alpha", "alpha_lr")
-
-
-def temperature_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: float) -> jax.Array:
-    """log_alpha * (entropy - target_entropy), all [].
-
-    Its gradient is entropy - target: descending it raises alpha (more entropy
-    bonus) while the policy's entropy is below the target and lowers it above.
-    `entropy` is the batch mean of -log pi(a|s), treated as a constant.
-    """
-    return log_alpha * jax.lax.stop_gradient(entropy - target_entropy)
 
 
 class SAC(OffPolicy):
@@ -92,24 +76,19 @@ class SAC(OffPolicy):
         return jnp.tanh(mean + jnp.exp(log_std) * noise)
 
     def critic_loss(self, critic: Any, learner: Learner, batch: Transition, key: jax.Array, hp):
-        """Squared soft TD error of both critics; the target is min over target critics minus alpha log pi."""
-        alpha = jnp.exp(learner.params["log_alpha"])
+        """`losses.sac_critic_loss`, bootstrapping at an action the current actor samples at s'."""
         dist = tanh_gaussian(*self.actor_net.apply(learner.params["actor"], batch.next_obs))
         next_action, next_log_prob = dist.sample_and_log_prob(seed=key)
-        next_q = self.critic_net.apply(learner.target["critic"], batch.next_obs, next_action).min(-1)
-        soft_next_value = next_q - alpha * next_log_prob
-        target = jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, soft_next_value, hp.gamma))
+        next_q = self.critic_net.apply(learner.target["critic"], batch.next_obs, next_action)
         q = self.critic_net.apply(critic, batch.obs, batch.action)
-        loss = ((q - target[:, None]) ** 2).mean(0).sum()
-        return loss, {"loss/critic": loss, "q/mean": q.mean(), "q/target": target.mean()}
+        alpha = jnp.exp(learner.params["log_alpha"])
+        return sac_critic_loss(q, batch.reward, batch.terminated, next_q, next_log_prob, alpha, hp.gamma)
 
     def actor_loss(self, actor: Any, learner: Learner, batch: Transition, key: jax.Array, hp):
-        """alpha log pi(a|s) - min_i Q_i(s, a), a reparameterised sample of the policy."""
-        alpha = jnp.exp(learner.params["log_alpha"])
+        """`losses.sac_actor_loss` of a reparameterised sample of the policy, through the online critics."""
         action, log_prob = tanh_gaussian(*self.actor_net.apply(actor, batch.obs)).sample_and_log_prob(seed=key)
-        q = self.critic_net.apply(learner.params["critic"], batch.obs, action).min(-1)
-        loss = (alpha * log_prob - q).mean()
-        return loss, {"loss/actor": loss, "loss/entropy": -log_prob.mean()}
+        q = self.critic_net.apply(learner.params["critic"], batch.obs, action)
+        return sac_actor_loss(log_prob, q, jnp.exp(learner.params["log_alpha"]))
 
     def temperature_step(self, learner: Learner, entropy: jax.Array, hp) -> Learner:
         """One Adam step on log alpha given the policy's entropy estimate []."""

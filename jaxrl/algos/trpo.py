@@ -20,7 +20,14 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl.algos.base import check_positive, static
-from jaxrl.algos.common import adam_state, flatten_steps, linear_decay, minibatches, sgd_step
+from jaxrl.algos.common import (
+    adam_state,
+    clipped_adam_step,
+    epochs_of_minibatches,
+    flatten_steps,
+    linear_decay,
+)
+from jaxrl.algos.losses import normalize_advantage, trpo_surrogate, value_loss
 from jaxrl.algos.natural_gradient import conjugate_gradient, fisher_vector_product
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
 from jaxrl.errors import ConfigError
@@ -81,12 +88,11 @@ def trpo_policy_step(
     # Derivatives are taken in x only, so pi_old stays fixed without stop_gradient.
     old_dist = dist_fn(actor, obs)
     old_log_prob = old_dist.log_prob(action)
-    adv = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+    adv = normalize_advantage(advantage)
 
     def surrogate_and_kl(x):
         dist = dist_fn(unravel(x), obs)
-        surrogate = jnp.mean(jnp.exp(dist.log_prob(action) - old_log_prob) * adv)
-        return surrogate, jnp.mean(old_dist.kl_divergence(dist))
+        return trpo_surrogate(dist.log_prob(action), old_log_prob, adv), jnp.mean(old_dist.kl_divergence(dist))
 
     def kl(x):
         return surrogate_and_kl(x)[1]
@@ -148,20 +154,17 @@ class TRPO(OnPolicy):
 
         lr = linear_decay(hp.lr, state.update_idx, self.num_updates, cfg.anneal_lr)
 
-        def value_loss(critic, mb):
-            return 0.5 * jnp.mean((self.critic_net.apply(critic, mb.obs) - mb.target) ** 2)
+        def critic_loss(critic, mb):
+            return value_loss(self.critic_net.apply(critic, mb.obs), mb.target)
 
         def minibatch_step(carry, mb):
             critic, opt_state = carry
-            loss, grads = jax.value_and_grad(value_loss)(critic, mb)
-            critic, opt_state, grad_norm = sgd_step(critic, opt_state, grads, lr, hp.max_grad_norm)
+            loss, grads = jax.value_and_grad(critic_loss)(critic, mb)
+            critic, opt_state, grad_norm = clipped_adam_step(critic, opt_state, grads, lr, hp.max_grad_norm)
             return (critic, opt_state), {"loss/value": loss, "opt/grad_norm": grad_norm}
 
-        def epoch(carry, epoch_key):
-            return jax.lax.scan(minibatch_step, carry, minibatches(epoch_key, flat, cfg.vf_minibatches))
-
-        (critic, opt_state), value_metrics = jax.lax.scan(
-            epoch, (state.critic, state.opt_state), jax.random.split(key, cfg.vf_epochs)
+        (critic, opt_state), value_metrics = epochs_of_minibatches(
+            minibatch_step, (state.critic, state.opt_state), flat, key, cfg.vf_epochs, cfg.vf_minibatches
         )
         state = state.replace(actor=actor, critic=critic, opt_state=opt_state)
-        return state, {**policy_metrics, **jax.tree.map(jnp.mean, value_metrics), "opt/lr": lr}
+        return state, {**policy_metrics, **value_metrics, "opt/lr": lr}
