@@ -166,4 +166,7 @@ def test_critic_learns_the_probe_value(name, truncate):
         values = algo.critic_net.apply(state.critic, jnp.array([[1.0], [-1.0]]))
     else:
         values = metrics["q/mean"][-20:].mean()
+        stored = jax.tree.map(lambda x: x[0, : int(state.env_steps)], state.buffer.experience)  # the filled slots
+        np.testing.assert_array_equal(stored.next_obs, stored.obs)  # the pre-reset obs, not the next episode's
+        np.testing.assert_array_equal(stored.terminated, 0.0 if truncate else 1.0)
     np.testing.assert_allclose(values, expected, rtol=0.05)

@@ -1,33 +1,29 @@
 """DDPG, TD3 and SAC: the pure pieces against hand-checkable values (OU noise,
 Polyak averaging, the replay ring, the temperature, the tanh-Gaussian density),
-truncation bootstrapping on a probe with a known value, the algorithm contract
-(one trace, a seed alone equals the same seed in a vmapped batch), config
-checks, and real learning on MountainCarContinuous."""
+config checks, and real learning on MountainCarContinuous. The contract every
+algorithm keeps is in test_contract.py."""
 
 from __future__ import annotations
 
 import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl.algos import DDPG, SAC, TD3
+from jaxrl.algos import SAC
 from jaxrl.algos.base import hyperparams
-from jaxrl.algos.ddpg import DDPGConfig
 from jaxrl.algos.offpolicy import ou_step, polyak
 from jaxrl.algos.replay import Transition, make_buffer
 from jaxrl.algos.sac import SACConfig
-from jaxrl.algos.td3 import TD3Config
 from jaxrl.envs import make_env
 from jaxrl.errors import ConfigError
 from jaxrl.networks import tanh_gaussian
 from jaxrl.runner import train
 from jaxrl.sinks.jsonl import JsonlSink
 
-from conftest import ProbeEnv, compose, run_config
+from conftest import compose, run_config
 
 MOUNTAINCAR = make_env("gymnax", "MountainCarContinuous-v0")
 SMALL = dict(num_envs=2, rollout_length=2, gradient_steps=2, batch_size=8, warmup_steps=8, hidden=(16,))
@@ -112,67 +108,7 @@ def test_tanh_gaussian_log_prob_is_the_change_of_variables():
     np.testing.assert_allclose(float(jnp.trapezoid(density, grid)), 1.0, atol=2e-3)
 
 
-# --- truncation is bootstrapped, termination is not --------------------------------
-
-
-@pytest.mark.parametrize("truncate,value", [(False, 1.0), (True, 2.0)])
-def test_critic_learns_the_probe_value(truncate, value):
-    """ProbeEnv: reward 1 and every episode one step long. Q = 1 when the step
-    terminates; when it is truncated the target bootstraps from final_obs,
-    Q = 1 / (1 - gamma) = 2 with gamma 0.5."""
-    config = DDPGConfig(**{**SMALL, "num_envs": 4, "gradient_steps": 4}, gamma=0.5, critic_lr=3e-3, tau=0.1)
-    algo = DDPG(ProbeEnv(truncate), config, total_timesteps=10_000)
-    init = algo.init(jax.random.PRNGKey(0), hyperparams(config))
-    state, metrics = jax.jit(lambda s: jax.lax.scan(lambda s, _: algo.update(s), s, None, length=300))(init)
-    np.testing.assert_allclose(float(metrics["q/mean"][-20:].mean()), value, rtol=0.05)
-    stored = jax.tree.map(lambda x: x[0, : int(state.env_steps)], state.buffer.experience)  # the filled slots
-    np.testing.assert_array_equal(stored.next_obs, stored.obs)  # the pre-reset obs, not the next episode's
-    np.testing.assert_array_equal(stored.terminated, 0.0 if truncate else 1.0)
-
-
-# --- the algorithm contract ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "algo_cls,config",
-    [
-        (DDPG, DDPGConfig(**SMALL)),
-        (TD3, TD3Config(**SMALL)),
-        (SAC, SACConfig(**SMALL, noise="ou")),
-    ],
-    ids=["ddpg", "td3", "sac-ou"],
-)
-def test_update_traces_once_and_a_seed_alone_equals_it_in_a_batch(algo_cls, config):
-    algo = algo_cls(MOUNTAINCAR, config, total_timesteps=64)
-    chex.clear_trace_counter()  # chex counts per function, and the three share OffPolicy.update
-    update = chex.assert_max_traces(algo.update, n=1)  # raises on a second trace
-    init = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))
-    # 2 warm-up updates then 4 learning ones per chunk
-    chunk = jax.jit(lambda s: jax.lax.scan(lambda s, _: jax.vmap(update)(s), s, None, length=6))
-
-    def train_seeds(*seeds):
-        states = init(jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32)), hyperparams(config))
-        states, first = chunk(states)
-        states, second = chunk(states)  # same shapes: the compiled chunk is reused
-        return states, (first, second)
-
-    states, metrics = train_seeds(3, 5)
-    assert all(np.isfinite(np.asarray(v)).all() for m in metrics for v in m.values())
-    assert float(metrics[1]["loss/critic"].min()) > 0  # learning happened
-    np.testing.assert_array_equal(np.asarray(states.env_steps), 12 * algo.steps_per_update)
-
-    chex.clear_trace_counter()  # a population of one is a new shape, hence one new trace
-    alone = train_seeds(5)
-    member = (jax.tree.map(lambda x: x[1:2], states), jax.tree.map(lambda x: x[:, 1:2], metrics))  # metrics: [T, P]
-    chex.assert_trees_all_close(alone, member, rtol=1e-5, atol=1e-6)
-
-
 # --- configuration ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name,cls", [("ddpg", DDPGConfig), ("td3", TD3Config), ("sac", SACConfig)])
-def test_yaml_defaults_match_the_dataclass(name, cls):
-    assert run_config(f"algo={name}").algo == cls(), "configs/algo/*.yaml and the dataclass defaults disagree"
 
 
 @pytest.mark.parametrize(
@@ -199,6 +135,7 @@ def test_discrete_actions_are_refused():
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])  # DDPG is TD3's code with the switches off
+@pytest.mark.slow
 def test_preset_solves_mountaincar_continuous(tmp_path, algo):
     overrides = (f"experiment={algo}_mountaincar", "seeds=2", "eval.episodes=8", "video.enabled=false")
     summary = train(run_config(*overrides), tmp_path, [JsonlSink()], compose(*overrides))

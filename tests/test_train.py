@@ -6,16 +6,13 @@ import json
 import math
 from pathlib import Path
 
-import chex
-import flax.serialization
 import jax
 import numpy as np
 import pytest
 import yaml
 
 from jaxrl import load_policy
-from jaxrl.algos.ppo import PPO
-from jaxrl.runner import POLICY_FILE, train
+from jaxrl.runner import train
 from jaxrl.sinks.jsonl import JsonlSink
 
 from conftest import compose, run_cli, run_config
@@ -127,21 +124,6 @@ def test_discrete_ppo_improves_on_mountaincar(tmp_path):
     # a policy that never reaches the flag scores -200
     assert max(summary["final"]["eval/return_mean"]) > -170, summary["final"]
     assert min(summary["final"]["eval/return_mean"]) > -200, summary["final"]
-
-
-def test_one_seed_alone_equals_same_seed_in_a_batch_and_update_traces_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(PPO, "update", chex.assert_max_traces(PPO.update, n=1))
-    common = [*TINY, "total_timesteps=4096", "num_logs=4"]
-    train_in_process(tmp_path / "alone", *common, "seed=1", "seeds=1")
-    chex.clear_trace_counter()
-    train_in_process(tmp_path / "batch", *common, "seed=0", "seeds=3")
-    alone = flax.serialization.msgpack_restore((tmp_path / "alone" / POLICY_FILE).read_bytes())
-    batch = flax.serialization.msgpack_restore((tmp_path / "batch" / POLICY_FILE).read_bytes())
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b[1], rtol=2e-4, atol=2e-5), alone, batch)
-    rows_alone = read_metrics(tmp_path / "alone")
-    rows_batch = [r for r in read_metrics(tmp_path / "batch") if r["seed"] == 1]
-    assert [r["step"] for r in rows_alone] == [r["step"] for r in rows_batch]
-    assert [r["loss/value"] for r in rows_alone] == pytest.approx([r["loss/value"] for r in rows_batch], rel=1e-3)
 
 
 def test_sweep_trains_every_member_with_its_own_hyperparameters(tmp_path):
