@@ -11,6 +11,7 @@ compiles), 130 / 143 interrupted by SIGINT / SIGTERM (summary.json says
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -36,7 +37,7 @@ def run_dir_for(run: RunConfig) -> Path:
         return Path(run.run_dir).expanduser()
     base = Path(run.runs_root).expanduser() / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
     path, n = base, 1
-    while path.exists():
+    while os.path.exists(path):  # False, not an error, for a name too long (checked later)
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
@@ -53,7 +54,7 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     try:
         return train(run, run_dir, make_sinks(run), resolved)
     except BaseException as err:
-        if run_dir.exists():
+        if os.path.exists(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")
         raise
 
@@ -75,8 +76,12 @@ def _config_groups() -> list[str]:
 def _hydra_error(err: Exception, overrides: list[str]) -> ConfigError:
     """One line for an error Hydra or OmegaConf raised while composing: the bad
     value and what would be accepted (options of a group, keys of a node)."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
+    if isinstance(err, OverrideParseException):
+        return ConfigError(
+            f"cannot parse {err.override!r}; quote a value with special characters, e.g. \"run_dir='~/runs/a'\""
+        )
     if isinstance(err, MissingConfigException) and err.options:
         group, _, name = (err.missing_cfg_file or "").rpartition("/")
         return ConfigError(f"unknown {group} {name!r}; valid options: {', '.join(err.options)}")
