@@ -89,13 +89,15 @@ def test_wandb_failure_leaves_training_finished(tmp_path):
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("wandb cannot make its folder inside a file")
-    overrides = [*TINY, "total_timesteps=1024", "num_logs=4", "seeds=2"]
+    # video.every without video.enabled films nothing
+    overrides = [*TINY, "total_timesteps=1024", "num_logs=4", "seeds=2", "video.every=1", "eval.every=1"]
     run_dir = tmp_path / "run"
     with pytest.warns(RuntimeWarning, match="wandb logging is off"):
         summary = train(run_config(*overrides), run_dir, [JsonlSink(), WandbSink(mode="offline", dir=blocker / "x")], compose(*overrides))
-    assert summary["env_steps"] == 1024
+    assert summary["env_steps"] == 1024 and summary["status"] == "finished"
     rows = read_metrics(run_dir)
-    assert len(rows) == 4 * 2 and (run_dir / "summary.json").exists()
+    assert len(rows) == 4 * 2 and json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert not (run_dir / "videos").exists()
 
 
 @pytest.mark.slow
@@ -156,6 +158,12 @@ def test_sweep_trains_every_member_with_its_own_hyperparameters(tmp_path):
     assert {(r["member"], r["algo.lr"], round(r["opt/lr"], 9)) for r in rows} == {
         (0, 1e-3, 1e-3), (1, 1e-3, 1e-3), (2, 1e-4, 1e-4), (3, 1e-4, 1e-4),
     }
+    # config.yaml keeps the sweep, so the run folder alone gives back every member
+    from jaxrl.config import from_dict
+
+    saved = from_dict(yaml.safe_load((tmp_path / "sweep" / "config.yaml").read_text()))
+    assert saved.members() == summary["members"]
+    assert load_policy(tmp_path / "sweep", member=3)(np.zeros(2, np.float32)).shape == (1,)
 
 
 def test_brax_humanoid_ppo_smoke(tmp_path):
@@ -201,7 +209,7 @@ class InterruptAt:
         self.summary = summary
 
 
-def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_failed(tmp_path):
+def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_interrupted(tmp_path):
     import subprocess
     import sys
 
@@ -212,10 +220,10 @@ def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_failed(tmp_p
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(run_config(*overrides), run_dir, [JsonlSink(), WandbSink(mode="offline"), interrupt], compose(*overrides))
-    assert interrupt.summary == {"status": "failed", "error": "KeyboardInterrupt: "}
+    assert interrupt.summary["status"] == "interrupted" and interrupt.summary["env_steps"] == 512
     # the two points logged before the interrupt are on disk, and so is the last evaluated policy
     assert len(read_metrics(run_dir)) == 2 * 2
-    assert not (run_dir / "summary.json").exists()
+    assert json.loads((run_dir / "summary.json").read_text()) == interrupt.summary
     act = load_policy(run_dir, seed=1)
     assert act(np.zeros(2, np.float32)).shape == (1,)
     # W&B shows the runs as failed, not finished
