@@ -233,3 +233,38 @@ def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_interrupted(
             capture_output=True, text=True, timeout=120, check=True,
         )
         assert json.loads(out.stdout)["state"] == "failed"
+
+
+def test_load_policy_says_what_it_needs(tmp_path):
+    run_dir = tmp_path / "run"
+    train_in_process(run_dir, *TINY, "total_timesteps=256", "num_logs=1", "seeds=1")
+    act = load_policy(run_dir)
+    # MountainCarContinuous observations are (2,)
+    for obs in (np.zeros(1), np.float32(0), np.zeros((2, 4, 2)), np.zeros(3)):
+        with pytest.raises(ValueError, match=r"takes \(2,\) or a batch"):
+            act(obs)
+    with pytest.raises(ValueError, match="NaN"):
+        act(np.array([np.nan, 0.0]))
+    assert act(np.zeros((3, 2))).shape == (3, 1)
+    policy_file = run_dir / POLICY_FILE
+    policy_file.write_bytes(policy_file.read_bytes()[:50])
+    with pytest.raises(ValueError, match=f"cannot read {policy_file}"):
+        load_policy(run_dir)
+    (run_dir / "config.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match="no config.yaml in"):
+        load_policy(run_dir)
+
+
+def test_a_full_disk_while_saving_the_policy_leaves_no_temp_file(tmp_path, monkeypatch):
+    import errno
+
+    from jaxrl.outputs import save_policy
+
+    def full_disk(path, data):
+        path.open("wb").write(data[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError, match=f"could not save the policy to {tmp_path / POLICY_FILE}: No space left"):
+        save_policy(tmp_path, {"w": np.zeros((1, 3), np.float32)})
+    assert list(tmp_path.iterdir()) == []
