@@ -51,7 +51,7 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
     try:
         stacked = flax.serialization.msgpack_restore((run_dir / POLICY_FILE).read_bytes())
         params = flax.serialization.from_state_dict(template, jax.tree.map(lambda x: x[member], stacked))
-    except Exception as err:  # msgpack and flax raise assorted types for a damaged file
+    except Exception as err:  # noqa: BLE001 (msgpack and flax raise assorted types for a damaged file)
         raise ValueError(f"cannot read {run_dir / POLICY_FILE} ({type(err).__name__}: {err}); is it truncated?") from None
     spec = algo.env.spec
     shape = tuple(spec.obs_shape)

@@ -268,3 +268,18 @@ def test_a_full_disk_while_saving_the_policy_leaves_no_temp_file(tmp_path, monke
     with pytest.raises(OSError, match=f"could not save the policy to {tmp_path / POLICY_FILE}: No space left"):
         save_policy(tmp_path, {"w": np.zeros((1, 3), np.float32)})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_says_so_in_its_summary(tmp_path):
+    from jaxrl.events import Hook
+
+    class Broken(Hook):
+        def on_chunk(self, event):
+            raise RuntimeError("first line\nthe last line")
+
+    overrides = [*TINY, "total_timesteps=256", "num_logs=1", "seeds=1"]
+    with pytest.raises(RuntimeError):
+        train(run_config(*overrides), tmp_path / "run", [JsonlSink()], compose(*overrides), hooks=[Broken()])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"] == "RuntimeError: the last line"
+    assert summary["env_steps"] == 256 and summary["final"]["eval/return_mean"]
