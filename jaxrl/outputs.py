@@ -38,7 +38,7 @@ def check_run_dir(run_dir: Path) -> None:
     while not os.path.exists(parent):
         parent = parent.parent
     if not parent.is_dir():
-        raise ConfigError(f"run_dir {run_dir} cannot be made: {parent} is a file")
+        raise ConfigError(f"run folder {run_dir} cannot be made: {parent} is a file (see run_dir, runs_root)")
     max_name = os.pathconf(parent, "PC_NAME_MAX")
     for name in target.relative_to(parent).parts:
         if len(os.fsencode(name)) > max_name:
@@ -49,7 +49,7 @@ def check_run_dir(run_dir: Path) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".jaxrl-probe-", dir=parent))
     except OSError as err:
-        raise ConfigError(f"run_dir {run_dir} cannot be made in {parent}: {err.strerror}") from None
+        raise ConfigError(f"run folder {run_dir} cannot be made in {parent}: {err.strerror} (see run_dir, runs_root)") from None
 
 
 def save_policy(run_dir: Path, params: Any) -> Path:
