@@ -165,7 +165,20 @@ def _unknown_keys(owner: str, cls: type, parent: tuple[str, ...], keys: list[str
     valid = [f.name for f in dataclasses.fields(node) if not (node is RunConfig and f.name in _INTERNAL)]
     scope = _dotted(owner, *parent)
     where = f"valid keys of {scope}" if scope else "valid top-level keys"
-    return f"unknown key(s) {', '.join(_dotted(scope, k) for k in keys)}; {where}: {', '.join(valid)}"
+    return f"unknown key(s) {', '.join(_dotted(scope, k) for k in keys)}; {where}: {', '.join(valid)}{_owners(node, keys)}"
+
+
+def _owners(node: type, keys: list[str]) -> str:
+    """For keys unknown to an algorithm's config, which algorithms they belong
+    to: a preset (experiment=...) written for one algorithm, run with algo= another."""
+    owners = [
+        name
+        for name, algo in sorted(ALGORITHMS.items())
+        if algo.config_cls is not node and set(keys) <= {f.name for f in dataclasses.fields(algo.config_cls)}
+    ]
+    if not owners or node not in {algo.config_cls for algo in ALGORITHMS.values()}:
+        return ""
+    return f" (these are keys of {', '.join(owners)}: was the experiment preset made for another algo?)"
 
 
 def _wrong_value(owner: str, error: dict[str, Any]) -> str:
@@ -244,6 +257,12 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     if run.env.suite not in SUITES:
         raise ConfigError(f"unknown env.suite {run.env.suite!r}; valid suites: {', '.join(SUITES)}")
     run = dataclasses.replace(run, env=dataclasses.replace(run.env, id=run.env.id or run.env.name))
+    if set(run.env.id) & set("/\\") or run.env.id in (".", ".."):
+        # the id names the run folder; a path in it would put the run elsewhere
+        raise ConfigError(f"env.id={run.env.id!r} must be a plain name (no '/', '\\', '.' or '..'); it names the run folder")
+    if run.env.episode_length is not None and not 0 < run.env.episode_length < 2**31:
+        # step counters inside the jitted env are int32
+        raise ConfigError(f"env.episode_length must be in 1..{2**31 - 1} (or null: the env's own), got {run.env.episode_length}")
     if run.logger.backend not in LOGGERS:
         raise ConfigError(f"unknown logger.backend {run.logger.backend!r}; choose one of: {', '.join(LOGGERS)}")
     if run.logger.mode not in LOGGER_MODES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,25 +14,59 @@ import flax.serialization
 import jax
 
 from jaxrl.algos.base import Algorithm
-from jaxrl.config import RunConfig
+from jaxrl.config import ConfigError, RunConfig
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.sinks.base import FanOut
 
-__all__ = ["POLICY_FILE", "Curves", "PolicyFile", "Videos", "save_policy"]
+__all__ = ["POLICY_FILE", "Curves", "PolicyFile", "Videos", "check_run_dir", "save_policy"]
 
 POLICY_FILE = "policy.msgpack"
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Raises ConfigError unless `run_dir` is a new or empty folder that can be
+    made and written to; it probes by making and removing a temporary folder
+    in the nearest existing parent, and leaves nothing behind."""
+    # os.path.exists, unlike Path.exists, is False for a name too long to look up
+    if os.path.exists(run_dir):
+        if not run_dir.is_dir():
+            raise ConfigError(f"run_dir {run_dir} is a file; give a new or empty folder")
+        if any(run_dir.iterdir()):
+            raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
+    target = run_dir.absolute()
+    parent = target
+    while not os.path.exists(parent):
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"run folder {run_dir} cannot be made: {parent} is a file (see run_dir, runs_root)")
+    max_name = os.pathconf(parent, "PC_NAME_MAX")
+    for name in target.relative_to(parent).parts:
+        if len(os.fsencode(name)) > max_name:
+            raise ConfigError(
+                f"run folder name {name[:40]}... is {len(os.fsencode(name))} bytes, more than the {max_name} a "
+                "file name may have; shorten runs_root, run_dir or env.id"
+            )
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".jaxrl-probe-", dir=parent))
+    except OSError as err:
+        raise ConfigError(f"run folder {run_dir} cannot be made in {parent}: {err.strerror} (see run_dir, runs_root)") from None
 
 
 def save_policy(run_dir: Path, params: Any) -> Path:
     """Writes the population's policy params (leading [P] axis) for `load_policy`.
 
     Written to a temporary file and renamed, so a kill mid-write leaves the
-    previous policy intact.
+    previous policy intact; a failed write (a full disk) removes the temporary
+    file and raises an OSError naming the policy's path.
     """
     path = run_dir / POLICY_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(flax.serialization.to_bytes(params))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(flax.serialization.to_bytes(params))
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"could not save the policy to {path}: {err.strerror}") from err
     return path
 
 

@@ -27,10 +27,15 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
     in its own bounds ([action_dim] floats, or a 0-d int array for discrete envs),
     applying the saved observation normalisation. It needs no training code
     path: only the run's config.yaml and policy file.
+
+    Raises FileNotFoundError for a folder without those files, ValueError for
+    a policy file that cannot be read; the callable raises ValueError for an
+    observation of the wrong shape or with NaN or infinite values.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / POLICY_FILE).exists():
-        raise FileNotFoundError(f"no {POLICY_FILE} in {run_dir}: is it a finished jaxrl run folder?")
+    for name in ("config.yaml", POLICY_FILE):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"no {name} in {run_dir}: is it a jaxrl run folder with an evaluated policy?")
     run = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
     members = run.members()
     if member is None:
@@ -43,9 +48,13 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
 
     algo, _ = build(run)
     template = jax.eval_shape(lambda k: algo.policy_params(algo.init(k, hyperparams(run.algo))), jax.random.PRNGKey(0))
-    stacked = flax.serialization.msgpack_restore((run_dir / POLICY_FILE).read_bytes())
-    params = flax.serialization.from_state_dict(template, jax.tree.map(lambda x: x[member], stacked))
+    try:
+        stacked = flax.serialization.msgpack_restore((run_dir / POLICY_FILE).read_bytes())
+        params = flax.serialization.from_state_dict(template, jax.tree.map(lambda x: x[member], stacked))
+    except Exception as err:  # noqa: BLE001 (msgpack and flax raise assorted types for a damaged file)
+        raise ValueError(f"cannot read {run_dir / POLICY_FILE} ({type(err).__name__}: {err}); is it truncated?") from None
     spec = algo.env.spec
+    shape = tuple(spec.obs_shape)
 
     @jax.jit
     def act(obs: jax.Array) -> jax.Array:
@@ -53,7 +62,12 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
         return jax.vmap(single)(obs) if obs.ndim > len(spec.obs_shape) else single(obs)
 
     def policy(obs: np.ndarray) -> np.ndarray:
-        return np.asarray(act(jnp.asarray(obs, jnp.float32)))
+        obs = np.asarray(obs, np.float32)
+        if obs.shape != shape and obs.shape[1:] != shape:
+            raise ValueError(f"observation of shape {obs.shape}; this policy takes {shape} or a batch (N, *{shape})")
+        if not np.isfinite(obs).all():
+            raise ValueError("observation holds NaN or infinite values")
+        return np.asarray(act(jnp.asarray(obs)))
 
     return policy
 

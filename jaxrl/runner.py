@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from jaxrl.config import ConfigError, RunConfig
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
-from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos
+from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
 
 __all__ = [
@@ -196,18 +197,25 @@ def train(
 ) -> dict[str, Any]:
     """Trains the population, feeding `sinks` and `hooks`; returns the summary.
 
-    The env and algorithm are built and the programs compiled first, so bad
-    input fails before anything is written; then `run_dir` receives
-    config.yaml, metrics.jsonl (through the sinks), the policy, summary.json,
-    videos/ and curves.png. `hooks` run after the built-in ones.
+    The folder is checked, the env and algorithm built and the programs
+    compiled first, so bad input fails before anything is written; then
+    `run_dir` receives config.yaml, metrics.jsonl (through the sinks), the
+    policy, summary.json, videos/ and curves.png. `hooks` run after the
+    built-in ones.
+
+    summary.json's "status" is "finished", or, when training stops early,
+    "interrupted" (KeyboardInterrupt: Ctrl-C, or SIGTERM as raised by the
+    CLI) or "failed" (any other exception, its last line under "error"), with
+    the env steps done and the last evaluation; the exception is re-raised.
     """
     start = time.perf_counter()
+    check_run_dir(run_dir)
     algo, schedule = build(run)
     members = run.members()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
     init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
     hp = population_hyperparams(run)
+    # on stderr, so users (and tests) see that slow compilation has begun
+    print(f"compiling {run.algo_name} for {len(members)} member(s) ...", file=sys.stderr, flush=True)
     programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes)
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -218,12 +226,28 @@ def train(
 
     summary: dict[str, Any] = {}
     train_s = 0.0
+    step = 0
+    final: dict[str, list[float]] = {}
+
+    def progress(status: str) -> dict[str, Any]:
+        return {
+            "status": status,
+            "algo": run.algo_name,
+            "env": run.env.id,
+            "seeds": [m["seed"] for m in members],
+            **({"members": members} if run.sweep else {}),
+            "env_steps": step,
+            "wall_s": round(time.perf_counter() - start, 3),
+            "compile_s": round(programs.seconds, 3),
+            "train_s": round(train_s, 3),
+            "final": final,
+        }
+
     try:
         states = programs.init(init_keys, hp)
         out.open(info)
         for hook in hooks:
             hook.on_start(info)
-        final: dict[str, list[float]] = {}
         for index in range(schedule.num_chunks):
             chunk_start = time.perf_counter()
             states, metrics = programs.chunk(states)
@@ -249,25 +273,29 @@ def train(
             out.log(step, rows)
             for hook in hooks:
                 hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
-        summary = {
-            "algo": run.algo_name,
-            "env": run.env.id,
-            "seeds": [m["seed"] for m in members],
-            **({"members": members} if run.sweep else {}),
-            "env_steps": schedule.total_steps,
-            "wall_s": round(time.perf_counter() - start, 3),
-            "compile_s": round(programs.seconds, 3),
-            "train_s": round(train_s, 3),
-            "sps": round(schedule.total_steps * len(members) / train_s, 1),
-            "final": final,
-        }
+        summary = {**progress("finished"), "sps": round(step * len(members) / train_s, 1)}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         for hook in hooks:
             hook.on_end(RunEnded(step, summary, states))
+    except KeyboardInterrupt:
+        summary = progress("interrupted")
+        _write_quietly(run_dir / "summary.json", summary)
+        raise
     except BaseException as err:
-        # KeyboardInterrupt included: sinks learn that the run did not finish
-        summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        lines = str(err).strip().splitlines()
+        summary = {**progress("failed"), "error": f"{type(err).__name__}: {lines[-1] if lines else ''}"}
+        _write_quietly(run_dir / "summary.json", summary)
         raise
     finally:
+        # sinks learn how the run ended: W&B marks an unfinished run failed
         out.close(summary)
     return summary
+
+
+def _write_quietly(path: Path, summary: dict[str, Any]) -> None:
+    """Writes a stopped run's summary.json; a failure here (a full disk) must
+    not hide the error that stopped the run."""
+    try:
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError:
+        pass

@@ -2,12 +2,21 @@
 
 Composes the Hydra config, validates it, makes the run folder, trains, and
 leaves config.yaml, metrics.jsonl, summary.json and the policy there.
+
+Exit status: 0 finished, 2 bad input (one line on stderr, before anything
+compiles), 130 / 143 interrupted by SIGINT / SIGTERM (summary.json says
+"interrupted"), 1 anything else.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +24,20 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
+from jaxrl.errors import Interrupted
+
+CONFIG_MODULE = "jaxrl.configs"
+MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def run_dir_for(run: RunConfig) -> Path:
     """The run folder: `run_dir` if given, else a new `<runs_root>/<time>-<algo>-<env>`
-    (with a numbered suffix when a run started in the same second)."""
+    (with a numbered suffix when a run started in the same second); `~` is expanded."""
     if run.run_dir:
-        return Path(run.run_dir)
-    base = Path(run.runs_root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
+        return Path(run.run_dir).expanduser()
+    base = Path(run.runs_root).expanduser() / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
     path, n = base, 1
-    while path.exists():
+    while os.path.exists(path):  # False, not an error, for a name too long (checked later)
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
@@ -37,7 +50,13 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)
-    return train(run, run_dir_for(run), make_sinks(run), resolved)
+    run_dir = run_dir_for(run)
+    try:
+        return train(run, run_dir, make_sinks(run), resolved)
+    except BaseException as err:
+        if os.path.exists(run_dir):
+            err.add_note(f"what was done so far is in {run_dir}")
+        raise
 
 
 def open_sweep_keys(overrides: list[str]) -> list[str]:
@@ -50,19 +69,130 @@ def open_sweep_keys(overrides: list[str]) -> list[str]:
     return [f"++{arg}" if arg.startswith("sweep.") else arg for arg in overrides]
 
 
-@hydra.main(config_path="pkg://jaxrl.configs", config_name="config", version_base=None)
-def hydra_main(cfg: DictConfig) -> None:
-    """Hydra's entry point; bad configuration exits with status 2 and a one-line reason."""
+def _config_groups() -> list[str]:
+    return sorted(p.name for p in resources.files(CONFIG_MODULE).iterdir() if p.is_dir() and not p.name.startswith("_"))
+
+
+def _hydra_error(err: Exception, overrides: list[str]) -> ConfigError:
+    """One line for an error Hydra or OmegaConf raised while composing: the bad
+    value and what would be accepted (options of a group, keys of a node)."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    if isinstance(err, OverrideParseException):
+        return ConfigError(
+            f"cannot parse {err.override!r}; quote a value with special characters, e.g. \"run_dir='~/runs/a'\""
+        )
+    if isinstance(err, MissingConfigException) and err.options:
+        group, _, name = (err.missing_cfg_file or "").rpartition("/")
+        return ConfigError(f"unknown {group} {name!r}; valid options: {', '.join(err.options)}")
+    text = str(err)
+    if text.startswith("Ambiguous value for argument"):
+        arg = text.split("'")[1]
+        return ConfigError(
+            f"{arg} is a Hydra multirun sweep: add -m to run one job per value, or give a list as key=[a,b]"
+        )
+    full_key = getattr(err.__cause__, "full_key", None)
+    if full_key and "not in struct" in str(err.__cause__):
+        return ConfigError(_unknown_key(full_key, overrides))
+    return ConfigError(text.strip().splitlines()[0])
+
+
+def _unknown_key(full_key: str, overrides: list[str]) -> str:
+    """'unknown key <key>; valid keys of <parent>: ...', the valid keys read
+    from the config composed with the command line's group choices alone."""
+    groups = _config_groups()
+    choices = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
+    cfg = _compose(choices)
+    parent, _, _ = full_key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    scope = f"valid keys of {parent}" if parent else "valid top-level keys"
+    keys = list(node.keys()) if isinstance(node, DictConfig) else []
+    return f"unknown key {full_key}; {scope}: {', '.join(str(k) for k in keys)}"
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(CONFIG_MODULE, version_base=None):
+        return compose(config_name="config", overrides=overrides)
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config `python -m jaxrl.train OVERRIDES` runs; Hydra's and
+    OmegaConf's errors become a one-line ConfigError."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
-        run_from_config(cfg)
+        return _compose(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise _hydra_error(err, overrides) from None
+
+
+def check_sweep(overrides: list[str]) -> None:
+    """Composes and validates every job of a multirun (`-m`) before Hydra
+    launches any, so bad input fails before a sweep folder is made."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
+    except HydraException as err:
+        raise _hydra_error(err, overrides) from None
+    for job in jobs:
+        from_dict(OmegaConf.to_container(compose_config(job), resolve=True))
+
+
+def _last_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}"
+
+
+@contextlib.contextmanager
+def exit_status() -> Iterator[None]:
+    """Turns the ways a run ends into a short message and the documented exit status."""
+    try:
+        yield
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
+        print(f"interrupted by {signal.Signals(signum).name}{notes}", file=sys.stderr)
+        sys.exit(128 + signum)
+    except Exception as err:  # noqa: BLE001 (the CLI reports every failure in one line)
+        notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
+        print(f"error: training failed: {_last_line(err)}{notes}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base=None)
+def hydra_main(cfg: DictConfig) -> None:
+    """Hydra's entry point, for its own flags (-m, --help, --cfg, ...)."""
+    with exit_status():
+        run_from_config(cfg)
 
 
 def main() -> None:
     """`python -m jaxrl.train [key=value ...]`."""
-    sys.argv[1:] = open_sweep_keys(sys.argv[1:])
+    # SIGTERM ends a run as Ctrl-C does: outputs kept, summary written, sinks closed
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    args = open_sweep_keys(sys.argv[1:])
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    with exit_status():
+        if not flags:
+            run_from_config(compose_config(overrides))
+            return
+        if set(flags) <= set(MULTIRUN_FLAGS):
+            check_sweep(overrides)
+    sys.argv[1:] = args
     hydra_main()
 
 

@@ -86,13 +86,15 @@ def test_wandb_failure_leaves_training_finished(tmp_path):
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("wandb cannot make its folder inside a file")
-    overrides = [*TINY, "total_timesteps=1024", "num_logs=4", "seeds=2"]
+    # video.every without video.enabled films nothing
+    overrides = [*TINY, "total_timesteps=1024", "num_logs=4", "seeds=2", "video.every=1", "eval.every=1"]
     run_dir = tmp_path / "run"
     with pytest.warns(RuntimeWarning, match="wandb logging is off"):
         summary = train(run_config(*overrides), run_dir, [JsonlSink(), WandbSink(mode="offline", dir=blocker / "x")], compose(*overrides))
-    assert summary["env_steps"] == 1024
+    assert summary["env_steps"] == 1024 and summary["status"] == "finished"
     rows = read_metrics(run_dir)
-    assert len(rows) == 4 * 2 and (run_dir / "summary.json").exists()
+    assert len(rows) == 4 * 2 and json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert not (run_dir / "videos").exists()
 
 
 @pytest.mark.slow
@@ -138,6 +140,12 @@ def test_sweep_trains_every_member_with_its_own_hyperparameters(tmp_path):
     assert {(r["member"], r["algo.lr"], round(r["opt/lr"], 9)) for r in rows} == {
         (0, 1e-3, 1e-3), (1, 1e-3, 1e-3), (2, 1e-4, 1e-4), (3, 1e-4, 1e-4),
     }
+    # config.yaml keeps the sweep, so the run folder alone gives back every member
+    from jaxrl.config import from_dict
+
+    saved = from_dict(yaml.safe_load((tmp_path / "sweep" / "config.yaml").read_text()))
+    assert saved.members() == summary["members"]
+    assert load_policy(tmp_path / "sweep", member=3)(np.zeros(2, np.float32)).shape == (1,)
 
 
 def test_brax_humanoid_ppo_smoke(tmp_path):
@@ -183,7 +191,7 @@ class InterruptAt:
         self.summary = summary
 
 
-def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_failed(tmp_path):
+def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_interrupted(tmp_path):
     import subprocess
     import sys
 
@@ -194,10 +202,10 @@ def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_failed(tmp_p
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(run_config(*overrides), run_dir, [JsonlSink(), WandbSink(mode="offline"), interrupt], compose(*overrides))
-    assert interrupt.summary == {"status": "failed", "error": "KeyboardInterrupt: "}
+    assert interrupt.summary["status"] == "interrupted" and interrupt.summary["env_steps"] == 512
     # the two points logged before the interrupt are on disk, and so is the last evaluated policy
     assert len(read_metrics(run_dir)) == 2 * 2
-    assert not (run_dir / "summary.json").exists()
+    assert json.loads((run_dir / "summary.json").read_text()) == interrupt.summary
     act = load_policy(run_dir, seed=1)
     assert act(np.zeros(2, np.float32)).shape == (1,)
     # W&B shows the runs as failed, not finished
@@ -207,3 +215,53 @@ def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_failed(tmp_p
             capture_output=True, text=True, timeout=120, check=True,
         )
         assert json.loads(out.stdout)["state"] == "failed"
+
+
+def test_load_policy_says_what_it_needs(tmp_path):
+    run_dir = tmp_path / "run"
+    train_in_process(run_dir, *TINY, "total_timesteps=256", "num_logs=1", "seeds=1")
+    act = load_policy(run_dir)
+    # MountainCarContinuous observations are (2,)
+    for obs in (np.zeros(1), np.float32(0), np.zeros((2, 4, 2)), np.zeros(3)):
+        with pytest.raises(ValueError, match=r"takes \(2,\) or a batch"):
+            act(obs)
+    with pytest.raises(ValueError, match="NaN"):
+        act(np.array([np.nan, 0.0]))
+    assert act(np.zeros((3, 2))).shape == (3, 1)
+    policy_file = run_dir / POLICY_FILE
+    policy_file.write_bytes(policy_file.read_bytes()[:50])
+    with pytest.raises(ValueError, match=f"cannot read {policy_file}"):
+        load_policy(run_dir)
+    (run_dir / "config.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match="no config.yaml in"):
+        load_policy(run_dir)
+
+
+def test_a_full_disk_while_saving_the_policy_leaves_no_temp_file(tmp_path, monkeypatch):
+    import errno
+
+    from jaxrl.outputs import save_policy
+
+    def full_disk(path, data):
+        path.open("wb").write(data[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError, match=f"could not save the policy to {tmp_path / POLICY_FILE}: No space left"):
+        save_policy(tmp_path, {"w": np.zeros((1, 3), np.float32)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_says_so_in_its_summary(tmp_path):
+    from jaxrl.events import Hook
+
+    class Broken(Hook):
+        def on_chunk(self, event):
+            raise RuntimeError("first line\nthe last line")
+
+    overrides = [*TINY, "total_timesteps=256", "num_logs=1", "seeds=1"]
+    with pytest.raises(RuntimeError):
+        train(run_config(*overrides), tmp_path / "run", [JsonlSink()], compose(*overrides), hooks=[Broken()])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"] == "RuntimeError: the last line"
+    assert summary["env_steps"] == 256 and summary["final"]["eval/return_mean"]

@@ -82,6 +82,15 @@ class OffPolicyConfig:
                 f"total_timesteps={total_timesteps} is less than one update "
                 f"(algo.num_envs x algo.rollout_length = {batch})"
             )
+        # warmup is checked before each update, against the env steps taken so
+        # far; the last update starts (ceil(total / batch) - 1) x batch steps in
+        last_update_at = (-(-total_timesteps // batch) - 1) * batch
+        if last_update_at < self.warmup_steps:
+            raise ConfigError(
+                f"total_timesteps={total_timesteps} never takes a gradient step: the first "
+                f"algo.warmup_steps={self.warmup_steps} env steps are random actions; give "
+                f"total_timesteps >= {-(-self.warmup_steps // batch) * batch + 1} or a smaller algo.warmup_steps"
+            )
         check_positive(self, "actor_lr", "critic_lr", "reward_scale", "noise_theta")
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"algo.gamma must be in (0, 1], got {self.gamma}")

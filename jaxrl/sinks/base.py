@@ -58,9 +58,10 @@ class Sink:
 
     def close(self, summary: dict[str, Any]) -> None:
         """Called once at the end with the run's summary (the `summary.json`
-        content: per-member lists under "final"); when training failed,
-        {"status": "failed", "error": "<type>: <message>"} instead. Also
-        called for a sink whose `open` was not reached."""
+        content: per-member lists under "final"). Its "status" is "finished",
+        or "interrupted" / "failed" (with "error": "<type>: <message>") when
+        training stopped early; "env_steps" and "final" then hold what was done.
+        Also called for a sink whose `open` was not reached."""
 
 
 class FanOut:

@@ -77,8 +77,10 @@ class ConsoleSink(Sink):
         """Stops the bar and prints one row per member with its final evaluation."""
         if self._progress is not None:
             self._progress.stop()
-        if summary.get("status") == "failed" or self._run is None:
-            self.console.print(f"[bold red]training stopped[/]: {summary.get('error', 'before it started')}")
+        status = summary.get("status", "finished")
+        if self._run is None or status != "finished":
+            reason = summary.get("error", f"after {summary.get('env_steps', 0):,} env steps per member")
+            self.console.print(f"[bold red]training {status}[/]: {reason}" if self._run else "training stopped before it started")
             return
         final = summary.get("final", {})
         table = Table(title=f"{summary.get('algo')} on {summary.get('env')}: final deterministic evaluation")

@@ -154,7 +154,7 @@ class WandbSink(Sink):
 
         Member i gets "final/<metric>" = summary["final"][<metric>][i], plus
         the run totals env_steps, sps (all members together), wall_s and
-        compile_s. When training failed (summary {"status": "failed"}), the
+        compile_s. When training did not finish (summary "status" "failed" or "interrupted"), the
         runs are finished with exit code 1, so W&B shows them as failed. After
         a wandb failure, the runs still open are finished as failed and no
         error is raised.
@@ -240,8 +240,8 @@ class WandbSink(Sink):
             wandb_run.summary.update(
                 {**totals, **{f"final/{key}": values[i] for key, values in finals.items()}}
             )
-        # a run whose training failed is marked failed in W&B, not finished
-        exit_code = 1 if summary.get("status") == "failed" else 0
+        # a run that failed or was interrupted is marked failed in W&B, not finished
+        exit_code = 0 if summary.get("status", "finished") == "finished" else 1
         while self._runs:
             self._runs[0].finish(exit_code=exit_code)
             self._runs.pop(0)

@@ -1,0 +1,80 @@
+"""Bad input through the real command line: one line naming the bad value,
+exit status 2, before anything compiles, and nothing left behind (no run
+folder, no multirun folder, no train.log in the working directory)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+# Each command fails before compiling, so only its start-up (imports) costs time;
+# given first, so that a command's own values win.
+QUIET = ["logger=none", "video.enabled=false"]
+
+# (command-line arguments, text the one line must contain)
+BAD = [
+    (["algo=dqn"], "valid options: a2c, ddpg, ppo, sac, td3, trpo"),
+    (["experiment=foo"], "unknown experiment 'foo'; valid options: a2c_mountaincar"),
+    (["env=nope"], "unknown env 'nope'; valid options:"),
+    (["algo.lrr=0.1"], "unknown key algo.lrr; valid keys of algo:"),
+    (["algo=sac", "algo.lrr=0.1"], "valid keys of algo: name, num_envs"),
+    (["eval.episodez=3"], "unknown key eval.episodez; valid keys of eval: every, episodes"),
+    (["+foo=1"], "unknown key(s) foo; valid top-level keys"),
+    (["seeds=1,2"], "add -m"),
+    (["algo.lr=["], "cannot parse"),
+    (["run_dir=~/x"], "quote a value"),
+    (["experiment=sac_mountaincar", "algo=ppo"], "these are keys of sac"),
+    (["-m", "algo.lr=-1"], "algo.lr must be positive"),
+    (["-m", "algo.lr=1e-3,nan"], "algo.lr must be a finite number"),
+    (["algo.lr=nan"], "algo.lr must be a finite number, got nan"),
+    (["algo.lr=inf"], "algo.lr must be a finite number, got inf"),
+    (["sweep.algo.lr=[nan,1e-3]"], "sweep.algo.lr must be a finite number"),
+    (["total_timesteps=nan"], "total_timesteps must be a finite number"),
+    (["seed=99999999999"], "seed must be in 0.."),
+    (["algo=sac", "total_timesteps=8192"], "never takes a gradient step"),
+    (["algo=td3", "total_timesteps=8192"], "never takes a gradient step"),
+    (["env.id=../../../x"], "must be a plain name"),
+    (["env.id=.."], "must be a plain name"),
+    (["env.episode_length=1e12"], "env.episode_length must be in 1..2147483647"),
+    (["env.episode_length=0"], "env.episode_length must be in 1.."),
+    (["run_dir=afile"], "is a file"),
+    (["run_dir=afile/x"], "is a file"),
+    (["run_dir=/proc/x"], "cannot be made in /proc"),
+    (["runs_root=/proc/x"], "cannot be made in /proc"),
+    ([f"runs_root={'r' * 300}"], "more than the 255"),
+    ([f"env.id={'e' * 260}"], "more than the 255"),
+]
+
+
+def _run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[str], list[str]]:
+    cwd.mkdir()
+    (cwd / "afile").write_text("a file where a folder is expected\n")
+    before = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
+    proc = run_cli([*QUIET, *args], cwd=cwd, timeout=60)
+    after = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
+    return proc, before, after
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, list[str], list[str]]]:
+    """Every bad command, run two at a time (start-up dominates, CI has 2 cores)."""
+    root = tmp_path_factory.mktemp("bad")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {" ".join(args): pool.submit(_run, args, root / str(i)) for i, (args, _) in enumerate(BAD)}
+        return {command: future.result() for command, future in futures.items()}
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2_and_leaves_nothing(results, args, expected):
+    command = " ".join(args)
+    proc, before, after = results[command]
+    stderr = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, f"{command}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
+    assert "Traceback" not in proc.stderr and len(stderr) <= 3, f"{command}: stderr\n{proc.stderr[-2000:]}"
+    assert stderr[-1].startswith("error: ") and expected in stderr[-1], f"{command}: {stderr[-1]!r} lacks {expected!r}"
+    assert "compiling" not in proc.stderr, f"{command}: failed only after compilation started"
+    assert after == before, f"{command}: left {sorted(set(after) - set(before))} in the working directory"

@@ -1,0 +1,83 @@
+"""Ctrl-C (SIGINT) and SIGTERM on a real training process: a short message
+(no traceback), exit 128 + signal, summary.json with status "interrupted"
+and what was done, W&B runs closed; during compilation, no run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# a budget far beyond what runs before the signal; many logged points, so the
+# first metrics line comes soon after compilation
+LONG = [
+    "total_timesteps=2e6", "num_logs=2000", "seeds=1", "algo.num_envs=4", "algo.rollout_length=32",
+    "algo.hidden=[32,32]", "algo.num_minibatches=4", "video.enabled=false", "eval.episodes=2", "eval.every=1",
+]
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen:
+    """`python -m jaxrl.train ARGS` in `cwd`, as conftest.run_cli starts it, without waiting."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def finish(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr
+
+
+def wandb_state(run: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return json.loads(out.stdout)["state"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_training_ends_it_cleanly(tmp_path, signum):
+    run_dir = tmp_path / "run"
+    proc = start(tmp_path, *LONG, "run_dir=run", "logger=wandb", "logger.mode=offline")
+    metrics = run_dir / "metrics.jsonl"
+    wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, proc)
+    code, stderr = finish(proc, signum)
+    assert code == 128 + signum, stderr[-2000:]
+    assert "Traceback" not in stderr and f"interrupted by {signal.Signals(signum).name}" in stderr, stderr[-2000:]
+    assert len(stderr.strip().splitlines()) <= 3, stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert 0 < summary["env_steps"] < 2_000_000 and summary["final"]["eval/return_mean"], summary
+    # the policy of the last evaluation is kept, and W&B does not show the run as still running
+    assert (run_dir / "policy.msgpack").exists()
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert runs and all(wandb_state(r) not in ("running", "") for r in runs)
+
+
+def test_ctrl_c_during_compilation_leaves_no_folder(tmp_path):
+    proc = start(tmp_path, *LONG, "logger=none")
+    # the CLI says 'compiling ...' just before compilation starts
+    line = proc.stderr.readline()
+    assert line.startswith("compiling"), line
+    code, stderr = finish(proc, signal.SIGINT)
+    assert code == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted by SIGINT" in stderr and len(stderr.strip().splitlines()) <= 3, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "left files behind"
