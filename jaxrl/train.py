@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -162,7 +163,9 @@ def exit_status() -> Iterator[None]:
         notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
         print(f"interrupted by {signal.Signals(signum).name}{notes}", file=sys.stderr)
         sys.exit(128 + signum)
-    except Exception as err:  # noqa: BLE001 (the CLI reports every failure in one line)
+    except Exception as err:  # noqa: BLE001 (the CLI reports every failure, ending with one line)
+        # a crash is a bug or an environment problem: its traceback is what finds it
+        traceback.print_exc()
         notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
         print(f"error: training failed: {_last_line(err)}{notes}", file=sys.stderr)
         sys.exit(1)
