@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from jaxrl import load_policy
-from jaxrl.runner import train
+from jaxrl.runner import POLICY_FILE, train
 from jaxrl.sinks.jsonl import JsonlSink
 
 from conftest import compose, run_cli, run_config
