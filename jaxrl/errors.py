@@ -1,4 +1,4 @@
-"""Exceptions users see."""
+"""Exceptions users see, and how a failure is told in one line."""
 
 
 class ConfigError(ValueError):
@@ -16,3 +16,9 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+
+
+def last_line(err: BaseException) -> str:
+    """'<Type>: <last line of the message>', the one line a summary or the CLI gives for `err`."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}"

@@ -29,6 +29,7 @@ import yaml
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
+from jaxrl.errors import last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
@@ -282,8 +283,7 @@ def train(
         _write_quietly(run_dir / "summary.json", summary)
         raise
     except BaseException as err:
-        lines = str(err).strip().splitlines()
-        summary = {**progress("failed"), "error": f"{type(err).__name__}: {lines[-1] if lines else ''}"}
+        summary = {**progress("failed"), "error": last_line(err)}
         _write_quietly(run_dir / "summary.json", summary)
         raise
     finally:

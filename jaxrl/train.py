@@ -25,7 +25,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
-from jaxrl.errors import Interrupted
+from jaxrl.errors import Interrupted, last_line
 
 CONFIG_MODULE = "jaxrl.configs"
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -145,11 +145,6 @@ def check_sweep(overrides: list[str]) -> None:
         from_dict(OmegaConf.to_container(compose_config(job), resolve=True))
 
 
-def _last_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[-1] if lines else ''}"
-
-
 @contextlib.contextmanager
 def exit_status() -> Iterator[None]:
     """Turns the ways a run ends into a short message and the documented exit status."""
@@ -167,7 +162,7 @@ def exit_status() -> Iterator[None]:
         # a crash is a bug or an environment problem: its traceback is what finds it
         traceback.print_exc()
         notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
-        print(f"error: training failed: {_last_line(err)}{notes}", file=sys.stderr)
+        print(f"error: training failed: {last_line(err)}{notes}", file=sys.stderr)
         sys.exit(1)
 
 
