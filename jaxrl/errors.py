@@ -1,5 +1,9 @@
 """Exceptions users see, and how a failure is told in one line."""
 
+RESUMABLE_EXIT = 75
+"""The CLI's exit status for a run that stopped early and can be resumed
+(EX_TEMPFAIL from sysexits.h: "try again later")."""
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message says which and why."""
@@ -16,6 +20,23 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+
+
+class Stopped(Exception):
+    """The run stopped early on purpose and can be resumed: a first SIGINT or
+    SIGTERM asked it to, or a hook (an alert rule seeing a NaN) did.
+
+    Raised from a hook, between chunks. The runner then writes a checkpoint
+    of the state after the last chunk when `save` is true (False when that
+    state is bad, e.g. holds NaNs: the previous checkpoint stays the resume
+    point), writes summary.json with status "stopped" and `reason`, closes
+    the sinks, and re-raises; the CLI exits with RESUMABLE_EXIT.
+    """
+
+    def __init__(self, reason: str, save: bool = True):
+        super().__init__(reason)
+        self.reason = reason
+        self.save = save
 
 
 def last_line(err: BaseException) -> str:

@@ -79,3 +79,8 @@ class Hook:
 
     def on_end(self, event: RunEnded) -> None:
         """After the last chunk, once summary.json is written, before the sinks close."""
+
+    def on_exit(self, summary: dict[str, Any]) -> None:
+        """However the run ends, once summary.json is written, before the sinks
+        close: `summary["status"]` is "finished", "stopped" (`jaxrl.errors.Stopped`,
+        with "reason"), "interrupted" or "failed" (with "error")."""

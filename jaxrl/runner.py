@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import yaml
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
-from jaxrl.errors import last_line
+from jaxrl.errors import Stopped, last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
@@ -205,7 +206,8 @@ def train(
     built-in ones.
 
     summary.json's "status" is "finished", or, when training stops early,
-    "interrupted" (KeyboardInterrupt: Ctrl-C, or SIGTERM as raised by the
+    "stopped" (`jaxrl.errors.Stopped` raised by a hook, its reason under
+    "reason"), "interrupted" (KeyboardInterrupt: Ctrl-C, or SIGTERM as raised by the
     CLI) or "failed" (any other exception, its last line under "error"), with
     the env steps done and the last evaluation; the exception is re-raised.
     """
@@ -278,6 +280,10 @@ def train(
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         for hook in hooks:
             hook.on_end(RunEnded(step, summary, states))
+    except Stopped as err:
+        summary = {**progress("stopped"), "reason": err.reason}
+        _write_quietly(run_dir / "summary.json", summary)
+        raise
     except KeyboardInterrupt:
         summary = progress("interrupted")
         _write_quietly(run_dir / "summary.json", summary)
@@ -287,9 +293,20 @@ def train(
         _write_quietly(run_dir / "summary.json", summary)
         raise
     finally:
+        for hook in hooks:
+            _exit_quietly(hook, summary)
         # sinks learn how the run ended: W&B marks an unfinished run failed
         out.close(summary)
     return summary
+
+
+def _exit_quietly(hook: Hook, summary: dict[str, Any]) -> None:
+    """Tells a hook how the run ended; its failure is a warning, so that it
+    neither hides the error that ended the run nor keeps the sinks open."""
+    try:
+        hook.on_exit(summary)
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"{type(hook).__name__} failed at the end of the run: {last_line(err)}", stacklevel=2)
 
 
 def _write_quietly(path: Path, summary: dict[str, Any]) -> None:

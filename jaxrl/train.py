@@ -4,8 +4,9 @@ Composes the Hydra config, validates it, makes the run folder, trains, and
 leaves config.yaml, metrics.jsonl, summary.json and the policy there.
 
 Exit status: 0 finished, 2 bad input (one line on stderr, before anything
-compiles), 130 / 143 interrupted by SIGINT / SIGTERM (summary.json says
-"interrupted"), 1 anything else.
+compiles), 75 stopped early and resumable (`jaxrl.errors.Stopped`),
+130 / 143 interrupted by SIGINT / SIGTERM (summary.json says "interrupted"),
+1 anything else.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
-from jaxrl.errors import Interrupted, last_line
+from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
 
 CONFIG_MODULE = "jaxrl.configs"
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -153,6 +154,10 @@ def exit_status() -> Iterator[None]:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Stopped as err:
+        notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
+        print(f"stopped: {err.reason}{notes}; resumable (exit status {RESUMABLE_EXIT})", file=sys.stderr)
+        sys.exit(RESUMABLE_EXIT)
     except KeyboardInterrupt as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
