@@ -100,6 +100,23 @@ class LoggerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Checkpoints of the whole training state (`jaxrl.checkpoint`): when
+    `enabled`, after every `every` log points (0: not by count), whenever
+    `every_s` seconds have passed since the last one (0: not by time), at the
+    end and when stopped; the newest `keep` are kept; `upload` logs each to
+    the logger (W&B artifacts)."""
+
+    __pydantic_config__ = STRICT
+
+    enabled: bool = True
+    every: int = 0
+    every_s: float = 300.0
+    keep: int = 3
+    upload: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One run: an algorithm on an env, for a population of seeds x sweep members."""
 
@@ -115,8 +132,11 @@ class RunConfig:
     eval: EvalConfig = EvalConfig()
     logger: LoggerConfig = LoggerConfig()
     video: VideoConfig = VideoConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
     runs_root: str = "runs"
     run_dir: str | None = None
+    resume: str | None = None
+    deterministic: bool = False
     sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     def members(self) -> list[dict[str, Any]]:
@@ -274,8 +294,14 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         ("eval.every", run.eval.every),
         ("eval.episodes", run.eval.episodes),
         ("video.max_frames", run.video.max_frames),
+        ("checkpoint.keep", run.checkpoint.keep),
     ]:
         _positive(where, value)
+    if run.checkpoint.every < 0 or run.checkpoint.every_s < 0:
+        raise ConfigError(
+            f"checkpoint.every and checkpoint.every_s must be >= 0 (0: off), got {run.checkpoint.every} "
+            f"and {run.checkpoint.every_s}"
+        )
     if run.video.every < 0:
         raise ConfigError(f"video.every must be >= 0 (0: only at the end), got {run.video.every}")
     members = len(run.members())

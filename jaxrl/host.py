@@ -11,7 +11,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["choose_mujoco_gl", "configure", "guard_cpu_deadlock", "set_mujoco_gl"]
+__all__ = ["choose_mujoco_gl", "configure", "guard_cpu_deadlock", "make_deterministic", "set_mujoco_gl"]
 
 # The OpenGL platforms mujoco's Python bindings can run headless on Linux; the
 # names are shared by MUJOCO_GL and PyOpenGL's PYOPENGL_PLATFORM.
@@ -94,3 +94,31 @@ def set_mujoco_gl() -> None:
     if choice is not None:
         os.environ["MUJOCO_GL"] = choice
         os.environ["PYOPENGL_PLATFORM"] = choice
+
+
+DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def make_deterministic() -> None:
+    """`deterministic=true`: XLA's deterministic GPU reductions and the highest
+    matmul precision, so that a GPU run repeats bit for bit (on CPUs and TPUs
+    XLA is deterministic already).
+
+    XLA reads XLA_FLAGS once, when its backend starts: raises ConfigError
+    when jax has already computed something in this process (a notebook)
+    without the flag, saying how to set it instead.
+    """
+    import jax
+    from jax._src import xla_bridge
+
+    from jaxrl.errors import ConfigError
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if DETERMINISTIC_FLAG not in flags:
+        if xla_bridge.backends_are_initialized():
+            raise ConfigError(
+                "deterministic=true must be set before jax starts; in a notebook, set "
+                f"os.environ['XLA_FLAGS'] = '{DETERMINISTIC_FLAG}' before importing jax, or restart it"
+            )
+        os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_FLAG}".strip()
+    jax.config.update("jax_default_matmul_precision", "highest")

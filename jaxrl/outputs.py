@@ -72,14 +72,20 @@ def save_policy(run_dir: Path, params: Any) -> Path:
 
 class PolicyFile(Hook):
     """Rewrites `policy.msgpack` after every evaluation, so a crash or a kill
-    still leaves the latest evaluated policy."""
+    still leaves the latest evaluated policy; at the end of a finished run it
+    goes to `sinks` (a W&B artifact tagged "final") when they are given."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path, sinks: FanOut | None = None):
+        self.run_dir, self.sinks = run_dir, sinks
 
     def on_evaluation(self, event: EvaluationDone) -> None:
         """Saves the evaluated params."""
         save_policy(self.run_dir, event.params)
+
+    def on_end(self, event: RunEnded) -> None:
+        """Hands the final policy file to the sinks."""
+        if self.sinks is not None:
+            self.sinks.log_artifact(event.step, "policy", self.run_dir / POLICY_FILE, ["final"])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -29,6 +30,7 @@ import yaml
 
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
+from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal, read_position
 from jaxrl.config import ConfigError, RunConfig
 from jaxrl.errors import Stopped, last_line
 from jaxrl.envs import make_env
@@ -61,12 +63,14 @@ class Schedule:
     steps_per_update: int
 
     @classmethod
-    def for_run(cls, run: RunConfig) -> Schedule:
-        """`total_timesteps` rounded up to whole updates and chunks, at most `num_logs` chunks."""
+    def for_run(cls, run: RunConfig, updates_per_chunk: int | None = None) -> Schedule:
+        """`total_timesteps` rounded up to whole updates and chunks, at most
+        `num_logs` chunks; a resumed run passes its chunk length, which stays
+        what it was when `total_timesteps` is raised."""
         # every algorithm takes num_envs x rollout_length env steps per update
         steps_per_update = run.algo.num_envs * run.algo.rollout_length
         num_updates = math.ceil(run.total_timesteps / steps_per_update)
-        per_chunk = math.ceil(num_updates / min(run.num_logs, num_updates))
+        per_chunk = updates_per_chunk or math.ceil(num_updates / min(run.num_logs, num_updates))
         return cls(math.ceil(num_updates / per_chunk), per_chunk, steps_per_update)
 
     @property
@@ -75,10 +79,11 @@ class Schedule:
         return self.num_chunks * self.updates_per_chunk * self.steps_per_update
 
 
-def build(run: RunConfig) -> tuple[Algorithm, Schedule]:
-    """The chunk schedule, then the env and the algorithm, told the rounded
-    budget so that schedules such as lr annealing end at the last update."""
-    schedule = Schedule.for_run(run)
+def build(run: RunConfig, updates_per_chunk: int | None = None) -> tuple[Algorithm, Schedule]:
+    """The chunk schedule (see `Schedule.for_run`), then the env and the
+    algorithm, told the rounded budget so that schedules such as lr annealing
+    end at the last update."""
+    schedule = Schedule.for_run(run, updates_per_chunk)
     env = make_env(run.env.suite, run.env.name, run.env.backend, run.env.episode_length)
     algo = ALGORITHMS[run.algo_name](env, run.algo, schedule.total_steps)
     assert algo.steps_per_update == schedule.steps_per_update, "Schedule.for_run disagrees with the algorithm"
@@ -143,12 +148,14 @@ class Programs:
     chunk(states [P]) -> (states, metrics {name: [updates_per_chunk, P]}):
         `updates_per_chunk` updates of every member; its input is donated.
     evaluate(states [P], keys [P]) -> {"eval/return_mean": [P], ...}.
+    state_shapes: the training states' shapes and dtypes (ShapeDtypeStructs).
     seconds: wall time spent lowering and compiling the three.
     """
 
     init: Any
     chunk: Any
     evaluate: Any
+    state_shapes: Any
     seconds: float
 
 
@@ -186,6 +193,7 @@ def compile_programs(algo: Algorithm, schedule: Schedule, keys: jax.Array, hp: A
         init=init.compile(),
         chunk=jax.jit(chunk, donate_argnums=0).lower(states).compile(),
         evaluate=jax.jit(jax.vmap(evaluate_member)).lower(states, keys).compile(),
+        state_shapes=states,
         seconds=time.perf_counter() - start,
     )
 
@@ -196,24 +204,34 @@ def train(
     sinks: Sequence[Sink],
     resolved_config: dict[str, Any],
     hooks: Sequence[Hook] = (),
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Trains the population, feeding `sinks` and `hooks`; returns the summary.
 
     The folder is checked, the env and algorithm built and the programs
     compiled first, so bad input fails before anything is written; then
     `run_dir` receives config.yaml, metrics.jsonl (through the sinks), the
-    policy, summary.json, videos/ and curves.png. `hooks` run after the
-    built-in ones.
+    policy, checkpoints/, summary.json, videos/ and curves.png. `hooks` run
+    after the built-in ones.
 
+    resume: go on in `run_dir` from its newest readable checkpoint (from the
+    start when it has none); metrics.jsonl loses the rows logged after that
+    checkpoint, which are trained again exactly as they were.
+
+    While the loop runs, a first SIGINT or SIGTERM stops it after the current
+    chunk with a checkpoint and raises `Stopped`; a second ends the process.
     summary.json's "status" is "finished", or, when training stops early,
-    "stopped" (`jaxrl.errors.Stopped` raised by a hook, its reason under
-    "reason"), "interrupted" (KeyboardInterrupt: Ctrl-C, or SIGTERM as raised by the
-    CLI) or "failed" (any other exception, its last line under "error"), with
-    the env steps done and the last evaluation; the exception is re-raised.
+    "stopped" (`jaxrl.errors.Stopped`, from a signal or a hook, its reason
+    under "reason"), "interrupted" (KeyboardInterrupt: Ctrl-C or SIGTERM
+    before the loop, as raised by the CLI) or "failed" (any other exception,
+    its last line under "error"), with the env steps done and the last
+    evaluation; the exception is re-raised.
     """
     start = time.perf_counter()
-    check_run_dir(run_dir)
-    algo, schedule = build(run)
+    previous = read_position(run_dir) if resume else None
+    if not resume:
+        check_run_dir(run_dir)
+    algo, schedule = build(run, previous.updates_per_chunk if previous else None)
     members = run.members()
     init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
     hp = population_hyperparams(run)
@@ -224,13 +242,26 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
     out = FanOut(sinks)
-    hooks = [PolicyFile(run_dir), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out), *hooks]
+    checkpoints = Checkpointer(run_dir, run.checkpoint, out)
+    restored = checkpoints.restore(programs.state_shapes, len(members)) if resume else None
+    if restored:
+        states, eval_keys, position = restored
+        position = dataclasses.replace(position, sessions=position.sessions + 1)
+        print(f"resuming {run_dir} at step {position.env_steps}", file=sys.stderr, flush=True)
+    else:
+        states = None
+        position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {})
+    if resume:
+        _truncate_metrics(run_dir / "metrics.jsonl", position.env_steps)
+    hooks = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out), *hooks]
     info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
 
     summary: dict[str, Any] = {}
-    train_s = 0.0
-    step = 0
-    final: dict[str, list[float]] = {}
+    # the states and position of the last chunk whose rows were logged: what a stop may checkpoint
+    logged: tuple[Any, Position] | None = None
+
+    def elapsed() -> float:
+        return position.wall_s + time.perf_counter() - start
 
     def progress(status: str) -> dict[str, Any]:
         return {
@@ -239,48 +270,65 @@ def train(
             "env": run.env.id,
             "seeds": [m["seed"] for m in members],
             **({"members": members} if run.sweep else {}),
-            "env_steps": step,
-            "wall_s": round(time.perf_counter() - start, 3),
+            "env_steps": position.env_steps,
+            "wall_s": round(elapsed(), 3),
             "compile_s": round(programs.seconds, 3),
-            "train_s": round(train_s, 3),
-            "final": final,
+            "train_s": round(position.train_s, 3),
+            **({"sessions": position.sessions} if position.sessions > 1 else {}),
+            "final": position.final,
         }
 
     try:
-        states = programs.init(init_keys, hp)
-        out.open(info)
-        for hook in hooks:
-            hook.on_start(info)
-        for index in range(schedule.num_chunks):
-            chunk_start = time.perf_counter()
-            states, metrics = programs.chunk(states)
-            metrics = jax.device_get(metrics)
-            elapsed = time.perf_counter() - chunk_start
-            train_s += elapsed
-            rows = reduce_chunk(metrics)
-            step = int(jax.device_get(states.env_steps[0]))
-            last = index == schedule.num_chunks - 1
-            evaluated = last or (index + 1) % run.eval.every == 0
-            if evaluated:
-                eval_keys = jax.vmap(jax.random.fold_in)(eval_keys, jnp.full(len(members), index, jnp.uint32))
-                results = jax.device_get(programs.evaluate(states, eval_keys))
-                final = {k: [float(x) for x in v] for k, v in results.items()}
-                for i, row in enumerate(rows):
-                    row.update({k: v[i] for k, v in final.items()})
-                event = EvaluationDone(index, step, final, jax.device_get(algo.policy_params(states)))
-                for hook in hooks:
-                    hook.on_evaluation(event)
-            sps = schedule.updates_per_chunk * schedule.steps_per_update / elapsed
-            for row in rows:
-                row["perf/sps"] = sps
-            out.log(step, rows)
+        with StopOnSignal() as stop:
+            if states is None:
+                states = programs.init(init_keys, hp)
+            out.open(info)
             for hook in hooks:
-                hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
-        summary = {**progress("finished"), "sps": round(step * len(members) / train_s, 1)}
+                hook.on_start(info)
+            for index in range(position.chunks_done, schedule.num_chunks):
+                logged = None
+                chunk_start = time.perf_counter()
+                states, metrics = programs.chunk(states)
+                metrics = jax.device_get(metrics)
+                seconds = time.perf_counter() - chunk_start
+                rows = reduce_chunk(metrics)
+                step = int(jax.device_get(states.env_steps[0]))
+                last = index == schedule.num_chunks - 1
+                evaluated = last or (index + 1) % run.eval.every == 0
+                final = position.final
+                if evaluated:
+                    eval_keys = jax.vmap(jax.random.fold_in)(eval_keys, jnp.full(len(members), index, jnp.uint32))
+                    results = jax.device_get(programs.evaluate(states, eval_keys))
+                    final = {k: [float(x) for x in v] for k, v in results.items()}
+                    for i, row in enumerate(rows):
+                        row.update({k: v[i] for k, v in final.items()})
+                position = dataclasses.replace(
+                    position, chunks_done=index + 1, env_steps=step, train_s=position.train_s + seconds, final=final
+                )
+                if evaluated:
+                    event = EvaluationDone(index, step, final, jax.device_get(algo.policy_params(states)))
+                    for hook in hooks:
+                        hook.on_evaluation(event)
+                sps = schedule.updates_per_chunk * schedule.steps_per_update / seconds
+                for row in rows:
+                    row["perf/sps"] = sps
+                out.log(step, rows)
+                logged = (states, position)
+                for hook in hooks:
+                    hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
+                if stop.requested and not last:
+                    raise Stopped(f"{stop.requested.name} received")
+                if checkpoints.due(index + 1, last):
+                    checkpoints.save(states, eval_keys, dataclasses.replace(position, wall_s=elapsed()), final=last)
+        summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         for hook in hooks:
-            hook.on_end(RunEnded(step, summary, states))
+            hook.on_end(RunEnded(position.env_steps, summary, states))
     except Stopped as err:
+        if err.save and logged is not None:
+            saved = checkpoints.save(logged[0], eval_keys, dataclasses.replace(logged[1], wall_s=elapsed()))
+            if saved is not None:
+                err.reason += f"; checkpoint at step {logged[1].env_steps}"
         summary = {**progress("stopped"), "reason": err.reason}
         _write_quietly(run_dir / "summary.json", summary)
         raise
@@ -297,7 +345,21 @@ def train(
             _exit_quietly(hook, summary)
         # sinks learn how the run ended: W&B marks an unfinished run failed
         out.close(summary)
+        checkpoints.close()
     return summary
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops the rows of metrics.jsonl logged after env step `step` (all of
+    them for step 0): a resumed run logs them again. Rewritten through a
+    temporary file, so a kill meanwhile leaves the old file whole."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 def _exit_quietly(hook: Hook, summary: dict[str, Any]) -> None:

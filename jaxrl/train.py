@@ -12,6 +12,7 @@ compiles), 75 stopped early and resumable (`jaxrl.errors.Stopped`),
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -23,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
+from jaxrl.events import Hook
 
 CONFIG_MODULE = "jaxrl.configs"
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -45,20 +48,146 @@ def run_dir_for(run: RunConfig) -> Path:
     return path
 
 
-def run_from_config(cfg: DictConfig) -> dict[str, Any]:
-    """Validates `cfg`, trains, and returns the summary."""
+def run_from_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Composes the config of `python -m jaxrl.train OVERRIDES`, finds the run
+    to resume when `resume=` asks for one, trains, and returns the summary."""
+    cfg = compose_config(overrides)
+    resume_dir = resume_target(cfg)
+    if resume_dir is not None:
+        overrides = resume_overrides(resume_dir, overrides)
+        cfg = compose_config(overrides)
+        check_resumable(resume_dir, cfg)
+    return run_from_config(cfg, overrides, resume_dir)
+
+
+def run_from_config(cfg: DictConfig, overrides: list[str] = (), resume_dir: Path | None = None) -> dict[str, Any]:
+    """Validates `cfg`, trains (going on in `resume_dir` when given), and
+    returns the summary. `overrides`, the command line `cfg` was composed
+    from, is kept in the run folder so that the run can be resumed."""
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
 
+    if resume_dir is not None:
+        cfg.run_dir, cfg.resume = str(resume_dir), None
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)
+    if run.deterministic:
+        from jaxrl.host import make_deterministic
+
+        make_deterministic()
     run_dir = run_dir_for(run)
+    hooks = [_KeepOverrides(run_dir, overrides)]
     try:
-        return train(run, run_dir, make_sinks(run), resolved)
+        return train(run, run_dir, make_sinks(run), resolved, hooks, resume=resume_dir is not None)
     except BaseException as err:
         if os.path.exists(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")
         raise
+
+
+OVERRIDES_FILE = "overrides.yaml"
+"""The run folder's record of the command line it was composed from (for resume=)."""
+
+# What a resumed run may change: how it is logged, filmed, checkpointed and
+# alerted, and how long it trains; not what it trains.
+RESUME_MAY_CHANGE = ("total_timesteps", "logger", "video", "checkpoint", "alerts", "runs_root", "run_dir", "resume",
+                     "deterministic")
+
+
+class _KeepOverrides(Hook):
+    """Writes overrides.yaml when the run folder is made (and again on resume)."""
+
+    def __init__(self, run_dir: Path, overrides: list[str]):
+        self.run_dir, self.overrides = run_dir, list(overrides)
+
+    def on_start(self, run: Any) -> None:
+        """Writes the file through a temporary one."""
+        tmp = self.run_dir / (OVERRIDES_FILE + ".tmp")
+        tmp.write_text(yaml.safe_dump([o for o in self.overrides if _key(o) != "resume"]))
+        os.replace(tmp, self.run_dir / OVERRIDES_FILE)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a resolved config that a resumed run must keep."""
+    return {k: v for k, v in _flatten(config).items() if k.split(".")[0] not in RESUME_MAY_CHANGE}
+
+
+def _status(run_dir: Path) -> str | None:
+    """summary.json's status (None while a run is going or after a kill)."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def resume_target(cfg: DictConfig) -> Path | None:
+    """The run folder `resume=` points at: the given folder, or for
+    `resume=auto` the newest unfinished run under `runs_root` (or `run_dir`,
+    when given) whose config matches `cfg` but for RESUME_MAY_CHANGE; None
+    for a new run."""
+    if cfg.resume is None:
+        return None
+    if cfg.resume != "auto":
+        path = Path(cfg.resume).expanduser()
+        if not (path / "config.yaml").is_file() or not (path / OVERRIDES_FILE).is_file():
+            raise ConfigError(
+                f"resume={cfg.resume}: not a resumable jaxrl run folder (it needs config.yaml and {OVERRIDES_FILE}); "
+                "give a run folder, or resume=auto"
+            )
+        return path
+    want = _identity(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.run_dir:
+        candidates = [Path(cfg.run_dir).expanduser()]
+    else:
+        root = Path(cfg.runs_root).expanduser()
+        candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    matches = [
+        p for p in candidates
+        if (p / OVERRIDES_FILE).is_file() and _status(p) != "finished"
+        and _identity(yaml.safe_load((p / "config.yaml").read_text())) == want
+    ]
+    if not matches:
+        print("resume=auto: no unfinished run of this configuration; starting a new one", file=sys.stderr, flush=True)
+        return None
+    return max(matches, key=lambda p: (p / "config.yaml").stat().st_mtime)
+
+
+def resume_overrides(run_dir: Path, overrides: list[str]) -> list[str]:
+    """The run's recorded command line, then the new one (later values win)."""
+    recorded = yaml.safe_load((run_dir / OVERRIDES_FILE).read_text()) or []
+    return [*recorded, *(o for o in overrides if _key(o) != "resume")]
+
+
+def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
+    """Raises ConfigError when `cfg` would train something else than the run in
+    `run_dir` (naming each differing key), or when that run has finished and
+    `total_timesteps` was not raised past what it trained."""
+    saved = _identity(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    wanted = _identity(OmegaConf.to_container(cfg, resolve=True))
+    changed = [f"{k} ({saved.get(k, 'unset')} -> {wanted.get(k, 'unset')})" for k in sorted(saved.keys() | wanted.keys())
+               if saved.get(k) != wanted.get(k)]
+    if changed:
+        raise ConfigError(
+            f"cannot resume {run_dir}: this command changes {', '.join(changed)}; a resumed run may only change "
+            f"{', '.join(RESUME_MAY_CHANGE)}"
+        )
+    if _status(run_dir) == "finished":
+        done = json.loads((run_dir / "summary.json").read_text())["env_steps"]
+        if cfg.total_timesteps <= done:
+            raise ConfigError(
+                f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
+                f"resume it with total_timesteps larger than {done}"
+            )
 
 
 def open_sweep_keys(overrides: list[str]) -> list[str]:
@@ -178,8 +307,10 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base=None)
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra's entry point, for its own flags (-m, --help, --cfg, ...)."""
+    from hydra.core.hydra_config import HydraConfig
+
     with exit_status():
-        run_from_config(cfg)
+        run_from_overrides(list(HydraConfig.get().overrides.task))
 
 
 def main() -> None:
@@ -191,7 +322,7 @@ def main() -> None:
     overrides = [a for a in args if not a.startswith("-")]
     with exit_status():
         if not flags:
-            run_from_config(compose_config(overrides))
+            run_from_overrides(overrides)
             return
         if set(flags) <= set(MULTIRUN_FLAGS):
             check_sweep(overrides)

@@ -56,10 +56,15 @@ class Sink:
     def log_image(self, step: int, member: int, key: str, path: Path) -> None:
         """An image file (e.g. curves.png) under `key` for member `member` at `step`."""
 
+    def log_artifact(self, step: int, kind: str, path: Path, aliases: list[str]) -> None:
+        """A complete file or folder to keep with the run at `step`: kind
+        "checkpoint" (a checkpoint folder) or "policy" (the policy file),
+        tagged with `aliases` such as "latest", "step-<N>", "final"."""
+
     def close(self, summary: dict[str, Any]) -> None:
         """Called once at the end with the run's summary (the `summary.json`
         content: per-member lists under "final"). Its "status" is "finished",
-        or "interrupted" / "failed" (with "error": "<type>: <message>") when
+        or "stopped" (with "reason"), "interrupted" or "failed" (with "error": "<type>: <message>") when
         training stopped early; "env_steps" and "final" then hold what was done.
         Also called for a sink whose `open` was not reached."""
 
@@ -104,6 +109,10 @@ class FanOut:
     def log_image(self, step: int, member: int, key: str, path: Path) -> None:
         """`log_image` on every working sink."""
         self._each("log_image", step, member, key, path)
+
+    def log_artifact(self, step: int, kind: str, path: Path, aliases: list[str]) -> None:
+        """`log_artifact` on every working sink."""
+        self._each("log_artifact", step, kind, path, aliases)
 
     def close(self, summary: dict[str, Any]) -> None:
         """`close` on every sink, failed ones included."""

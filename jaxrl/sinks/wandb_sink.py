@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import numbers
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import wandb
+from wandb.sdk.lib import runid
 
+from jaxrl.errors import RESUMABLE_EXIT
 from jaxrl.sinks.base import RunInfo, Sink
 
 __all__ = ["STEP_METRIC", "WandbSink", "member_config", "member_name", "resolve_mode"]
+
+RUN_IDS = "wandb_runs.json"
+"""The run folder's list of W&B run ids, one per member: a resumed run continues them."""
 
 STEP_METRIC = "env_step"
 """The x-axis of every logged metric: env steps taken per member."""
@@ -148,6 +155,41 @@ class WandbSink(Sink):
         if self._live:
             self._guard("log an image", self._log_media, step, member, key, wandb.Image, path)
 
+    def log_artifact(self, step: int, kind: str, path: str | Path, aliases: list[str]) -> None:
+        """Log a complete checkpoint folder or policy file as an artifact of
+        member 0's run (one copy for the population), named
+        "<group>-<kind>", with `aliases`.
+
+        Files are added one at a time: temporary files (`*.tmp*`,
+        `*tempstate*`, orbax's `*.orbax-checkpoint-tmp-*`) are never added, and
+        a file that vanishes or cannot be read is left out with a warning; the
+        others still go. A failure to log the artifact is one warning, and
+        the sink stays on for metrics.
+        """
+        if not self._live:
+            return
+        try:
+            self._log_artifact(step, kind, Path(path), aliases)
+        except Exception as err:  # noqa: BLE001 (an upload is never worth a lost run or lost metrics)
+            warnings.warn(f"could not log {path} to W&B ({type(err).__name__}: {err})", RuntimeWarning, stacklevel=2)
+
+    def _log_artifact(self, step: int, kind: str, path: Path, aliases: list[str]) -> None:
+        from jaxrl.checkpoint import is_temporary
+
+        wandb_run = self._runs[0]
+        artifact = wandb.Artifact(f"{wandb_run.group}-{kind}", type="model" if kind == "policy" else kind,
+                                  metadata={STEP_METRIC: step})
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if not p.is_dir())
+        for file in files:
+            relative = file.relative_to(path.parent if file == path else path)
+            if is_temporary(relative):
+                continue
+            try:
+                artifact.add_file(str(file), name=str(relative))
+            except (OSError, ValueError) as err:
+                warnings.warn(f"left {file} out of the W&B artifact: {err}", RuntimeWarning, stacklevel=3)
+        wandb_run.log_artifact(artifact, aliases=aliases)
+
     def close(self, summary: dict[str, Any]) -> None:
         """Write each member's final values into its run's summary and finish
         the runs.
@@ -186,8 +228,16 @@ class WandbSink(Sink):
         # Made here so that a folder that cannot be made is reported; wandb
         # itself would quietly write to the system's temporary folder instead.
         root.mkdir(parents=True, exist_ok=True)
-        for member in run.members:
+        # a resumed run folder continues the same W&B runs, by id
+        ids_file = Path(run.run_dir) / RUN_IDS
+        resumed = ids_file.exists()
+        ids = json.loads(ids_file.read_text()) if resumed else [runid.generate_id() for _ in run.members]
+        if not resumed:
+            _write_atomically(ids_file, json.dumps(ids))
+        for member, run_id in zip(run.members, ids, strict=True):
             wandb_run = wandb.init(
+                id=run_id,
+                resume="allow" if resumed else None,
                 project=self.project,
                 entity=self.entity,
                 group=run.name,
@@ -240,8 +290,13 @@ class WandbSink(Sink):
             wandb_run.summary.update(
                 {**totals, **{f"final/{key}": values[i] for key, values in finals.items()}}
             )
+        status = summary.get("status", "finished")
+        if status == "stopped":
+            # resumable: W&B shows the runs as preempted, not failed
+            for wandb_run in self._runs:
+                wandb_run.mark_preempting()
         # a run that failed or was interrupted is marked failed in W&B, not finished
-        exit_code = 0 if summary.get("status", "finished") == "finished" else 1
+        exit_code = {"finished": 0, "stopped": RESUMABLE_EXIT}.get(status, 1)
         while self._runs:
             self._runs[0].finish(exit_code=exit_code)
             self._runs.pop(0)
@@ -253,6 +308,12 @@ class WandbSink(Sink):
             # every finish fail too, and that must not reach training.
             with contextlib.suppress(Exception):
                 wandb_run.finish(exit_code=1)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def member_name(group: str, member: dict[str, Any]) -> str:

@@ -1,0 +1,249 @@
+"""Checkpoints of the whole training state, resuming from them, and stopping
+cleanly when the machine is about to go away.
+
+A checkpoint holds everything a run needs to go on exactly where it stopped:
+the population's training states (params, optimiser states, env states,
+normaliser statistics, replay buffers, PRNG keys, counters, hyperparameters:
+one pytree with a leading [P] member axis), the evaluation keys, and the
+loop's `Position` (chunks done, timings, last evaluation). orbax's
+CheckpointManager writes each into `<run_dir>/checkpoints/<env step>/`
+through a temporary folder renamed when complete, so a reader never sees a
+partial checkpoint, and keeps the newest `checkpoint.keep`.
+
+Everything here runs on the host between jitted chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import signal
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxrl.config import CheckpointConfig
+from jaxrl.errors import last_line
+from jaxrl.sinks.base import FanOut
+
+__all__ = ["CHECKPOINTS", "Checkpointer", "Position", "StopOnSignal", "is_temporary"]
+
+CHECKPOINTS = "checkpoints"
+"""The run folder's subfolder of checkpoints, one folder per saved env step."""
+
+# Names of files still being written: orbax's "<step>.orbax-checkpoint-tmp-<time>",
+# tensorstore's "*.tempstate*", jaxrl's own "<file>.tmp". Never uploaded or read.
+_TEMPORARY_MARKS = (".orbax-checkpoint-tmp", "tempstate", ".tmp")
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether `path` (or a folder it sits in) is a file still being written."""
+    return any(mark in part for part in path.parts for mark in _TEMPORARY_MARKS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where the loop stands after a chunk, beside the training states.
+
+    chunks_done: chunks trained so far; updates_per_chunk: the run's chunk
+    length (kept on resume, so chunks line up with the uninterrupted run);
+    env_steps: env steps per member so far; train_s, wall_s: seconds spent
+    in chunks / in the run so far, over every session; final: the last
+    evaluation, {"eval/return_mean": [P floats], ...}; sessions: how many
+    processes trained this run.
+    """
+
+    chunks_done: int
+    updates_per_chunk: int
+    env_steps: int
+    train_s: float
+    wall_s: float
+    final: dict[str, list[float]]
+    sessions: int = 1
+
+
+def _manager(directory: Path, keep: int) -> Any:
+    import orbax.checkpoint as ocp
+
+    # orbax logs every save at INFO through absl; a run's console is for metrics
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
+    return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+class Checkpointer:
+    """Saves and restores a run's checkpoints in `<run_dir>/checkpoints`.
+
+    Saves after every `config.every` chunks (0: never by count), whenever
+    `config.every_s` seconds passed since the last save (0: never by time),
+    at the end of the run, and when the run is stopped. After each save the
+    checkpoint folder goes to the sinks (W&B artifacts) when `config.upload`.
+    """
+
+    def __init__(self, run_dir: Path, config: CheckpointConfig, sinks: FanOut | None = None):
+        self.directory = run_dir / CHECKPOINTS
+        self.config = config
+        self.sinks = sinks
+        self._last_save = time.monotonic()
+
+    @functools.cached_property
+    def _manager(self) -> Any:
+        # made on first use: a run with checkpoints off gets no folder
+        return _manager(self.directory, self.config.keep)
+
+    def due(self, chunks_done: int, last: bool) -> bool:
+        """Whether a checkpoint is due after `chunks_done` chunks."""
+        if not self.config.enabled:
+            return False
+        by_count = self.config.every > 0 and chunks_done % self.config.every == 0
+        by_time = self.config.every_s > 0 and time.monotonic() - self._last_save >= self.config.every_s
+        return last or by_count or by_time
+
+    def save(self, states: Any, eval_keys: jax.Array, position: Position, final: bool = False) -> Path | None:
+        """Writes a checkpoint at `position.env_steps` and returns its folder.
+
+        states: the population's training states ([P] leaves); eval_keys: [P, 2];
+        final: the run's last checkpoint (tagged "final" where it is uploaded).
+        A failed write (a full disk) is a loud warning, not an error: training
+        goes on, the partial folder is removed and the previous checkpoints
+        stay intact. Returns None then, and when checkpoints are off.
+        """
+        import orbax.checkpoint as ocp
+
+        if not self.config.enabled:
+            return None
+        step = position.env_steps
+        self._last_save = time.monotonic()
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave({"states": states, "eval_keys": eval_keys}),
+                    position=ocp.args.JsonSave(dataclasses.asdict(position)),
+                ),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        except Exception as err:  # noqa: BLE001 (orbax and tensorstore raise assorted types for a failed write)
+            self._remove_partial()
+            warnings.warn(
+                f"CHECKPOINT FAILED at step {step} ({last_line(err)}); training goes on and the previous "
+                f"checkpoint ({self.latest_step()}) is kept",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+        path = self.directory / str(step)
+        if self.config.upload and self.sinks is not None:
+            aliases = ["latest", f"step-{step}", *(["final"] if final else [])]
+            self.sinks.log_artifact(step, "checkpoint", path, aliases)
+        return path
+
+    def _remove_partial(self) -> None:
+        """Deletes what a failed save left, best effort (the disk may still be full)."""
+        import shutil
+
+        for leftover in self.directory.glob("*.orbax-checkpoint-tmp*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's env step, or None."""
+        self._manager.reload()
+        return self._manager.latest_step()
+
+    def restore(self, state_shapes: Any, num_members: int) -> tuple[Any, jax.Array, Position] | None:
+        """The newest checkpoint that can be read, or None when there is none.
+
+        state_shapes: the training states' shapes and dtypes ([P] leaves).
+        A checkpoint that cannot be read (truncated, corrupted) is reported
+        with a warning and the one before it is tried.
+        Returns (states, eval_keys [P, 2], position).
+        """
+        import orbax.checkpoint as ocp
+
+        if not self.directory.is_dir():
+            return None
+        self._manager.reload()
+        abstract = {"states": state_shapes, "eval_keys": jax.ShapeDtypeStruct((num_members, 2), np.uint32)}
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                restored = self._manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract), position=ocp.args.JsonRestore()
+                    ),
+                )
+                position = Position(**restored.position)
+            except Exception as err:  # noqa: BLE001 (a damaged checkpoint fails in many ways)
+                warnings.warn(
+                    f"checkpoint {self.directory / str(step)} cannot be read ({last_line(err)}); "
+                    "trying the one before it",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            return restored.state["states"], restored.state["eval_keys"], position
+        return None
+
+    def close(self) -> None:
+        """Waits for any write in flight and releases orbax's resources."""
+        if "_manager" in self.__dict__:
+            self._manager.close()
+
+
+def read_position(run_dir: Path) -> Position | None:
+    """The newest readable checkpoint's Position in `run_dir`, without the
+    states (cheap: it reads one small JSON file)."""
+    directory = run_dir / CHECKPOINTS
+    if not directory.is_dir():
+        return None
+    steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()), reverse=True)
+    for step in steps:
+        path = directory / str(step) / "position" / "metadata"
+        try:
+            return Position(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+    return None
+
+
+class StopOnSignal:
+    """While active, a first SIGINT or SIGTERM asks the loop to stop after the
+    current chunk (`requested` names the signal) instead of raising; a second
+    one ends the process at once, by the signal's default action.
+
+    Only the main thread can take signals; elsewhere (a notebook's worker
+    thread) this does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: signal.Signals | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = signal.Signals(signum)
+        # A chunk runs in XLA, where Python cannot interrupt it; with the
+        # default action back, a second signal kills the process at once and
+        # the last complete checkpoint is where a resume starts.
+        for other in self.SIGNALS:
+            signal.signal(other, signal.SIG_DFL)
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
