@@ -135,7 +135,7 @@ class Checkpointer:
             self._remove_partial()
             warnings.warn(
                 f"CHECKPOINT FAILED at step {step} ({last_line(err)}); training goes on and the previous "
-                f"checkpoint ({self.latest_step()}) is kept",
+                f"checkpoints ({self.steps() or 'none'}) are kept",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -153,37 +153,45 @@ class Checkpointer:
         for leftover in self.directory.glob("*.orbax-checkpoint-tmp*"):
             shutil.rmtree(leftover, ignore_errors=True)
 
-    def latest_step(self) -> int | None:
-        """The newest complete checkpoint's env step, or None."""
+    def steps(self) -> list[int]:
+        """The env steps of the complete checkpoints, oldest first."""
+        if not self.directory.is_dir():
+            return []
         self._manager.reload()
-        return self._manager.latest_step()
+        return sorted(self._manager.all_steps())
 
-    def restore(self, state_shapes: Any, num_members: int) -> tuple[Any, jax.Array, Position] | None:
-        """The newest checkpoint that can be read, or None when there is none.
+    def restore(
+        self, state_shapes: Any, num_members: int, step: int | None = None
+    ) -> tuple[Any, jax.Array, Position] | None:
+        """The checkpoint at env step `step`, or (step None) the newest one
+        that can be read; None when there is none.
 
         state_shapes: the training states' shapes and dtypes ([P] leaves).
-        A checkpoint that cannot be read (truncated, corrupted) is reported
-        with a warning and the one before it is tried.
+        Without `step`, a checkpoint that cannot be read (truncated,
+        corrupted) is reported with a warning and the one before it is tried.
         Returns (states, eval_keys [P, 2], position).
+        Raises ValueError for a `step` that has no checkpoint.
         """
         import orbax.checkpoint as ocp
 
-        if not self.directory.is_dir():
-            return None
-        self._manager.reload()
+        steps = self.steps()
+        if step is not None and step not in steps:
+            raise ValueError(f"no checkpoint at step {step} in {self.directory}; steps: {steps or 'none'}")
         abstract = {"states": state_shapes, "eval_keys": jax.ShapeDtypeStruct((num_members, 2), np.uint32)}
-        for step in sorted(self._manager.all_steps(), reverse=True):
+        for candidate in reversed(steps) if step is None else [step]:
             try:
                 restored = self._manager.restore(
-                    step,
+                    candidate,
                     args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(abstract), position=ocp.args.JsonRestore()
                     ),
                 )
                 position = Position(**restored.position)
             except Exception as err:  # noqa: BLE001 (a damaged checkpoint fails in many ways)
+                if step is not None:
+                    raise ValueError(f"checkpoint {self.directory / str(step)} cannot be read ({last_line(err)})") from None
                 warnings.warn(
-                    f"checkpoint {self.directory / str(step)} cannot be read ({last_line(err)}); "
+                    f"checkpoint {self.directory / str(candidate)} cannot be read ({last_line(err)}); "
                     "trying the one before it",
                     RuntimeWarning,
                     stacklevel=2,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import flax.serialization
 import jax
@@ -11,18 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from jaxrl.algos.base import hyperparams
-from jaxrl.config import from_dict
+from jaxrl.algos.base import Algorithm, hyperparams
+from jaxrl.config import RunConfig, from_dict
 from jaxrl.envs.base import scale_action
 from jaxrl.outputs import POLICY_FILE
 from jaxrl.runner import build
 
 
-def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def load_policy(
+    run_dir: str | Path, seed: int = 0, member: int | None = None, step: int | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
     """Loads the deterministic policy of one trained member of a run.
 
     Picks the member by `seed` (the first member with that seed), or by index
-    with `member` (useful in a sweep). The returned callable maps a NumPy
+    with `member` (useful in a sweep). By default the policy of the run's
+    last evaluation (policy.msgpack); with `step`, the policy in the
+    checkpoint taken at that env step (`checkpoints/<step>`). The returned callable maps a NumPy
     observation [*obs_shape] (or a batch [N, *obs_shape]) to the env's action
     in its own bounds ([action_dim] floats, or a 0-d int array for discrete envs),
     applying the saved observation normalisation. It needs no training code
@@ -33,7 +38,7 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
     observation of the wrong shape or with NaN or infinite values.
     """
     run_dir = Path(run_dir)
-    for name in ("config.yaml", POLICY_FILE):
+    for name in ("config.yaml",) if step is not None else ("config.yaml", POLICY_FILE):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"no {name} in {run_dir}: is it a jaxrl run folder with an evaluated policy?")
     run = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
@@ -47,12 +52,10 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
         raise ValueError(f"member {member} out of range; {run_dir} has members 0..{len(members) - 1}")
 
     algo, _ = build(run)
-    template = jax.eval_shape(lambda k: algo.policy_params(algo.init(k, hyperparams(run.algo))), jax.random.PRNGKey(0))
-    try:
-        stacked = flax.serialization.msgpack_restore((run_dir / POLICY_FILE).read_bytes())
-        params = flax.serialization.from_state_dict(template, jax.tree.map(lambda x: x[member], stacked))
-    except Exception as err:  # noqa: BLE001 (msgpack and flax raise assorted types for a damaged file)
-        raise ValueError(f"cannot read {run_dir / POLICY_FILE} ({type(err).__name__}: {err}); is it truncated?") from None
+    if step is None:
+        params = _policy_file_params(run_dir, run, algo, member)
+    else:
+        params = _checkpoint_params(run_dir, run, algo, member, step)
     spec = algo.env.spec
     shape = tuple(spec.obs_shape)
 
@@ -71,3 +74,23 @@ def load_policy(run_dir: str | Path, seed: int = 0, member: int | None = None) -
 
     return policy
 
+
+
+def _policy_file_params(run_dir: Path, run: RunConfig, algo: Algorithm, member: int) -> Any:
+    """Member `member`'s policy params from policy.msgpack ([P] leaves there)."""
+    template = jax.eval_shape(lambda k: algo.policy_params(algo.init(k, hyperparams(run.algo))), jax.random.PRNGKey(0))
+    try:
+        stacked = flax.serialization.msgpack_restore((run_dir / POLICY_FILE).read_bytes())
+        return flax.serialization.from_state_dict(template, jax.tree.map(lambda x: x[member], stacked))
+    except Exception as err:  # noqa: BLE001 (msgpack and flax raise assorted types for a damaged file)
+        raise ValueError(f"cannot read {run_dir / POLICY_FILE} ({type(err).__name__}: {err}); is it truncated?") from None
+
+
+def _checkpoint_params(run_dir: Path, run: RunConfig, algo: Algorithm, member: int, step: int) -> Any:
+    """Member `member`'s policy params from the checkpoint at env step `step`."""
+    from jaxrl.checkpoint import Checkpointer
+    from jaxrl.runner import member_keys, population_hyperparams
+
+    shapes = jax.eval_shape(jax.vmap(algo.init), member_keys(run), population_hyperparams(run))
+    restored = Checkpointer(run_dir, run.checkpoint).restore(shapes, len(run.members()), step)
+    return jax.tree.map(lambda x: x[member], algo.policy_params(restored[0]))

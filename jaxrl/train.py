@@ -55,7 +55,10 @@ def run_from_overrides(overrides: list[str]) -> dict[str, Any]:
     resume_dir = resume_target(cfg)
     if resume_dir is not None:
         overrides = resume_overrides(resume_dir, overrides)
-        cfg = compose_config(overrides)
+        try:
+            cfg = compose_config(overrides)
+        except ConfigError as err:
+            raise ConfigError(f"cannot resume {resume_dir} with this command line: {err}") from None
         check_resumable(resume_dir, cfg)
     return run_from_config(cfg, overrides, resume_dir)
 

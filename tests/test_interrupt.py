@@ -1,6 +1,7 @@
-"""Ctrl-C (SIGINT) and SIGTERM on a real training process: a short message
-(no traceback), exit 128 + signal, summary.json with status "interrupted"
-and what was done, W&B runs closed; during compilation, no run folder."""
+"""Ctrl-C (SIGINT) and SIGTERM on a real training process: during training,
+a checkpoint, a short message (no traceback), the resumable exit status 75,
+summary.json with status "stopped" and what was done, W&B runs closed as
+preempting; during compilation, exit 128 + signal and no run folder."""
 
 from __future__ import annotations
 
@@ -45,6 +46,14 @@ def finish(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
     return proc.returncode, stderr
 
 
+def wandb_has_record(run: Path, kind: str) -> bool:
+    out = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return any(json.loads(line).get("type") == kind for line in out.stdout.splitlines())
+
+
 def wandb_state(run: Path) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run)],
@@ -54,22 +63,26 @@ def wandb_state(run: Path) -> str:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_during_training_ends_it_cleanly(tmp_path, signum):
+def test_a_signal_during_training_stops_it_resumably(tmp_path, signum):
     run_dir = tmp_path / "run"
     proc = start(tmp_path, *LONG, "run_dir=run", "logger=wandb", "logger.mode=offline")
     metrics = run_dir / "metrics.jsonl"
     wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, proc)
     code, stderr = finish(proc, signum)
-    assert code == 128 + signum, stderr[-2000:]
-    assert "Traceback" not in stderr and f"interrupted by {signal.Signals(signum).name}" in stderr, stderr[-2000:]
-    assert len(stderr.strip().splitlines()) <= 3, stderr
+    assert code == 75, stderr[-2000:]
+    name = signal.Signals(signum).name
+    assert "Traceback" not in stderr and f"stopped: {name} received; checkpoint at step" in stderr, stderr[-2000:]
+    assert "resumable (exit status 75)" in stderr and len(stderr.strip().splitlines()) <= 3, stderr
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
+    assert summary["status"] == "stopped" and summary["reason"].startswith(f"{name} received")
     assert 0 < summary["env_steps"] < 2_000_000 and summary["final"]["eval/return_mean"], summary
-    # the policy of the last evaluation is kept, and W&B does not show the run as still running
+    # the policy of the last evaluation and a checkpoint of the last chunk are kept
     assert (run_dir / "policy.msgpack").exists()
+    assert (run_dir / "checkpoints" / str(summary["env_steps"])).is_dir()
+    # W&B: the runs are closed and marked preempting (requeued, resumable), not running
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert runs and all(wandb_state(r) not in ("running", "") for r in runs)
+    assert all(wandb_has_record(r, "preempting") for r in runs)
 
 
 def test_ctrl_c_during_compilation_leaves_no_folder(tmp_path):

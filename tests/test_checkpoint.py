@@ -1,0 +1,287 @@
+"""Checkpoints and resume, with real training processes and real files: a run
+killed with SIGKILL and resumed ends bit-identical to the same run
+uninterrupted (PPO with 2 seeds, SAC with its replay buffer); SIGTERM stops
+resumably; damaged checkpoints, changed configs and finished runs are
+handled; W&B artifacts never hold temporary files."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import run_cli
+from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
+from jaxrl.config import CheckpointConfig
+
+PPO = [
+    "algo=ppo", "seeds=2", "total_timesteps=61440", "num_logs=30", "algo.num_envs=8", "algo.rollout_length=64",
+    "algo.hidden=[32,32]", "algo.num_minibatches=4", "algo.num_epochs=2", "eval.every=3", "eval.episodes=2",
+    "video.enabled=false", "checkpoint.every=2", "logger=none",
+]
+SAC = [
+    "algo=sac", "seeds=1", "total_timesteps=7680", "num_logs=30", "algo.num_envs=4", "algo.rollout_length=8",
+    "algo.gradient_steps=4", "algo.batch_size=64", "algo.warmup_steps=256", "algo.hidden=[32,32]",
+    "algo.buffer_size=4096", "eval.every=3", "eval.episodes=2", "video.enabled=false", "checkpoint.every=2",
+    "logger=none",
+]
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen:
+    """`python -m jaxrl.train ARGS` in `cwd`, without waiting."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    folder = run_dir / CHECKPOINTS
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def wait_until(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def rows(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without the wall-clock throughput."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "perf/sps"} for line in lines]
+
+
+def final_state(run_dir: Path) -> dict:
+    """Every leaf of the newest checkpoint's training state, as NumPy arrays."""
+    step = checkpoint_steps(run_dir)[-1]
+    tree = ocp.PyTreeCheckpointer().restore((run_dir / CHECKPOINTS / str(step) / "state").absolute())
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def kill_and_resume(tmp_path: Path, args: list[str]) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """The run uninterrupted, and the same run killed (SIGKILL) right after its
+    second checkpoint and then resumed; both run side by side."""
+    full = start(tmp_path, *args, "run_dir=full")
+    killed = start(tmp_path, *args, "run_dir=killed")
+    wait_until(lambda: len(checkpoint_steps(tmp_path / "killed")) >= 2, killed)
+    killed.kill()
+    killed.communicate(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    at_kill = checkpoint_steps(tmp_path / "killed")
+    _, err = full.communicate(timeout=400)
+    assert full.returncode == 0, err[-3000:]
+    resumed = run_cli(["resume=killed"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming killed at step {at_kill[-1]}" in resumed.stderr
+    return tmp_path / "full", tmp_path / "killed", resumed
+
+
+def assert_same_run(full: Path, killed: Path) -> None:
+    a, b = rows(full), rows(killed)
+    assert [r["step"] for r in a] == [r["step"] for r in b]  # no duplicated and no missing step
+    assert a == b
+    assert (full / "policy.msgpack").read_bytes() == (killed / "policy.msgpack").read_bytes()
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (full, killed))
+    assert sb["status"] == "finished" and sb["sessions"] == 2
+    assert sa["final"] == sb["final"] and sa["env_steps"] == sb["env_steps"]
+    state_a, state_b = final_state(full), final_state(killed)
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        np.testing.assert_array_equal(state_a[key], state_b[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_ppo_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
+    full, killed, _ = kill_and_resume(tmp_path, PPO)
+    assert_same_run(full, killed)
+    # keep=3: older checkpoints were deleted; never a temporary folder left
+    assert len(checkpoint_steps(killed)) == 3
+    assert not [p for p in (killed / CHECKPOINTS).iterdir() if not p.name.isdigit()]
+
+
+@pytest.mark.slow
+def test_sac_killed_and_resumed_equals_the_uninterrupted_run_replay_buffer_included(tmp_path):
+    full, killed, _ = kill_and_resume(tmp_path, SAC)
+    assert_same_run(full, killed)
+    buffers = [k for k in final_state(killed) if "buffer" in k]
+    assert buffers, "the replay buffer is part of the checkpoint"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A short finished PPO run with checkpoints after every other log point."""
+    root = tmp_path_factory.mktemp("finished")
+    result = run_cli([*PPO, "total_timesteps=12288", "num_logs=6", "run_dir=run"], root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "run"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "already finished (12288 env steps per member); to train it longer, resume it with total_timesteps"),
+        (["algo.lr=0.001"], "changes algo.lr (0.0003 -> 0.001)"),
+        (["env=mountaincar"], "changes env.id (mountaincar_continuous -> mountaincar)"),
+        (["algo=sac"], "cannot resume"),
+        (["seeds=3"], "changes seeds (2 -> 3)"),
+    ],
+    ids=["finished", "lr", "env", "algo", "members"],
+)
+def test_a_resume_that_cannot_work_is_refused_before_compiling(finished_run, args, message):
+    result = run_cli([f"resume={finished_run}", *args], finished_run.parent, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "compiling" not in result.stderr, result.stderr
+
+
+def test_resume_of_a_folder_that_is_not_a_run_is_refused(tmp_path):
+    result = run_cli([f"resume={tmp_path}"], tmp_path, timeout=120)
+    assert result.returncode == 2 and "not a resumable jaxrl run folder" in result.stderr, result.stderr
+
+
+def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(finished_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    steps = checkpoint_steps(run_dir)
+    for data in (run_dir / CHECKPOINTS / str(steps[-1]) / "state").rglob("*"):
+        if data.is_file() and data.parent.name == "d":
+            data.write_bytes(b"\0" * 7)
+    result = run_cli(["resume=run", "total_timesteps=14336"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoint {Path('run') / CHECKPOINTS / str(steps[-1])} cannot be read" in result.stderr
+    assert f"resuming run at step {steps[-2]}" in result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["env_steps"] == 14336
+    logged = [r["step"] for r in rows(run_dir) if r["member"] == 0]
+    assert logged == sorted(set(logged)) and logged[-1] == 14336
+
+
+def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
+    args = [*PPO, "total_timesteps=100000", "num_logs=50", "checkpoint.every=0", "runs_root=runs"]
+    proc = start(tmp_path, *args)
+    wait_until(lambda: any(tmp_path.glob("runs/*/metrics.jsonl")) and
+               next(tmp_path.glob("runs/*/metrics.jsonl")).read_text().count("\n") >= 4, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 75, stderr[-3000:]
+    assert "stopped: SIGTERM received; checkpoint at step" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    (run_dir,) = tmp_path.glob("runs/*")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "stopped"
+    # the checkpoint is the state right after the last logged chunk (within one chunk of the signal)
+    assert checkpoint_steps(run_dir) == [summary["env_steps"]]
+    assert max(r["step"] for r in rows(run_dir)) == summary["env_steps"]
+
+    result = run_cli([*args, "resume=auto"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming {run_dir.relative_to(tmp_path)} at step {summary['env_steps']}" in result.stderr
+    assert [p.name for p in tmp_path.glob("runs/*")] == [run_dir.name]
+    steps = [r["step"] for r in rows(run_dir) if r["member"] == 0]
+    assert steps == list(range(2048, 100352 + 1, 2048))
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_second_signal_ends_the_process_at_once(tmp_path):
+    # two chunks of about 10 s each: the signals arrive during the second
+    proc = start(tmp_path, *PPO, "seeds=1", "total_timesteps=400000", "num_logs=2", "eval.every=100", "run_dir=run")
+    wait_until(lambda: (tmp_path / "run" / "metrics.jsonl").exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the first signal waits for the chunk to end"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=5)
+    assert proc.returncode == -signal.SIGTERM
+
+
+def tiny_state() -> dict:
+    return {"params": jnp.arange(6.0).reshape(2, 3), "key": jax.random.split(jax.random.PRNGKey(0), 2)}
+
+
+def test_a_failed_save_warns_keeps_the_previous_checkpoint_and_cleans_up(tmp_path, monkeypatch):
+    ckpt = Checkpointer(tmp_path, CheckpointConfig(upload=False))
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    position = Position(1, 4, 100, 1.0, 2.0, {"eval/return_mean": [1.0, 2.0]})
+    assert ckpt.save(tiny_state(), keys, position) == tmp_path / CHECKPOINTS / "100"
+
+    def disk_full(*args, **kwargs):
+        (tmp_path / CHECKPOINTS / "200.orbax-checkpoint-tmp-1").mkdir()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt._manager, "save", disk_full)
+    with pytest.warns(RuntimeWarning, match=r"CHECKPOINT FAILED at step 200 \(OSError: .*No space left"):
+        assert ckpt.save(tiny_state(), keys, Position(2, 4, 200, 1.0, 2.0, {})) is None
+    assert sorted(p.name for p in (tmp_path / CHECKPOINTS).iterdir()) == ["100"]
+    shapes = jax.eval_shape(tiny_state)
+    states, eval_keys, restored = ckpt.restore(shapes, 2)
+    assert restored == position
+    np.testing.assert_array_equal(states["params"], tiny_state()["params"])
+    np.testing.assert_array_equal(eval_keys, keys)
+    ckpt.close()
+
+
+def wandb_records(run: Path, kind: str) -> list[dict]:
+    out = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return [r[kind] for r in map(json.loads, out.stdout.splitlines()) if r.get("type") == kind]
+
+
+def test_wandb_artifacts_hold_complete_checkpoints_and_never_temporary_files(tmp_path, monkeypatch):
+    from jaxrl.sinks.base import FanOut, RunInfo
+    from jaxrl.sinks.wandb_sink import WandbSink
+
+    monkeypatch.chdir(tmp_path)
+    sink = WandbSink(mode="offline")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    sink.open(RunInfo(run_dir, "run", "ppo", "probe", {}, [{"seed": 0}], 100))
+    ckpt = Checkpointer(run_dir, CheckpointConfig(), FanOut([sink]))
+    folder = run_dir / CHECKPOINTS
+    # what an interrupted writer or uploader leaves beside and inside a checkpoint
+    folder.mkdir()
+    (folder / "100.orbax-checkpoint-tmp-1764000000").mkdir()
+    (folder / "100.orbax-checkpoint-tmp-1764000000" / "half").write_bytes(b"x")
+    (folder / "checkpoint.tmp123").write_bytes(b"x")
+    (folder / "empty").touch()
+    position = Position(1, 4, 100, 1.0, 2.0, {})
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    path = ckpt.save(tiny_state(), keys, position)
+    (path / "state" / "d" / "x.tempstate5").write_bytes(b"x")
+    (path / "vanished").symlink_to(tmp_path / "gone")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sink.log_artifact(100, "checkpoint", path, ["latest", "step-100", "final"])
+    assert any("vanished" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    sink.close({"status": "finished"})
+    ckpt.close()
+    (run,) = (run_dir / "wandb").glob("offline-run-*")
+    artifacts = wandb_records(run, "artifact")
+    # one from the save itself, one from the explicit call
+    assert len(artifacts) == 2
+    for artifact in artifacts:
+        assert artifact["type"] == "checkpoint" and "step-100" in artifact["aliases"]
+        names = sorted(entry["path"] for entry in artifact["manifest"]["contents"])
+        expected = sorted(
+            str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and "tempstate" not in p.name
+        )
+        assert names == expected and "position/metadata" in names
+        assert not any("tmp" in n or "tempstate" in n or n == "empty" for n in names)
