@@ -285,3 +285,38 @@ def test_wandb_artifacts_hold_complete_checkpoints_and_never_temporary_files(tmp
         )
         assert names == expected and "position/metadata" in names
         assert not any("tmp" in n or "tempstate" in n or n == "empty" for n in names)
+
+
+def test_load_policy_reads_a_checkpoint(finished_run):
+    from jaxrl import load_policy
+
+    steps = checkpoint_steps(finished_run)
+    obs = np.array([[-0.5, 0.0], [-0.9, 0.03]], np.float32)
+    # the last checkpoint holds the finished run's final policy; an earlier one another
+    np.testing.assert_array_equal(load_policy(finished_run, step=steps[-1])(obs), load_policy(finished_run)(obs))
+    assert not np.array_equal(load_policy(finished_run, step=steps[0])(obs), load_policy(finished_run)(obs))
+    with pytest.raises(ValueError, match=rf"no checkpoint at step 5 in .*; steps: \[{steps[0]}, "):
+        load_policy(finished_run, step=5)
+
+
+def test_deterministic_sets_xla_flags_before_jax_starts_and_refuses_after():
+    script = (
+        "import os, jax; from jaxrl.host import make_deterministic; make_deterministic(); "
+        "print(os.environ['XLA_FLAGS']); print(jax.config.jax_default_matmul_precision); "
+        "import jax.numpy as jnp; jnp.ones(1)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    flags, precision = out.stdout.split("\n")[:2]
+    # the CPU deadlock guard stays, the GPU determinism flag joins it
+    assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in flags
+    assert "--xla_gpu_deterministic_ops=true" in flags and precision == "highest"
+
+    from jaxrl.config import ConfigError
+    from jaxrl.host import make_deterministic
+
+    jnp.ones(1).block_until_ready()  # this process's backend has started
+    if "--xla_gpu_deterministic_ops=true" not in os.environ.get("XLA_FLAGS", ""):
+        with pytest.raises(ConfigError, match="deterministic=true must be set before jax starts"):
+            make_deterministic()
