@@ -47,14 +47,16 @@ def run_dir_for(run: RunConfig) -> Path:
 
 def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Validates `cfg`, trains, and returns the summary."""
+    from jaxrl.alerts import alert_hooks
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)
     run_dir = run_dir_for(run)
+    sinks = make_sinks(run)
     try:
-        return train(run, run_dir, make_sinks(run), resolved)
+        return train(run, run_dir, sinks, resolved, hooks=alert_hooks(run, sinks))
     except BaseException as err:
         if os.path.exists(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")

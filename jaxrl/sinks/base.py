@@ -56,6 +56,11 @@ class Sink:
     def log_image(self, step: int, member: int, key: str, path: Path) -> None:
         """An image file (e.g. curves.png) under `key` for member `member` at `step`."""
 
+    def alert(self, title: str, text: str, level: str, member: int | None = None) -> None:
+        """An alert (`jaxrl.alerts`, the "wandb" channel) about member `member`
+        (None: the whole run); `level` is info, warn or error. Called from the
+        alerts' delivery thread, which handles a failure."""
+
     def close(self, summary: dict[str, Any]) -> None:
         """Called once at the end with the run's summary (the `summary.json`
         content: per-member lists under "final"). Its "status" is "finished",

@@ -148,6 +148,17 @@ class WandbSink(Sink):
         if self._live:
             self._guard("log an image", self._log_media, step, member, key, wandb.Image, path)
 
+    def alert(self, title: str, text: str, level: str, member: int | None = None) -> None:
+        """`run.alert` on member `member`'s run (every member's run when None).
+
+        Called from the alerts' delivery thread. A failure is raised to it
+        (it retries and reports once) and leaves metric logging on.
+        """
+        if self._live:
+            levels = {"info": wandb.AlertLevel.INFO, "warn": wandb.AlertLevel.WARN, "error": wandb.AlertLevel.ERROR}
+            for wandb_run in self._runs if member is None else [self._runs[member]]:
+                wandb_run.alert(title=title[:63], text=text, level=levels[level])
+
     def close(self, summary: dict[str, Any]) -> None:
         """Write each member's final values into its run's summary and finish
         the runs.
