@@ -57,10 +57,12 @@ __all__ = [
     "Dispatcher",
     "alert_hooks",
     "check_alerts",
+    "check_channel",
     "inject_nan",
     "make_channels",
     "mask",
     "nonfinite",
+    "write_json",
 ]
 
 HEARTBEAT_FILE = "heartbeat.json"
@@ -136,7 +138,7 @@ def _rule_name(rule: AlertRule) -> str:
         return f"{rule.metric} not improved for {rule.points} points"
     if rule.kind == "no_progress":
         return f"no progress for {rule.seconds:g} s"
-    return f"run {'/'.join(rule.on)}"
+    return f"run {'/'.join(rule.when)}"
 
 
 def check_alerts(alerts: AlertsConfig) -> None:
@@ -165,9 +167,9 @@ def check_alerts(alerts: AlertsConfig) -> None:
             raise ConfigError(f"{where}.points must be >= 1, got {rule.points}")
         if rule.seconds <= 0 or (rule.cooldown_s is not None and rule.cooldown_s < 0):
             raise ConfigError(f"{where}: seconds must be positive and cooldown_s >= 0")
-        bad = [s for s in rule.on if s not in ENDINGS]
+        bad = [s for s in rule.when if s not in ENDINGS]
         if bad:
-            raise ConfigError(f"{where}.on: unknown run status {bad[0]!r}; choose from: {', '.join(ENDINGS)}")
+            raise ConfigError(f"{where}.when: unknown run status {bad[0]!r}; choose from: {', '.join(ENDINGS)}")
     if alerts.on_nonfinite not in NONFINITE_ACTIONS:
         raise ConfigError(f"alerts.on_nonfinite={alerts.on_nonfinite!r} is not one of: {', '.join(NONFINITE_ACTIONS)}")
     for name, value in [("interval_s", alerts.interval_s), ("timeout_s", alerts.timeout_s)]:
@@ -176,13 +178,15 @@ def check_alerts(alerts: AlertsConfig) -> None:
     if alerts.retries < 0 or alerts.flush_s < 0:
         raise ConfigError("alerts.retries and alerts.flush_s must be >= 0")
     for i, spec in enumerate(alerts.channels):
-        _check_channel(f"alerts.channels[{i}]", spec, wandb_ok=True)
+        check_channel(f"alerts.channels[{i}]", spec, wandb_ok=True)
     for name, url in [("ping_url", alerts.ping_url), ("watch_url", alerts.watch_url)]:
         if url and not url.startswith("env:") and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise ConfigError(f"alerts.{name} must be an http(s) URL or env:NAME, got {mask(url)!r}")
 
 
-def _check_channel(where: str, spec: str, wandb_ok: bool) -> None:
+def check_channel(where: str, spec: str, wandb_ok: bool) -> None:
+    """Raises a one-line ConfigError (naming `where`) for a channel spec that
+    cannot work; "wandb" only where `wandb_ok` (a trainer, not jaxrl.watch)."""
     if spec == "console" or (spec == "wandb" and wandb_ok):
         return
     if spec.startswith("env:"):
@@ -498,7 +502,7 @@ class Monitor:
         hook = self.hook
         try:
             heartbeat = hook.heartbeat()
-            _write_json(hook.run_dir / HEARTBEAT_FILE, heartbeat)
+            write_json(hook.run_dir / HEARTBEAT_FILE, heartbeat)
             now = time.monotonic()
             for rule in hook.system_rules:
                 value = SYSTEM_METRICS[rule.rule.metric](hook.run_dir)
@@ -544,7 +548,8 @@ class Monitor:
             print(f"alerts: {what} failed ({reason}); training goes on, not reported again", file=sys.stderr, flush=True)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Writes `data` to `path` atomically."""
     # written aside and renamed, so a reader (jaxrl.watch) never sees half a file
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -684,7 +689,7 @@ class AlertHook(Hook):
             if self.ping_url:
                 self.monitor.ping("" if status == "finished" else "/fail")
         for rule in self.run_rules:
-            if status in rule.on:
+            if status in rule.when:
                 self.send(rule, f"run {status}", _ending(summary))
         self.dispatcher.close(self.alerts.flush_s)
 

@@ -112,7 +112,7 @@ class AlertRule:
     system: a `jaxrl.alerts.SYSTEM_METRICS` value `op` `value` for `points`
         consecutive samples (taken every alerts.interval_s);
     no_progress: no chunk completed for `seconds`;
-    run: the run ended with a status in `on` (finished/failed/stopped/interrupted).
+    run: the run ended with a status in `when` (finished/failed/stopped/interrupted).
 
     An alert fires once per rule and member, and again only after its condition
     cleared or, when `cooldown_s` is set, that many seconds later.
@@ -130,7 +130,7 @@ class AlertRule:
     points: int = 1
     scope: str = "member"
     seconds: float = 1800.0
-    on: tuple[str, ...] = ("finished", "failed", "stopped", "interrupted")
+    when: tuple[str, ...] = ("finished", "failed", "stopped", "interrupted")
 
 
 @dataclasses.dataclass(frozen=True)
