@@ -345,7 +345,6 @@ class Dispatcher:
         self.retries = retries
         self.backoff_s = backoff_s
         self.failed: set[int] = set()
-        self.sent: list[Alert] = []
         self._queue: queue.Queue[Alert | None] = queue.Queue()
         # started by the first alert: a run that fails to compile leaves no thread behind
         self._thread = threading.Thread(target=self._work, name="jaxrl-alerts", daemon=True)
@@ -367,7 +366,6 @@ class Dispatcher:
 
     def _work(self) -> None:
         while (alert := self._queue.get()) is not None:
-            self.sent.append(alert)
             for i, channel in enumerate(self.channels):
                 self._deliver(i, channel, alert)
 
@@ -507,13 +505,13 @@ class Monitor:
             for rule in hook.system_rules:
                 value = SYSTEM_METRICS[rule.rule.metric](hook.run_dir)
                 if value is not None and rule.check(None, value, now):
-                    hook.send(rule.rule, f"{rule.name}", f"{rule.rule.metric} is {value:.3g} ({rule.name})")
+                    hook.send(rule.rule, rule.name, f"{rule.rule.metric} is {value:.3g} ({rule.name})")
             silent = now - hook.last_progress
             for rule in hook.progress_rules:
                 if rule.update(None, silent > rule.rule.seconds, now):
                     hook.send(
                         rule.rule,
-                        f"{rule.name}",
+                        rule.name,
                         f"no chunk completed for {silent:.0f} s (last at env step {hook.step}); the run may hang",
                     )
             if hook.watch_url:
@@ -585,7 +583,7 @@ class AlertHook(Hook):
         self.run_dir = Path(".")
         self.info: RunInfo | None = None
         self.monitor: Monitor | None = None
-        self.state = "starting"
+        self.state = "running"
         self.step = 0
         self.prev_step = 0
         self.sps = 0.0

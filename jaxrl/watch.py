@@ -75,7 +75,7 @@ class Watcher:
                     heartbeat = json.loads(path.read_text())
                 except (OSError, ValueError):
                     continue  # a file being replaced or half-synced: next round
-                if (path.parent / "summary.json").exists() and heartbeat.get("state") in ("running", "starting"):
+                if (path.parent / "summary.json").exists() and heartbeat.get("state") == "running":
                     heartbeat["state"] = "ended"  # killed after its summary was written
                 heartbeats[heartbeat.get("id", str(path.parent))] = heartbeat
         return heartbeats
@@ -91,7 +91,7 @@ class Watcher:
             run = self.runs.get(key)
             silent_s = now - float(heartbeat.get("time", 0))
             timeout = float(heartbeat.get("timeout_s") or self.default_timeout_s)
-            ended = heartbeat.get("state") not in ("running", "starting")
+            ended = heartbeat.get("state") != "running"
             if run is None:
                 if silent_s > self.forget_s:
                     continue
@@ -100,7 +100,7 @@ class Watcher:
             name = heartbeat.get("run") or key
             if not run["silent"] and not ended and silent_s > timeout:
                 self._send(
-                    "warn" if heartbeat.get("state") == "starting" else "error",
+                    "error",
                     f"{name} went silent",
                     f"run {name} on {heartbeat.get('host', '?')} (pid {heartbeat.get('pid', '?')}): no heartbeat for "
                     f"{silent_s:.0f} s (timeout {timeout:g} s), last at env step {heartbeat.get('step', 0)} of "

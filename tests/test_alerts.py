@@ -70,6 +70,8 @@ def servers():
     http = HTTPServer(host="127.0.0.1", port=0)
     http.expect_request("/hook", method="POST").respond_with_data("ok")
     http.expect_request("/broken", method="POST").respond_with_response(Response("down", status=500))
+    http.expect_request("/ping/start").respond_with_data("OK")
+    http.expect_request("/ping").respond_with_data("OK")
     http.start()
     yield inbox, smtp.port, http
     http.stop()
@@ -93,6 +95,7 @@ def alerted_run(servers, tmp_path_factory):
         "seeds=2",
         f"run_dir={run_dir}",
         "alerts.interval_s=0.2",
+        f"alerts.ping_url=http://127.0.0.1:{http.port}/ping",
         "alerts.rules=[{name: solved, metric: eval/return_mean, op: '>', value: -1000, scope: population},"
         " {name: rss, kind: system, metric: system/rss_gib, op: '>', value: 0.01},"
         " {name: stall, kind: no_progress, seconds: 8}, {name: done, kind: run, when: [finished]}]",
@@ -142,6 +145,13 @@ def test_broken_channels_leave_training_finished_and_are_logged_once(alerted_run
     assert len(posts(http, "/broken")) >= 4
     heartbeat = json.loads((run_dir / "heartbeat.json").read_text())
     assert heartbeat["state"] == "finished" and heartbeat["step"] == 16384
+
+
+def test_dead_mans_switch_is_pinged_at_start_and_end(alerted_run):
+    _, _, _, _, http = alerted_run
+    pings = [request.path for request, _ in http.log if request.path.startswith("/ping")]
+    # start, the first alive ping (then one a minute), the finished end
+    assert pings == ["/ping/start", "/ping", "/ping"], pings
 
 
 def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver):
