@@ -317,7 +317,7 @@ class AppriseChannel(Channel):
         if ok:
             return None
         lines = [line.strip() for line in log.getvalue().splitlines() if line.strip()]
-        return lines[-1] if lines else "apprise reported a failure"
+        return lines[-1].split(" - ")[-1] if lines else "apprise reported a failure"
 
 
 def make_channels(specs: Sequence[str], sinks: Sequence[Sink] = ()) -> list[Channel]:
@@ -335,39 +335,51 @@ def make_channels(specs: Sequence[str], sinks: Sequence[Sink] = ()) -> list[Chan
 
 
 class Dispatcher:
-    """Delivers alerts on a background thread, so a slow or dead channel never
-    holds up training: each alert goes to each channel with up to `retries`
-    more attempts (backing off); a channel that still fails is reported once
-    on stderr, and later alerts try it once each."""
+    """Delivers alerts off the training thread, one thread per channel, so a
+    slow or dead channel holds up neither training nor the other channels
+    (apprise itself spaces requests to one target 5.5 s apart, e.g. email).
+    Each alert gets up to `retries` more attempts per channel (backing off);
+    a channel that still fails is reported once on stderr, and later alerts
+    try it once each."""
 
     def __init__(self, channels: Sequence[Channel], retries: int = 2, backoff_s: float = 0.5):
         self.channels = list(channels)
         self.retries = retries
         self.backoff_s = backoff_s
         self.failed: set[int] = set()
-        self._queue: queue.Queue[Alert | None] = queue.Queue()
+        self._queues: list[queue.Queue[Alert | None]] = [queue.Queue() for _ in self.channels]
         # started by the first alert: a run that fails to compile leaves no thread behind
-        self._thread = threading.Thread(target=self._work, name="jaxrl-alerts", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._work, args=(i,), name=f"jaxrl-alerts-{i}", daemon=True)
+            for i in range(len(self.channels))
+        ]
+        self._started = False
 
     def send(self, alert: Alert) -> None:
         """Queues `alert` for every channel; returns at once."""
-        if not self._thread.is_alive():
-            self._thread.start()
-        self._queue.put(alert)
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+        for q in self._queues:
+            q.put(alert)
 
     def close(self, timeout_s: float) -> None:
-        """Delivers what is queued, waiting at most `timeout_s`, then stops."""
-        if not self._thread.is_alive():
+        """Delivers what is queued, waiting at most `timeout_s` in all, then stops."""
+        if not self._started:
             return
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            print(f"alerts: gave up waiting for delivery after {timeout_s:g} s", file=sys.stderr, flush=True)
+        for q in self._queues:
+            q.put(None)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        late = [self.channels[i].name for i, t in enumerate(self._threads) if t.is_alive()]
+        if late:
+            print(f"alerts: gave up waiting after {timeout_s:g} s for {', '.join(late)}", file=sys.stderr, flush=True)
 
-    def _work(self) -> None:
-        while (alert := self._queue.get()) is not None:
-            for i, channel in enumerate(self.channels):
-                self._deliver(i, channel, alert)
+    def _work(self, i: int) -> None:
+        while (alert := self._queues[i].get()) is not None:
+            self._deliver(i, self.channels[i], alert)
 
     def _deliver(self, i: int, channel: Channel, alert: Alert) -> None:
         attempts = 1 if i in self.failed else 1 + self.retries
@@ -689,6 +701,12 @@ class AlertHook(Hook):
         for rule in self.run_rules:
             if status in rule.when:
                 self.send(rule, f"run {status}", _ending(summary))
+        # summary values (summary/sps, summary/wall_s, ...) are one point, at the end
+        values = {f"summary/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for rule in self.metric_rules:
+            value = values.get(rule.rule.metric)
+            if isinstance(rule, Threshold) and value is not None and rule.check("summary", float(value), time.monotonic()):
+                self.send(rule.rule, rule.name, f"{rule.name}: {rule.rule.metric} = {value:.4g} at the end of the run")
         self.dispatcher.close(self.alerts.flush_s)
 
 
