@@ -41,10 +41,11 @@ import psutil
 
 from jaxrl.errors import ConfigError, Stopped, last_line
 from jaxrl.events import ChunkDone, Hook
+from jaxrl.config import AlertRule
 from jaxrl.sinks.base import RunInfo, Sink
 
 if TYPE_CHECKING:
-    from jaxrl.config import AlertRule, AlertsConfig, RunConfig
+    from jaxrl.config import AlertsConfig, RunConfig
 
 __all__ = [
     "HEARTBEAT_FILE",
@@ -69,6 +70,9 @@ HEARTBEAT_FILE = "heartbeat.json"
 NONFINITE_METRIC = "health/nonfinite_params"
 """Per update and member: 1.0 when the policy parameters hold a NaN or inf
 after the update (computed in the jitted chunk); a logged row has its mean."""
+
+NONFINITE_RULE = AlertRule(kind="metric", name="non-finite", level="error")
+"""The always-on rule: NaN/inf in a member's losses, metrics or policy parameters."""
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -672,9 +676,6 @@ class AlertHook(Hook):
                 bad_members.append((i, bad))
         if not bad_members:
             return
-        from jaxrl.config import AlertRule
-
-        rule = AlertRule(kind="metric", name="non-finite", level="error")
         stop = self.alerts.on_nonfinite == "stop"
         lines = []
         for i, bad in bad_members:
@@ -684,7 +685,7 @@ class AlertHook(Hook):
             lines.append(f"{who}: NaN/inf in {named} between env steps {self.prev_step} and {event.step}")
         text = "; ".join(lines) + ("; stopping the run (resumable; its bad state is not saved)" if stop else "")
         first = bad_members[0][0]
-        self.send(rule, f"NaN/inf in member {first} at step {event.step}", text, first if len(bad_members) == 1 else None)
+        self.send(NONFINITE_RULE, f"NaN/inf in member {first} at step {event.step}", text, first if len(bad_members) == 1 else None)
         if stop:
             raise Stopped(f"non-finite values: {'; '.join(lines)}", save=False)
 

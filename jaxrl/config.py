@@ -374,6 +374,8 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     members = len(run.members())
     if not 0 <= run.video.member < members:
         raise ConfigError(f"video.member={run.video.member} is not a member index; this run has members 0..{members - 1}")
+    if run.alerts.test_nan is not None and not (run.alerts.test_nan[0] >= 0 and 0 <= run.alerts.test_nan[1] < members):
+        raise ConfigError(f"alerts.test_nan={list(run.alerts.test_nan)} must be [chunk >= 0, member in 0..{members - 1}]")
     if not 0 <= run.seed <= 2**32 - run.seeds:
         # seeds become uint32 PRNG keys
         raise ConfigError(f"seed must be in 0..{2**32 - run.seeds} for {run.seeds} seed(s), got {run.seed}")
