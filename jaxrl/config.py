@@ -29,6 +29,8 @@ from jaxrl.errors import ConfigError
 from jaxrl.sinks import LOGGERS
 
 __all__ = [
+    "AlertRule",
+    "AlertsConfig",
     "ConfigError",
     "EnvConfig",
     "EvalConfig",
@@ -117,6 +119,72 @@ class CheckpointConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlertRule:
+    """One alert rule (README "Alerts"). `kind` picks which fields count:
+
+    metric: `metric` `op` `value` held for `points` consecutive logged points,
+        per member or, with scope=population, on the population's mean;
+    not_improved: `metric` has not improved (by `op`: '>' or '>=' means higher
+        is better) for `points` logged points;
+    system: a `jaxrl.alerts.SYSTEM_METRICS` value `op` `value` for `points`
+        consecutive samples (taken every alerts.interval_s);
+    no_progress: no chunk completed for `seconds`;
+    run: the run ended with a status in `when` (finished/failed/stopped/interrupted).
+
+    An alert fires once per rule and member, and again only after its condition
+    cleared or, when `cooldown_s` is set, that many seconds later.
+    """
+
+    __pydantic_config__ = STRICT
+
+    kind: str = "metric"
+    name: str = ""
+    level: str = "warn"
+    cooldown_s: float | None = None
+    metric: str = ""
+    op: str = ">="
+    value: float | None = None
+    points: int = 1
+    scope: str = "member"
+    seconds: float = 1800.0
+    when: tuple[str, ...] = ("finished", "failed", "stopped", "interrupted")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertsConfig:
+    """Alerts (`jaxrl.alerts`): rules, the channels they go to, the heartbeat.
+
+    channels: "console", "wandb", an apprise URL, "env:NAME" (the URL(s) in
+        environment variable NAME: secrets stay out of config and logs) or
+        "config:PATH" (an apprise config file).
+    on_nonfinite: "stop" (a NaN/inf stops the run resumably, without saving
+        its bad state) or "continue" (alert only).
+    interval_s: how often heartbeat.json is written, system metrics sampled,
+        no-progress checked and heartbeats posted to `watch_url`.
+    timeout_s: silence after which `jaxrl.watch` calls this run dead.
+    ping_url: a dead-man's switch (healthchecks.io style: <url>/start, <url>,
+        <url>/fail), or "env:NAME".
+    retries: delivery attempts per alert and channel after the first.
+    flush_s: how long the end of a run waits for alerts still being delivered.
+    test_nan: test only: [chunk, member] whose hyperparameters become NaN
+        before that chunk runs.
+    """
+
+    __pydantic_config__ = STRICT
+
+    rules: tuple[AlertRule, ...] = ()
+    channels: tuple[str, ...] = ("console",)
+    on_nonfinite: str = "stop"
+    interval_s: float = 5.0
+    timeout_s: float = 600.0
+    ping_url: str | None = None
+    watch_url: str | None = None
+    retries: int = 2
+    flush_s: float = 10.0
+    test_nan: tuple[int, int] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One run: an algorithm on an env, for a population of seeds x sweep members."""
 
@@ -133,6 +201,7 @@ class RunConfig:
     logger: LoggerConfig = LoggerConfig()
     video: VideoConfig = VideoConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    alerts: AlertsConfig = AlertsConfig()
     runs_root: str = "runs"
     run_dir: str | None = None
     resume: str | None = None
@@ -260,6 +329,29 @@ def _sweep(algo_name: str, algo_cls: type, raw: Any) -> tuple[tuple[str, tuple[f
     return tuple(sweep)
 
 
+def _alerts(raw: Any) -> AlertsConfig:
+    """The `alerts` section, each rule validated on its own so that an error
+    names it (`alerts.rules[1].op`), rules and channels checked by `jaxrl.alerts`."""
+    from jaxrl.alerts import check_alerts
+
+    raw = dict(raw or {})
+    rules = raw.pop("rules", None) or []
+    if not isinstance(rules, (list, tuple)):
+        raise ConfigError(f"alerts.rules must be a list of rules such as [{{metric: eval/return_mean, op: '>=', value: 90}}], got {rules!r}")
+    for key in ("channels",):
+        if isinstance(raw.get(key), str):
+            raw[key] = [raw[key]]
+    alerts = build(AlertsConfig, raw, "alerts")
+    built = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            raise ConfigError(f"alerts.rules[{i}] must be a mapping such as {{metric: eval/return_mean, op: '>=', value: 90}}, got {rule!r}")
+        built.append(build(AlertRule, rule, f"alerts.rules[{i}]"))
+    alerts = dataclasses.replace(alerts, rules=tuple(built))
+    check_alerts(alerts)
+    return alerts
+
+
 def from_dict(raw: dict[str, Any]) -> RunConfig:
     """Validates a composed config (plain containers, e.g. `OmegaConf.to_container(cfg, resolve=True)`).
 
@@ -273,7 +365,8 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     algo_cls = ALGORITHMS[algo_name].config_cls
     algo = build(algo_cls, algo_raw, "algo")
     sweep = _sweep(algo_name, algo_cls, raw.pop("sweep", None))
-    run = build(RunConfig, {**raw, "algo_name": algo_name, "algo": algo, "sweep": sweep}, "")
+    alerts = _alerts(raw.pop("alerts", None))
+    run = build(RunConfig, {**raw, "algo_name": algo_name, "algo": algo, "sweep": sweep, "alerts": alerts}, "")
     if run.env.suite not in SUITES:
         raise ConfigError(f"unknown env.suite {run.env.suite!r}; valid suites: {', '.join(SUITES)}")
     run = dataclasses.replace(run, env=dataclasses.replace(run.env, id=run.env.id or run.env.name))
@@ -307,6 +400,8 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     members = len(run.members())
     if not 0 <= run.video.member < members:
         raise ConfigError(f"video.member={run.video.member} is not a member index; this run has members 0..{members - 1}")
+    if run.alerts.test_nan is not None and not (run.alerts.test_nan[0] >= 0 and 0 <= run.alerts.test_nan[1] < members):
+        raise ConfigError(f"alerts.test_nan={list(run.alerts.test_nan)} must be [chunk >= 0, member in 0..{members - 1}]")
     if not 0 <= run.seed <= 2**32 - run.seeds:
         # seeds become uint32 PRNG keys
         raise ConfigError(f"seed must be in 0..{2**32 - run.seeds} for {run.seeds} seed(s), got {run.seed}")

@@ -28,6 +28,7 @@ import numpy as np
 import psutil
 import yaml
 
+from jaxrl.alerts import NONFINITE_METRIC, inject_nan, nonfinite
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal, read_position
@@ -172,14 +173,20 @@ def compile_programs(algo: Algorithm, schedule: Schedule, keys: jax.Array, hp: A
     init = jax.jit(jax.vmap(algo.init)).lower(keys, hp)
     _check_memory(init.out_info, num_members)
 
+    def checked_update(state):
+        state, metrics = algo.update(state)
+        # the alerts' non-finite rule reads this flag from the rows: one
+        # reduction per update instead of a host copy of every parameter
+        return state, {**metrics, NONFINITE_METRIC: nonfinite(algo.policy_params(state))}
+
     def population_update(states):
         if num_members == 1:
             # vmap over a population of one turns every matmul into a batched
             # one, which XLA:CPU ran about 25% slower (bench/bench_ppo.py); a
             # lone member is updated unbatched instead.
-            state, metrics = algo.update(jax.tree.map(lambda x: x[0], states))
+            state, metrics = checked_update(jax.tree.map(lambda x: x[0], states))
             return jax.tree.map(lambda x: x[None], (state, metrics))
-        return jax.vmap(algo.update)(states)
+        return jax.vmap(checked_update)(states)
 
     def chunk(states):
         return jax.lax.scan(lambda s, _: population_update(s), states, None, length=schedule.updates_per_chunk)
@@ -288,6 +295,7 @@ def train(
             for index in range(position.chunks_done, schedule.num_chunks):
                 logged = None
                 chunk_start = time.perf_counter()
+                states = inject_nan(states, run.alerts, index)
                 states, metrics = programs.chunk(states)
                 metrics = jax.device_get(metrics)
                 seconds = time.perf_counter() - chunk_start

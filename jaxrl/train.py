@@ -67,6 +67,7 @@ def run_from_config(cfg: DictConfig, overrides: list[str] = (), resume_dir: Path
     """Validates `cfg`, trains (going on in `resume_dir` when given), and
     returns the summary. `overrides`, the command line `cfg` was composed
     from, is kept in the run folder so that the run can be resumed."""
+    from jaxrl.alerts import alert_hooks
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
 
@@ -79,9 +80,10 @@ def run_from_config(cfg: DictConfig, overrides: list[str] = (), resume_dir: Path
 
         make_deterministic()
     run_dir = run_dir_for(run)
-    hooks = [_KeepOverrides(run_dir, overrides)]
+    sinks = make_sinks(run)
+    hooks = [_KeepOverrides(run_dir, overrides), *alert_hooks(run, sinks)]
     try:
-        return train(run, run_dir, make_sinks(run), resolved, hooks, resume=resume_dir is not None)
+        return train(run, run_dir, sinks, resolved, hooks, resume=resume_dir is not None)
     except BaseException as err:
         if os.path.exists(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")

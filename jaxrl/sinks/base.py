@@ -61,6 +61,11 @@ class Sink:
         "checkpoint" (a checkpoint folder) or "policy" (the policy file),
         tagged with `aliases` such as "latest", "step-<N>", "final"."""
 
+    def alert(self, title: str, text: str, level: str, member: int | None = None) -> None:
+        """An alert (`jaxrl.alerts`, the "wandb" channel) about member `member`
+        (None: the whole run); `level` is info, warn or error. Called from the
+        alerts' delivery thread, which handles a failure."""
+
     def close(self, summary: dict[str, Any]) -> None:
         """Called once at the end with the run's summary (the `summary.json`
         content: per-member lists under "final"). Its "status" is "finished",

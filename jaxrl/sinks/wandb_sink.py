@@ -190,6 +190,17 @@ class WandbSink(Sink):
                 warnings.warn(f"left {file} out of the W&B artifact: {err}", RuntimeWarning, stacklevel=3)
         wandb_run.log_artifact(artifact, aliases=aliases)
 
+    def alert(self, title: str, text: str, level: str, member: int | None = None) -> None:
+        """`run.alert` on member `member`'s run (every member's run when None).
+
+        Called from the alerts' delivery thread. A failure is raised to it
+        (it retries and reports once) and leaves metric logging on.
+        """
+        if self._live:
+            levels = {"info": wandb.AlertLevel.INFO, "warn": wandb.AlertLevel.WARN, "error": wandb.AlertLevel.ERROR}
+            for wandb_run in self._runs if member is None else [self._runs[member]]:
+                wandb_run.alert(title=title[:63], text=text, level=levels[level])
+
     def close(self, summary: dict[str, Any]) -> None:
         """Write each member's final values into its run's summary and finish
         the runs.

@@ -1,0 +1,732 @@
+"""Alerts: rules that watch a run, channels that tell a human, and a heartbeat.
+
+Rules (configured as `alerts.rules`, see `jaxrl.config.AlertRule`):
+metric thresholds and "not improved" on the logged rows (checked between
+chunks, on the training thread); non-finite losses and parameters (always on:
+a flag computed inside the jitted chunk, see `nonfinite`); system thresholds
+and no progress (checked by a monitor thread that does not depend on the
+training loop, so a hung chunk is still seen); how the run ended (on_exit).
+
+Channels (`alerts.channels`): the console, wandb (`run.alert` through the
+sinks) and apprise URLs (email, SMS gateways, Slack, webhooks, ...). Delivery
+runs on a background thread with retries; a failing channel is logged once
+and never slows or stops training.
+
+The monitor thread also writes `heartbeat.json` in the run folder, can post
+it to a `jaxrl.watch` endpoint, and can ping a dead-man's switch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import operator
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import psutil
+
+from jaxrl.errors import ConfigError, Stopped, last_line
+from jaxrl.events import ChunkDone, Hook
+from jaxrl.config import AlertRule
+from jaxrl.sinks.base import RunInfo, Sink
+
+if TYPE_CHECKING:
+    from jaxrl.config import AlertsConfig, RunConfig
+
+__all__ = [
+    "HEARTBEAT_FILE",
+    "LEVELS",
+    "NONFINITE_METRIC",
+    "OPS",
+    "SYSTEM_METRICS",
+    "Alert",
+    "AlertHook",
+    "Dispatcher",
+    "alert_hooks",
+    "check_alerts",
+    "check_channel",
+    "inject_nan",
+    "make_channels",
+    "mask",
+    "nonfinite",
+    "write_json",
+]
+
+HEARTBEAT_FILE = "heartbeat.json"
+NONFINITE_METRIC = "health/nonfinite_params"
+"""Per update and member: 1.0 when the policy parameters hold a NaN or inf
+after the update (computed in the jitted chunk); a logged row has its mean."""
+
+NONFINITE_RULE = AlertRule(kind="metric", name="non-finite", level="error")
+"""The always-on rule: NaN/inf in a member's losses, metrics or policy parameters."""
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+LEVELS = ("info", "warn", "error")
+KINDS = ("metric", "not_improved", "system", "no_progress", "run")
+SCOPES = ("member", "population")
+ENDINGS = ("finished", "failed", "stopped", "interrupted")
+NONFINITE_ACTIONS = ("stop", "continue")
+
+
+def _accelerator_memory_percent() -> float | None:
+    stats = jax.devices()[0].memory_stats() or {}
+    if not stats.get("bytes_limit"):
+        return None  # the CPU backend reports no limit
+    return 100.0 * stats.get("bytes_in_use", 0) / stats["bytes_limit"]
+
+
+SYSTEM_METRICS: dict[str, Callable[[Path], float | None]] = {
+    "system/memory_percent": lambda run_dir: psutil.virtual_memory().percent,
+    "system/rss_gib": lambda run_dir: psutil.Process().memory_info().rss / 2**30,
+    # since the previous call: the monitor's interval
+    "system/cpu_percent": lambda run_dir: psutil.cpu_percent(interval=None),
+    "system/disk_free_gib": lambda run_dir: psutil.disk_usage(str(run_dir)).free / 2**30,
+    "system/accelerator_memory_percent": lambda run_dir: _accelerator_memory_percent(),
+}
+"""System values a `kind: system` rule can watch; None where not available."""
+
+
+# ---------------------------------------------------------------- in the jitted chunk
+
+
+def nonfinite(tree: Any) -> jax.Array:
+    """1.0 when any floating leaf of `tree` holds a NaN or inf, else 0.0 (a
+    float32 scalar, traceable): one reduction, no host copy of the tree."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return 1.0 - jnp.stack(leaves).all().astype(jnp.float32) if leaves else jnp.float32(0.0)
+
+
+def inject_nan(states: Any, alerts: AlertsConfig, index: int) -> Any:
+    """Test only (`alerts.test_nan=[chunk, member]`): before chunk `index`
+    equal to `chunk`, the member's traced hyperparameters become NaN, as a
+    diverging learning rate would make its parameters; otherwise `states`."""
+    if alerts.test_nan is None or alerts.test_nan[0] != index:
+        return states
+    member = alerts.test_nan[1]
+    hp = jax.tree.map(
+        lambda x: x.at[member].set(jnp.nan) if jnp.issubdtype(x.dtype, jnp.inexact) else x, states.hp
+    )
+    return states.replace(hp=hp)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _rule_name(rule: AlertRule) -> str:
+    if rule.name:
+        return rule.name
+    if rule.kind in ("metric", "system"):
+        return f"{rule.metric} {rule.op} {rule.value:g}"
+    if rule.kind == "not_improved":
+        return f"{rule.metric} not improved for {rule.points} points"
+    if rule.kind == "no_progress":
+        return f"no progress for {rule.seconds:g} s"
+    return f"run {'/'.join(rule.when)}"
+
+
+def check_alerts(alerts: AlertsConfig) -> None:
+    """Raises a one-line ConfigError for a rule or channel that cannot work:
+    an unknown kind, op, level, scope, system metric or run status, a missing
+    metric or value, an unknown channel or a URL apprise does not accept."""
+    for i, rule in enumerate(alerts.rules):
+        where = f"alerts.rules[{i}]"
+        for field, value, valid in [
+            ("kind", rule.kind, KINDS),
+            ("level", rule.level, LEVELS),
+            ("op", rule.op, tuple(OPS)),
+            ("scope", rule.scope, SCOPES),
+        ]:
+            if value not in valid:
+                raise ConfigError(f"{where}.{field}={value!r} is not one of: {', '.join(valid)}")
+        if rule.kind in ("metric", "not_improved", "system") and not rule.metric:
+            raise ConfigError(f"{where}: a {rule.kind} rule needs a metric, e.g. metric: eval/return_mean")
+        if rule.kind in ("metric", "system") and rule.value is None:
+            raise ConfigError(f"{where}: a {rule.kind} rule needs a value to compare {rule.metric} with")
+        if rule.kind == "system" and rule.metric not in SYSTEM_METRICS:
+            raise ConfigError(f"{where}.metric={rule.metric!r} is not a system metric; choose one of: {', '.join(SYSTEM_METRICS)}")
+        if rule.kind == "not_improved" and rule.op not in (">", ">=", "<", "<="):
+            raise ConfigError(f"{where}.op={rule.op!r}: not_improved needs '>' (higher is better) or '<'")
+        if rule.points < 1:
+            raise ConfigError(f"{where}.points must be >= 1, got {rule.points}")
+        if rule.seconds <= 0 or (rule.cooldown_s is not None and rule.cooldown_s < 0):
+            raise ConfigError(f"{where}: seconds must be positive and cooldown_s >= 0")
+        bad = [s for s in rule.when if s not in ENDINGS]
+        if bad:
+            raise ConfigError(f"{where}.when: unknown run status {bad[0]!r}; choose from: {', '.join(ENDINGS)}")
+    if alerts.on_nonfinite not in NONFINITE_ACTIONS:
+        raise ConfigError(f"alerts.on_nonfinite={alerts.on_nonfinite!r} is not one of: {', '.join(NONFINITE_ACTIONS)}")
+    for name, value in [("interval_s", alerts.interval_s), ("timeout_s", alerts.timeout_s)]:
+        if value <= 0:
+            raise ConfigError(f"alerts.{name} must be positive, got {value}")
+    if alerts.retries < 0 or alerts.flush_s < 0:
+        raise ConfigError("alerts.retries and alerts.flush_s must be >= 0")
+    for i, spec in enumerate(alerts.channels):
+        check_channel(f"alerts.channels[{i}]", spec, wandb_ok=True)
+    for name, url in [("ping_url", alerts.ping_url), ("watch_url", alerts.watch_url)]:
+        if url and not url.startswith("env:") and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"alerts.{name} must be an http(s) URL or env:NAME, got {mask(url)!r}")
+
+
+def check_channel(where: str, spec: str, wandb_ok: bool) -> None:
+    """Raises a one-line ConfigError (naming `where`) for a channel spec that
+    cannot work; "wandb" only where `wandb_ok` (a trainer, not jaxrl.watch)."""
+    if spec == "console" or (spec == "wandb" and wandb_ok):
+        return
+    if spec.startswith("env:"):
+        if not spec[4:]:
+            raise ConfigError(f"{where}: env: needs a variable name, e.g. env:JAXRL_ALERT_URL")
+        return  # read when the run starts: the variable may be set on the training machine only
+    if spec.startswith("config:"):
+        if not Path(spec[7:]).expanduser().is_file():
+            raise ConfigError(f"{where}: apprise config file {spec[7:]!r} does not exist")
+        return
+    if "://" not in spec:
+        named = "console, wandb" if wandb_ok else "console"
+        raise ConfigError(f"{where}={spec!r} is not a channel; give {named}, an apprise URL (mailto://, json://, slack://, ...), env:NAME or config:PATH")
+    if urllib.parse.urlsplit(spec).password:
+        raise ConfigError(f"{where}: {mask(spec)!r} holds a password; put the URL in an environment variable and give env:NAME")
+    import apprise
+
+    if apprise.Apprise.instantiate(spec) is None:
+        scheme = spec.split("://", 1)[0]
+        raise ConfigError(f"{where}: apprise does not accept {mask(spec)!r} (scheme {scheme!r}); see https://appriseit.com/services/")
+
+
+def mask(url: str) -> str:
+    """`url` safe to print: apprise's privacy form (tokens and passwords
+    hidden) when apprise knows the URL, else only its scheme and host."""
+    if "://" not in url:
+        return url
+    try:
+        import apprise
+
+        plugin = apprise.Apprise.instantiate(url)
+        if plugin is not None:
+            return plugin.url(privacy=True)
+    except Exception:  # noqa: BLE001 (masking must never fail)
+        pass
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}/..."
+
+
+# ---------------------------------------------------------------- channels and delivery
+
+
+@dataclasses.dataclass(frozen=True)
+class Alert:
+    """One alert: `rule` (its name), `level` (info/warn/error), a short
+    `title` and the `text`; `member` is the population member it is about
+    (None: the whole run)."""
+
+    rule: str
+    level: str
+    title: str
+    text: str
+    member: int | None = None
+
+
+class Channel:
+    """Where alerts go. `deliver` raises (or returns an error string) when
+    the alert did not get through; `name` is safe to print."""
+
+    name = "channel"
+
+    def deliver(self, alert: Alert) -> str | None:
+        """Delivers `alert`; returns None when done, else why not."""
+        raise NotImplementedError
+
+
+class ConsoleChannel(Channel):
+    """Prints the alert on stderr."""
+
+    name = "console"
+
+    def deliver(self, alert: Alert) -> str | None:
+        """One line (plus the text) on stderr."""
+        print(f"ALERT [{alert.level}] {alert.title}: {alert.text}", file=sys.stderr, flush=True)
+        return None
+
+
+class WandbChannel(Channel):
+    """`run.alert` on the wandb run of the member (all members' runs for a
+    run-wide alert), through the sinks' `alert`. Offline, wandb only records it."""
+
+    name = "wandb"
+
+    def __init__(self, sinks: Sequence[Sink]):
+        self.sinks = list(sinks)
+
+    def deliver(self, alert: Alert) -> str | None:
+        """Hands the alert to every sink (only the wandb sink acts on it)."""
+        for sink in self.sinks:
+            sink.alert(alert.title, alert.text, alert.level, alert.member)
+        return None
+
+
+class AppriseChannel(Channel):
+    """Any apprise target: one URL, the URLs in an environment variable, or
+    an apprise config file."""
+
+    def __init__(self, spec: str):
+        import apprise
+
+        self._apprise = apprise.Apprise()
+        if spec.startswith("config:"):
+            config = apprise.AppriseConfig()
+            config.add(str(Path(spec[7:]).expanduser()))
+            self._apprise.add(config)
+            self.name = spec
+        elif spec.startswith("env:"):
+            urls = os.environ.get(spec[4:], "").replace(",", " ").split()
+            if not urls:
+                raise ConfigError(f"alerts channel {spec}: environment variable {spec[4:]} is not set")
+            for url in urls:
+                if not self._apprise.add(url):
+                    raise ConfigError(f"alerts channel {spec}: apprise does not accept {mask(url)!r}")
+            self.name = f"{spec} ({', '.join(mask(u) for u in urls)})"
+        else:
+            self._apprise.add(spec)
+            self.name = mask(spec)
+
+    def deliver(self, alert: Alert) -> str | None:
+        """Sends through apprise; apprise's own log lines become the reason."""
+        import apprise
+
+        kind = {"info": apprise.NotifyType.INFO, "warn": apprise.NotifyType.WARNING, "error": apprise.NotifyType.FAILURE}
+        # apprise logs each failed attempt; captured here so a failing channel
+        # is reported once, by the dispatcher, not once per retry
+        with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+            ok = self._apprise.notify(title=alert.title, body=alert.text, notify_type=kind[alert.level])
+        if ok:
+            return None
+        lines = [line.strip() for line in log.getvalue().splitlines() if line.strip()]
+        return lines[-1].split(" - ")[-1] if lines else "apprise reported a failure"
+
+
+def make_channels(specs: Sequence[str], sinks: Sequence[Sink] = ()) -> list[Channel]:
+    """The channels for `alerts.channels` (already checked); "wandb" goes
+    through `sinks`, the run's sinks."""
+    channels: list[Channel] = []
+    for spec in specs:
+        if spec == "console":
+            channels.append(ConsoleChannel())
+        elif spec == "wandb":
+            channels.append(WandbChannel(sinks))
+        else:
+            channels.append(AppriseChannel(spec))
+    return channels
+
+
+class Dispatcher:
+    """Delivers alerts off the training thread, one thread per channel, so a
+    slow or dead channel holds up neither training nor the other channels
+    (apprise itself spaces requests to one target 5.5 s apart, e.g. email).
+    Each alert gets up to `retries` more attempts per channel (backing off);
+    a channel that still fails is reported once on stderr, and later alerts
+    try it once each."""
+
+    def __init__(self, channels: Sequence[Channel], retries: int = 2, backoff_s: float = 0.5):
+        self.channels = list(channels)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.failed: set[int] = set()
+        self._queues: list[queue.Queue[Alert | None]] = [queue.Queue() for _ in self.channels]
+        # started by the first alert: a run that fails to compile leaves no thread behind
+        self._threads = [
+            threading.Thread(target=self._work, args=(i,), name=f"jaxrl-alerts-{i}", daemon=True)
+            for i in range(len(self.channels))
+        ]
+        self._started = False
+
+    def send(self, alert: Alert) -> None:
+        """Queues `alert` for every channel; returns at once."""
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+        for q in self._queues:
+            q.put(alert)
+
+    def close(self, timeout_s: float) -> None:
+        """Delivers what is queued, waiting at most `timeout_s` in all, then stops."""
+        if not self._started:
+            return
+        for q in self._queues:
+            q.put(None)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        late = [self.channels[i].name for i, t in enumerate(self._threads) if t.is_alive()]
+        if late:
+            print(f"alerts: gave up waiting after {timeout_s:g} s for {', '.join(late)}", file=sys.stderr, flush=True)
+
+    def _work(self, i: int) -> None:
+        while (alert := self._queues[i].get()) is not None:
+            self._deliver(i, self.channels[i], alert)
+
+    def _deliver(self, i: int, channel: Channel, alert: Alert) -> None:
+        attempts = 1 if i in self.failed else 1 + self.retries
+        reason = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                reason = channel.deliver(alert)
+            except Exception as err:  # noqa: BLE001 (a channel is never worth a lost run)
+                reason = last_line(err)
+            if reason is None:
+                return
+        if i not in self.failed:
+            self.failed.add(i)
+            print(
+                f"alerts: channel {channel.name} failed ({reason}) for {alert.title!r}; "
+                "training goes on, later failures of this channel are not reported",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+# ---------------------------------------------------------------- rules
+
+
+class Latch:
+    """Fires once per key while a condition holds: again only after it
+    cleared, or `cooldown_s` after it last fired."""
+
+    def __init__(self, cooldown_s: float | None):
+        self.cooldown_s = cooldown_s
+        self.fired_at: dict[Any, float] = {}
+
+    def update(self, key: Any, holds: bool, now: float) -> bool:
+        """Whether to fire now for `key`, given whether the condition holds."""
+        if not holds:
+            self.fired_at.pop(key, None)
+            return False
+        last = self.fired_at.get(key)
+        if last is not None and (self.cooldown_s is None or now - last < self.cooldown_s):
+            return False
+        self.fired_at[key] = now
+        return True
+
+
+class Threshold:
+    """`metric op value` for `points` consecutive points, per key (a member,
+    or the population)."""
+
+    def __init__(self, rule: AlertRule):
+        self.rule = rule
+        self.name = _rule_name(rule)
+        self.latch = Latch(rule.cooldown_s)
+        self.streak: dict[Any, int] = {}
+
+    def check(self, key: Any, value: float, now: float) -> bool:
+        """Adds a point; whether the rule fires for `key`."""
+        holds = math.isfinite(value) and OPS[self.rule.op](value, self.rule.value)
+        self.streak[key] = self.streak.get(key, 0) + 1 if holds else 0
+        return self.latch.update(key, self.streak[key] >= self.rule.points, now)
+
+
+class NotImproved:
+    """`metric` has not beaten its best (in the direction of `op`) for `points` points."""
+
+    def __init__(self, rule: AlertRule):
+        self.rule = rule
+        self.name = _rule_name(rule)
+        self.latch = Latch(rule.cooldown_s)
+        self.best: dict[Any, float] = {}
+        self.since: dict[Any, int] = {}
+
+    def check(self, key: Any, value: float, now: float) -> bool:
+        """Adds a point; whether the rule fires for `key`."""
+        if not math.isfinite(value):
+            return False
+        best = self.best.get(key)
+        if best is None or OPS[self.rule.op](value, best) and value != best:
+            self.best[key], self.since[key] = value, 0
+        else:
+            self.since[key] += 1
+        return self.latch.update(key, self.since[key] >= self.rule.points, now)
+
+
+class NoProgress(Latch):
+    """No chunk completed for `rule.seconds`."""
+
+    def __init__(self, rule: AlertRule):
+        super().__init__(rule.cooldown_s)
+        self.rule = rule
+        self.name = _rule_name(rule)
+
+
+def _member_label(members: list[dict[str, Any]], i: int) -> str:
+    extra = ", ".join(f"{k}={v:g}" for k, v in members[i].items() if k != "seed")
+    return f"member {i} (seed {members[i]['seed']}{', ' + extra if extra else ''})"
+
+
+class Monitor:
+    """The thread beside the training loop: every `interval_s` it writes
+    heartbeat.json, samples system metrics for the system rules, checks the
+    no-progress rules, posts the heartbeat to `watch_url` and pings the
+    dead-man's switch. It reads only what the loop's hook sets (the step and
+    time of the last chunk), so it sees a hung chunk."""
+
+    def __init__(self, hook: AlertHook):
+        self.hook = hook
+        self.stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jaxrl-monitor", daemon=True)
+        self._failed: set[str] = set()
+        self._last_ping = 0.0
+
+    def start(self) -> None:
+        """Starts the thread after a first heartbeat."""
+        self.tick()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the thread (a tick in progress completes)."""
+        self.stopped.set()
+        self._thread.join(self.hook.alerts.interval_s + 10)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.hook.alerts.interval_s):
+            self.tick()
+
+    def tick(self) -> None:
+        """One round of the monitor's duties; never raises."""
+        hook = self.hook
+        try:
+            heartbeat = hook.heartbeat()
+            write_json(hook.run_dir / HEARTBEAT_FILE, heartbeat)
+            now = time.monotonic()
+            for rule in hook.system_rules:
+                value = SYSTEM_METRICS[rule.rule.metric](hook.run_dir)
+                if value is not None and rule.check(None, value, now):
+                    hook.send(rule.rule, rule.name, f"{rule.rule.metric} is {value:.3g} ({rule.name})")
+            silent = now - hook.last_progress
+            for rule in hook.progress_rules:
+                if rule.update(None, silent > rule.rule.seconds, now):
+                    hook.send(
+                        rule.rule,
+                        rule.name,
+                        f"no chunk completed for {silent:.0f} s (last at env step {hook.step}); the run may hang",
+                    )
+            if hook.watch_url:
+                self._post(hook.watch_url, heartbeat)
+            if hook.ping_url and time.time() - self._last_ping >= 60:
+                self.ping("")
+        except Exception as err:  # noqa: BLE001 (the monitor must outlive any failure)
+            self._once("monitor", last_line(err))
+
+    def ping(self, suffix: str) -> None:
+        """Pings the dead-man's switch at `ping_url` + suffix ("/start", "", "/fail")."""
+        self._last_ping = time.time()
+        try:
+            with urllib.request.urlopen(self.hook.ping_url + suffix, timeout=10):
+                pass
+        except Exception as err:  # noqa: BLE001
+            self._once("ping", last_line(err))
+
+    def _post(self, url: str, heartbeat: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            url, json.dumps(heartbeat).encode(), {"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+        except Exception as err:  # noqa: BLE001
+            self._once("watch_url", last_line(err))
+
+    def _once(self, what: str, reason: str) -> None:
+        if what not in self._failed:
+            self._failed.add(what)
+            print(f"alerts: {what} failed ({reason}); training goes on, not reported again", file=sys.stderr, flush=True)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Writes `data` to `path` atomically."""
+    # written aside and renamed, so a reader (jaxrl.watch) never sees half a file
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _resolve_url(url: str | None) -> str | None:
+    if url and url.startswith("env:"):
+        value = os.environ.get(url[4:])
+        if not value:
+            raise ConfigError(f"alerts: environment variable {url[4:]} is not set")
+        return value
+    return url
+
+
+class AlertHook(Hook):
+    """Runs a run's alert rules and its monitor thread (see the module docstring)."""
+
+    def __init__(self, alerts: AlertsConfig, dispatcher: Dispatcher):
+        self.alerts = alerts
+        self.dispatcher = dispatcher
+        self.ping_url = _resolve_url(alerts.ping_url)
+        self.watch_url = _resolve_url(alerts.watch_url)
+        self.metric_rules = [
+            NotImproved(r) if r.kind == "not_improved" else Threshold(r)
+            for r in alerts.rules
+            if r.kind in ("metric", "not_improved")
+        ]
+        self.system_rules = [Threshold(r) for r in alerts.rules if r.kind == "system"]
+        self.progress_rules = [NoProgress(r) for r in alerts.rules if r.kind == "no_progress"]
+        self.run_rules = [r for r in alerts.rules if r.kind == "run"]
+        self.nonfinite_latch = Latch(None)
+        self.run_dir = Path(".")
+        self.info: RunInfo | None = None
+        self.monitor: Monitor | None = None
+        self.state = "running"
+        self.step = 0
+        self.prev_step = 0
+        self.sps = 0.0
+        self.started = time.time()
+        self.last_progress = time.monotonic()
+        self.last_progress_time = time.time()
+
+    # -- helpers
+
+    def send(self, rule: AlertRule, title: str, text: str, member: int | None = None) -> None:
+        """Queues an alert of `rule` about the run (and `member`)."""
+        run = self.info.name if self.info else "jaxrl"
+        self.dispatcher.send(Alert(_rule_name(rule), rule.level, f"{title} ({run})"[:63], f"{run}: {text}", member))
+
+    def heartbeat(self) -> dict[str, Any]:
+        """heartbeat.json's content: who, where, how far, how fast, and when."""
+        return {
+            "id": f"{socket.gethostname()}:{self.run_dir.resolve()}",
+            "run": self.info.name if self.info else "",
+            "run_dir": str(self.run_dir.resolve()),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "state": self.state,
+            "step": self.step,
+            "total_steps": self.info.total_steps if self.info else 0,
+            "sps": round(self.sps, 1),
+            "started": self.started,
+            "last_progress": self.last_progress_time,
+            "time": time.time(),
+            "timeout_s": self.alerts.timeout_s,
+        }
+
+    # -- events
+
+    def on_start(self, run: RunInfo) -> None:
+        """Starts the monitor thread and pings the dead-man's switch's start."""
+        self.info, self.run_dir, self.state = run, run.run_dir, "running"
+        self.last_progress, self.last_progress_time = time.monotonic(), time.time()
+        self.monitor = Monitor(self)
+        if self.ping_url:
+            self.monitor.ping("/start")
+        self.monitor.start()
+
+    def on_chunk(self, event: ChunkDone) -> None:
+        """Checks the rows for non-finite values, then the metric rules;
+        raises Stopped on a non-finite value when on_nonfinite is "stop"."""
+        self.prev_step, self.step = self.step, event.step
+        self.last_progress, self.last_progress_time = time.monotonic(), time.time()
+        self.sps = float(np.mean([row.get("perf/sps", 0.0) for row in event.rows]))
+        now = time.monotonic()
+        self._check_nonfinite(event, now)
+        for rule in self.metric_rules:
+            metric = rule.rule.metric
+            values = [row.get(metric) for row in event.rows]
+            if rule.rule.scope == "population":
+                present = [v for v in values if v is not None]
+                if present and rule.check("population", float(np.mean(present)), now):
+                    text = f"{metric} = {np.mean(present):.4g} (population mean) at env step {event.step}"
+                    self.send(rule.rule, rule.name, f"{rule.name}: {text}")
+                continue
+            for i, value in enumerate(values):
+                if value is not None and rule.check(i, value, now):
+                    who = _member_label(self.info.members, i) if self.info else f"member {i}"
+                    text = f"{who}: {metric} = {value:.4g} at env step {event.step}"
+                    self.send(rule.rule, f"{rule.name} (member {i})", f"{rule.name}: {text}", i)
+
+    def _check_nonfinite(self, event: ChunkDone, now: float) -> None:
+        bad_members = []
+        for i, row in enumerate(event.rows):
+            bad = [k for k, v in row.items() if k != NONFINITE_METRIC and not math.isfinite(v)]
+            if row.get(NONFINITE_METRIC, 0.0) > 0:
+                bad.insert(0, "policy parameters")
+            if self.nonfinite_latch.update(i, bool(bad), now):
+                bad_members.append((i, bad))
+        if not bad_members:
+            return
+        stop = self.alerts.on_nonfinite == "stop"
+        lines = []
+        for i, bad in bad_members:
+            who = _member_label(self.info.members, i) if self.info else f"member {i}"
+            # the parameters and the first few metrics say enough; every metric goes NaN after them
+            named = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+            lines.append(f"{who}: NaN/inf in {named} between env steps {self.prev_step} and {event.step}")
+        text = "; ".join(lines) + ("; stopping the run (resumable; its bad state is not saved)" if stop else "")
+        first = bad_members[0][0]
+        self.send(NONFINITE_RULE, f"NaN/inf in member {first} at step {event.step}", text, first if len(bad_members) == 1 else None)
+        if stop:
+            raise Stopped(f"non-finite values: {'; '.join(lines)}", save=False)
+
+    def on_exit(self, summary: dict[str, Any]) -> None:
+        """Alerts for the run rules, writes the last heartbeat, pings the
+        switch (success or fail), and flushes the queue (bounded wait)."""
+        status = summary.get("status", "failed")
+        self.state = status
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor.tick()  # the final heartbeat, with the run's status
+            if self.ping_url:
+                self.monitor.ping("" if status == "finished" else "/fail")
+        for rule in self.run_rules:
+            if status in rule.when:
+                self.send(rule, f"run {status}", _ending(summary))
+        # summary values (summary/sps, summary/wall_s, ...) are one point, at the end
+        values = {f"summary/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for rule in self.metric_rules:
+            value = values.get(rule.rule.metric)
+            if isinstance(rule, Threshold) and value is not None and rule.check("summary", float(value), time.monotonic()):
+                self.send(rule.rule, rule.name, f"{rule.name}: {rule.rule.metric} = {value:.4g} at the end of the run")
+        self.dispatcher.close(self.alerts.flush_s)
+
+
+def _ending(summary: dict[str, Any]) -> str:
+    status = summary.get("status")
+    text = f"{status} after {summary.get('env_steps', 0)} env steps in {summary.get('wall_s', 0):.0f} s"
+    if "error" in summary:
+        text += f": {summary['error']}"
+    if "reason" in summary:
+        text += f": {summary['reason']}"
+    final = summary.get("final", {}).get("eval/return_mean")
+    if final:
+        text += f"; eval/return_mean per member: {', '.join(f'{x:.4g}' for x in final)}"
+    return text
+
+
+def alert_hooks(run: RunConfig, sinks: Sequence[Sink] = ()) -> list[Hook]:
+    """The hooks that give `run` its alerts (rules, channels, heartbeat);
+    `sinks` are the run's sinks, for the wandb channel."""
+    dispatcher = Dispatcher(make_channels(run.alerts.channels, sinks), run.alerts.retries)
+    return [AlertHook(run.alerts, dispatcher)]
+

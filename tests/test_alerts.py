@@ -1,0 +1,282 @@
+"""Alerts end to end: real training runs, a real SMTP server (aiosmtpd) and
+real HTTP servers on 127.0.0.1, apprise as the channel, real processes for
+the exit status and for `jaxrl.watch`."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from conftest import compose, run_cli
+from jaxrl.config import ConfigError, from_dict
+from jaxrl.errors import RESUMABLE_EXIT
+from jaxrl.events import Hook
+
+TINY = ["logger=none", "total_timesteps=16384", "num_logs=4", "eval.every=1", "eval.episodes=2", "video.enabled=false"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Inbox:
+    """aiosmtpd handler: keeps every message it is sent."""
+
+    def __init__(self):
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+def posts(server: HTTPServer, path: str) -> list[dict]:
+    """The JSON bodies POSTed to `path`."""
+    return [json.loads(request.get_data()) for request, _ in server.log if request.path == path]
+
+
+class Stall(Hook):
+    """Holds the training loop after its second chunk: a step made to stall."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_chunk(self, event):
+        if event.index == 1:
+            time.sleep(self.seconds)
+
+
+@pytest.fixture(scope="module")
+def servers():
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    http = HTTPServer(host="127.0.0.1", port=0)
+    http.expect_request("/hook", method="POST").respond_with_data("ok")
+    http.expect_request("/broken", method="POST").respond_with_response(Response("down", status=500))
+    http.expect_request("/ping/start").respond_with_data("OK")
+    http.expect_request("/ping").respond_with_data("OK")
+    http.start()
+    yield inbox, smtp.port, http
+    http.stop()
+    smtp.stop()
+
+
+@pytest.fixture(scope="module")
+def alerted_run(servers, tmp_path_factory):
+    """One short real run with every in-run rule kind and good and broken
+    channels: (summary, run_dir, stderr, inbox, http server)."""
+    from jaxrl.alerts import alert_hooks
+    from jaxrl.runner import train
+    from jaxrl.sinks import make_sinks
+
+    inbox, smtp_port, http = servers
+    run_dir = tmp_path_factory.mktemp("alerts") / "run"
+    refused = free_port()  # nothing listens there
+    mail = "mailto://127.0.0.1:{}?from=jaxrl@example.com&to=me@example.com"
+    resolved = compose(
+        *TINY,
+        "seeds=2",
+        f"run_dir={run_dir}",
+        "alerts.interval_s=0.2",
+        "alerts.flush_s=60",  # apprise sends one mail per 5.5 s to a target: five alerts take a while
+        f"alerts.ping_url=http://127.0.0.1:{http.port}/ping",
+        "alerts.rules=[{name: solved, metric: eval/return_mean, op: '>', value: -1000, scope: population},"
+        " {name: rss, kind: system, metric: system/rss_gib, op: '>', value: 0.01},"
+        " {name: stall, kind: no_progress, seconds: 12}, {name: done, kind: run, when: [finished]},"
+        " {name: slow, metric: summary/sps, op: '<', value: 1e9}]",
+        f"alerts.channels=[console,'{mail.format(smtp_port)}','json://127.0.0.1:{http.port}/hook',"
+        f"'{mail.format(refused)}','json://127.0.0.1:{http.port}/broken']",
+    )
+    run = from_dict(resolved)
+    sinks = make_sinks(run)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        summary = train(run, run_dir, sinks, resolved, hooks=[*alert_hooks(run, sinks), Stall(16.0)])
+    return summary, run_dir, err.getvalue(), inbox, http
+
+
+def test_threshold_alert_reaches_smtp_and_webhook_once(alerted_run):
+    summary, _, _, inbox, http = alerted_run
+    assert summary["status"] == "finished"
+    subjects = [m["Subject"] for m in inbox.messages]
+    # four evaluations stay above the line: one alert, not one per chunk
+    assert sum("solved" in s for s in subjects) == 1, subjects
+    hooks = [p for p in posts(http, "/hook") if p["title"].startswith("solved")]
+    assert len(hooks) == 1
+    assert "eval/return_mean" in hooks[0]["message"] and "population mean" in hooks[0]["message"]
+    # one mail and one POST per alert: solved, rss, stall, done, slow
+    assert len(inbox.messages) == 5 and len(posts(http, "/hook")) == 5, subjects
+
+
+def test_memory_rule_fires_once_and_stall_is_seen(alerted_run):
+    _, _, _, _, http = alerted_run
+    titles = [p["title"] for p in posts(http, "/hook")]
+    # sampled every 0.2 s for the whole run, above the line all along
+    assert sum(t.startswith("rss") for t in titles) == 1, titles
+    stalls = [p for p in posts(http, "/hook") if p["title"].startswith("stall")]
+    # 12 s without a chunk is the held step alone, even on a 2-core machine at load 9
+    assert len(stalls) == 1 and "last at env step 8192" in stalls[0]["message"], stalls
+    assert sum(t.startswith("run finished") for t in titles) == 1
+    assert sum(t.startswith("slow") for t in titles) == 1  # a summary value, checked at the end
+
+
+def test_broken_channels_leave_training_finished_and_are_logged_once(alerted_run):
+    summary, run_dir, stderr, _, http = alerted_run
+    assert summary["status"] == "finished" and len(summary["final"]["eval/return_mean"]) == 2
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    failures = [line for line in stderr.splitlines() if line.startswith("alerts: channel")]
+    assert len(failures) == 2, stderr
+    assert any("mailto://" in line for line in failures) and any("/broken" in line for line in failures)
+    # the broken webhook was tried for every alert (with retries for the first), reported once
+    assert len(posts(http, "/broken")) == 3 + 4
+    heartbeat = json.loads((run_dir / "heartbeat.json").read_text())
+    assert heartbeat["state"] == "finished" and heartbeat["step"] == 16384
+
+
+def test_dead_mans_switch_is_pinged_at_start_and_end(alerted_run):
+    _, _, _, _, http = alerted_run
+    pings = [request.path for request, _ in http.log if request.path.startswith("/ping")]
+    # start, then an alive ping a minute after the last ping (the run is shorter), the finished end
+    assert pings == ["/ping/start", "/ping"], pings
+
+
+def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    result = run_cli(
+        [
+            *TINY,
+            "seeds=2",
+            f"run_dir={tmp_path / 'run'}",
+            "alerts.test_nan=[1,1]",
+            f"alerts.channels=[console,'json://127.0.0.1:{httpserver.port}/hook']",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == RESUMABLE_EXIT, result.stderr
+    assert "member 1 (seed 1): NaN/inf in policy parameters" in result.stderr
+    assert "between env steps 4096 and 8192" in result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["env_steps"] == 8192
+    nan_alerts = [p for p in posts(httpserver, "/hook") if p["title"].startswith("NaN/inf in member 1 at step 8192")]
+    assert len(nan_alerts) == 1 and nan_alerts[0]["type"] == "failure"
+    # the default rules also report the stop
+    assert sum(p["title"].startswith("run stopped") for p in posts(httpserver, "/hook")) == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("alerts.rules=[{metric: eval/return_mean, op: '=>', value: 90}]", "alerts.rules[0].op='=>' is not one of"),
+        ("alerts.rules=[{kind: loss, metric: x, value: 1}]", "alerts.rules[0].kind='loss' is not one of"),
+        ("alerts.rules=[{metric: eval/return_mean}]", "alerts.rules[0]: a metric rule needs a value"),
+        ("alerts.rules=[{metric: x, value: 1, every: 3}]", "unknown key(s) alerts.rules[0].every"),
+        ("alerts.rules=[{kind: system, metric: system/gpu, op: '>', value: 1}]", "is not a system metric"),
+        ("alerts.channels=[email]", "alerts.channels[0]='email' is not a channel"),
+        ("alerts.channels=['nosuch://host/x']", "apprise does not accept 'nosuch://host/..."),
+        ("alerts.channels=['mailtos://me:hunter2@example.com']", "holds a password; put the URL in an environment variable"),
+    ],
+)
+def test_bad_alert_config_is_one_line(override, message):
+    with pytest.raises(ConfigError) as err:
+        from_dict(compose(override))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_a_channel_in_an_unset_env_var_fails_before_training(monkeypatch):
+    from jaxrl.alerts import alert_hooks
+
+    monkeypatch.delenv("JAXRL_TEST_UNSET", raising=False)
+    run = from_dict(compose("alerts.channels=[console,env:JAXRL_TEST_UNSET]"))
+    with pytest.raises(ConfigError, match="environment variable JAXRL_TEST_UNSET is not set"):
+        alert_hooks(run)
+
+
+def test_presets_validate():
+    for preset in ("default", "none", "solved"):
+        alerts = from_dict(compose(f"alerts={preset}")).alerts
+        assert alerts.on_nonfinite == "stop"
+    assert from_dict(compose("alerts=none")).alerts.rules == ()
+
+
+def wait_until(condition, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def watch(runs: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxrl.watch", str(runs), "--interval", "0.3", "--state", str(runs / "state.json"), *args],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_watch_alerts_on_a_killed_run_not_a_finished_one_and_survives_restart(tmp_path, httpserver):
+    httpserver.expect_request("/watch", method="POST").respond_with_data("ok")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    listen = free_port()
+    channel = f"json://127.0.0.1:{httpserver.port}/watch"
+    watcher = watch(runs, "--channel", channel, "--listen", f"127.0.0.1:{listen}")
+    common = [*TINY, "seeds=1", "alerts.interval_s=0.3", "alerts.timeout_s=4", "alerts.channels=[]"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    finishing = subprocess.Popen(
+        [sys.executable, "-m", "jaxrl.train", *common, "total_timesteps=150000", f"run_dir={runs / 'done'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    # the killed one also posts its heartbeats to the endpoint: both sources, one alert
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "jaxrl.train", *common, "total_timesteps=5000000", f"run_dir={runs / 'killed'}",
+         f"alerts.watch_url=http://127.0.0.1:{listen}/heartbeat"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )
+    try:
+        wait_until(lambda: (runs / "killed" / "heartbeat.json").exists(), 240, "the heartbeat")
+        time.sleep(1.0)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        silent = lambda: [p for p in posts(httpserver, "/watch") if "killed went silent" in p["title"]]  # noqa: E731
+        waited = wait_until(silent, 4 + 6, "the silent-run alert")
+        assert waited < 10
+        assert finishing.wait(240) == 0, finishing.stderr.read()
+        time.sleep(5)  # longer than the timeout: a finished run must stay quiet
+        assert [p["title"] for p in posts(httpserver, "/watch")] == ["killed went silent"]
+        assert "no heartbeat for" in silent()[0]["message"]
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(30) == 0
+        # restarted: it remembers the alert (no repeat) and that the run was silent
+        watcher = watch(runs, "--channel", channel)
+        time.sleep(2)
+        assert len(posts(httpserver, "/watch")) == 1
+        heartbeat = json.loads((runs / "killed" / "heartbeat.json").read_text())
+        (runs / "killed" / "heartbeat.json").write_text(json.dumps({**heartbeat, "time": time.time() + 30}))
+        wait_until(lambda: len(posts(httpserver, "/watch")) == 2, 10, "the back-again alert")
+        assert posts(httpserver, "/watch")[1]["title"] == "killed is back"
+    finally:
+        for proc in (watcher, finishing, killed):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
