@@ -10,6 +10,7 @@ installs nothing.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch, compilation_ca
     nb = _read(name)
     # raises CellExecutionError, with the cell and its traceback, at the first failing cell
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
+    outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+    text = "".join(out.get("text", "") + out.get("data", {}).get("text/plain", "") for out in outputs)
     assert "jaxrl is already installed" in text
     assert "accelerator: CPU" in text
+    # the progress bar is one output, redrawn in place up to the last step (e.g. "training ━━━ 8192/8192")
+    assert re.search(r"^training .* (\d+)/\1 ", text, re.MULTILINE), text[-3000:]

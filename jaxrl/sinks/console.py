@@ -44,7 +44,7 @@ class _NotebookBar:
         # force_jupyter=False: a recording console, not another notebook output
         console = Console(record=True, file=io.StringIO(), width=110, force_jupyter=False)
         console.print(self.progress.get_renderable())
-        html = console.export_html(inline_styles=True, code_format="<pre style='line-height:1.3'>{code}</pre>")
+        html = console.export_html(clear=False, inline_styles=True, code_format="<pre style='line-height:1.3'>{code}</pre>")
         return {"text/plain": console.export_text(), "text/html": html}
 
     def update(self) -> None:
