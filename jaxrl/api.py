@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,8 +108,10 @@ class _RunFolder(Hook):
 
 
 def _quoted(value: str) -> str:
-    # Hydra's override grammar gives `~`, spaces, `=`, brackets... a meaning; a quoted string is a plain string.
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """`value` as a Hydra quoted string, read back verbatim: the grammar gives
+    `~`, spaces, `=`, brackets a meaning outside quotes. Inside, a quote is
+    escaped, and so are the backslashes before a quote or the closing quote."""
+    return "'" + re.sub(r"(\\*)('|$)", lambda m: m[1] * 2 + ("\\'" if m[2] else ""), value) + "'"
 
 
 def run(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -74,3 +76,17 @@ def test_bad_input_is_a_config_error_before_anything_is_made(tmp_path, kwargs, m
 def test_overrides_must_be_a_list():
     with pytest.raises(TypeError, match="list of key=value"):
         jaxrl.run(overrides="seeds=1")
+
+
+@pytest.mark.parametrize("folder", ["runs/a b~c=[1]", "it's", "C:\\runs\\", "a\\'b"])
+def test_a_run_dir_reaches_the_config_verbatim(folder):
+    from jaxrl.api import _quoted
+    from jaxrl.train import compose_config
+
+    assert compose_config([f"run_dir={_quoted(folder)}"]).run_dir == folder
+
+
+def test_jaxrl_run_is_exported_without_importing_jax():
+    code = "import sys, jaxrl; jaxrl.run, jaxrl.Result; print(sorted({'jax', 'hydra'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
