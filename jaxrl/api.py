@@ -2,8 +2,8 @@
 
 `run` is `python -m jaxrl.train` as a function: the same Hydra configs,
 composed through Hydra's compose API (`jaxrl.train.compose_config`), the same
-validation, the same training path (`jaxrl.train.run_from_config`), the same
-run folder. In Jupyter or Colab the console sink draws its progress bar in
+validation, the same training path (`jaxrl.train.run_from_overrides`, resume
+included), the same run folder. In Jupyter or Colab the console sink draws its progress bar in
 the output cell. Named `run` because `jaxrl.train` is the command-line module.
 """
 
@@ -122,6 +122,7 @@ def run(
     *,
     experiment: str | None = None,
     run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
 ) -> Result:
     """Trains like `python -m jaxrl.train` and returns the Result.
 
@@ -132,12 +133,15 @@ def run(
     overrides: any other command-line arguments, e.g. ["total_timesteps=1e5",
         "algo.lr=1e-3", "sweep.algo.lr=[1e-4,1e-3]", "logger=none"].
     run_dir: the run folder (default: a new runs/<time>-<algo>-<env>).
+    resume: a run folder to go on from its newest checkpoint, or "auto" (the
+        newest unfinished run of this configuration, else a new run), as
+        `resume=` on the command line; the Result is then that folder's.
 
     Raises `jaxrl.config.ConfigError` (one line saying what is wrong and what
     is accepted) for bad input, before anything compiles or is written; a
     failure during training is re-raised with a note naming the run folder.
     """
-    from jaxrl.train import compose_config, open_sweep_keys, run_from_config
+    from jaxrl.train import open_sweep_keys, run_from_overrides
 
     if isinstance(overrides, str):
         # a lone string would otherwise be read one character at a time
@@ -145,8 +149,7 @@ def run(
     args = [f"{group}={choice}" for group, choice in (("algo", algo), ("env", env), ("experiment", experiment)) if choice]
     if seeds is not None:
         args.append(f"seeds={seeds}")
-    if run_dir is not None:
-        args.append(f"run_dir={_quoted(str(run_dir))}")
+    args += [f"{key}={_quoted(str(value))}" for key, value in (("run_dir", run_dir), ("resume", resume)) if value is not None]
     folder = _RunFolder()
-    summary = run_from_config(compose_config(open_sweep_keys([*args, *overrides])), hooks=[folder])
+    summary = run_from_overrides(open_sweep_keys([*args, *overrides]), hooks=[folder])
     return Result(folder.run_dir, summary)
