@@ -90,3 +90,13 @@ def test_jaxrl_run_is_exported_without_importing_jax():
     code = "import sys, jaxrl; jaxrl.run, jaxrl.Result; print(sorted({'jax', 'hydra'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_resume_goes_on_in_the_same_folder(tmp_path):
+    first = jaxrl.run(seeds=1, overrides=[*TINY, "video.enabled=false"], run_dir=tmp_path / "run")
+    longer = [o for o in TINY if not o.startswith("total_timesteps")] + ["total_timesteps=1024", "video.enabled=false"]
+    again = jaxrl.run(seeds=1, overrides=longer, resume=tmp_path / "run")
+    assert again.run_dir == first.run_dir
+    assert again.summary["env_steps"] == 2 * first.summary["env_steps"]
+    assert len(again.metrics) == 2 * len(first.metrics)
