@@ -49,7 +49,8 @@ class Result:
         """metrics.jsonl as a table: one row per logged point and member, with
         columns step, member, seed, the sweep values ("algo.lr", ...) and the
         metrics ("eval/return_mean", "train/episode_return", "loss/policy", ...);
-        NaN where a row has no value (evaluations run every `eval.every` points)."""
+        NaN where a row has no value (evaluations run every `eval.every` points).
+        Read from the folder at each access, so it follows a resumed run."""
         import pandas as pd
 
         return pd.read_json(self.run_dir / "metrics.jsonl", lines=True)
