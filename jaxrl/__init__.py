@@ -1,8 +1,8 @@
 """jaxrl: pure-JAX reinforcement learning, jitted and vmapped over seeds and hyperparameters.
 
 `import jaxrl` is cheap: it only applies the process settings that must
-precede jax (`jaxrl.host`); `load_policy` imports the training code when first
-used.
+precede jax (`jaxrl.host`); `run`, `Result` and `load_policy` import the
+training code when first used.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from jaxrl.host import configure as _configure
 _configure()
 
 if TYPE_CHECKING:
+    from jaxrl.api import Result, run
     from jaxrl.policy import load_policy
 
-__all__ = ["load_policy"]
+__all__ = ["Result", "load_policy", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from jaxrl.policy import load_policy
 
         return load_policy
+    if name in ("run", "Result"):
+        from jaxrl import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'jaxrl' has no attribute {name!r}")

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,9 +48,11 @@ def run_dir_for(run: RunConfig) -> Path:
     return path
 
 
-def run_from_overrides(overrides: list[str]) -> dict[str, Any]:
+def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = ()) -> dict[str, Any]:
     """Composes the config of `python -m jaxrl.train OVERRIDES`, finds the run
-    to resume when `resume=` asks for one, trains, and returns the summary."""
+    to resume when `resume=` asks for one, trains, and returns the summary.
+    `hooks` hear the run's events after the built-in ones (`jaxrl.api.run`
+    learns its run folder so)."""
     cfg = compose_config(overrides)
     resume_dir = resume_target(cfg)
     if resume_dir is not None:
@@ -60,13 +62,16 @@ def run_from_overrides(overrides: list[str]) -> dict[str, Any]:
         except ConfigError as err:
             raise ConfigError(f"cannot resume {resume_dir} with this command line: {err}") from None
         check_resumable(resume_dir, cfg)
-    return run_from_config(cfg, overrides, resume_dir)
+    return run_from_config(cfg, overrides, resume_dir, hooks)
 
 
-def run_from_config(cfg: DictConfig, overrides: list[str] = (), resume_dir: Path | None = None) -> dict[str, Any]:
+def run_from_config(
+    cfg: DictConfig, overrides: list[str] = (), resume_dir: Path | None = None, hooks: Sequence[Hook] = ()
+) -> dict[str, Any]:
     """Validates `cfg`, trains (going on in `resume_dir` when given), and
     returns the summary. `overrides`, the command line `cfg` was composed
-    from, is kept in the run folder so that the run can be resumed."""
+    from, is kept in the run folder so that the run can be resumed; `hooks`
+    follow the built-in ones."""
     from jaxrl.alerts import alert_hooks
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
@@ -81,7 +86,7 @@ def run_from_config(cfg: DictConfig, overrides: list[str] = (), resume_dir: Path
         make_deterministic()
     run_dir = run_dir_for(run)
     sinks = make_sinks(run)
-    hooks = [_KeepOverrides(run_dir, overrides), *alert_hooks(run, sinks)]
+    hooks = [_KeepOverrides(run_dir, overrides), *alert_hooks(run, sinks), *hooks]
     try:
         return train(run, run_dir, sinks, resolved, hooks, resume=resume_dir is not None)
     except BaseException as err:

@@ -1,11 +1,13 @@
 """Console output: a live progress bar while training, a table at the end.
 
 When stdout is not a terminal (a log file, CI), one plain line per logged
-point replaces the bar, so logs stay readable.
+point replaces the bar, so logs stay readable. In Jupyter and Colab the same
+bar is redrawn in place in the output cell.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
@@ -26,12 +28,37 @@ def _mean(rows: list[dict[str, float]], key: str) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+class _NotebookBar:
+    """A rich Progress drawn as HTML into one Jupyter/Colab output, updated in
+    place through an IPython display handle. rich's own live display needs
+    ipywidgets in a notebook; a display handle works in every frontend
+    (Jupyter, Colab, VS Code) and in notebooks executed headless (nbclient)."""
+
+    def __init__(self, progress: Progress) -> None:
+        from IPython.display import display
+
+        self.progress = progress
+        self._handle = display(self._bundle(), raw=True, display_id=True)
+
+    def _bundle(self) -> dict[str, str]:
+        # force_jupyter=False: a recording console, not another notebook output
+        console = Console(record=True, file=io.StringIO(), width=110, force_jupyter=False)
+        console.print(self.progress.get_renderable())
+        html = console.export_html(clear=False, inline_styles=True, code_format="<pre style='line-height:1.3'>{code}</pre>")
+        return {"text/plain": console.export_text(), "text/html": html}
+
+    def update(self) -> None:
+        """Redraws the bar with the progress's current state."""
+        self._handle.update(self._bundle(), raw=True)
+
+
 class ConsoleSink(Sink):
     """Progress (env steps, steps/s, recent return, last evaluation) and a final table."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
         self._progress: Progress | None = None
+        self._notebook: _NotebookBar | None = None
         self._task = None
         self._run: RunInfo | None = None
         self._last_eval = math.nan
@@ -43,7 +70,7 @@ class ConsoleSink(Sink):
             f"[bold]{run.algo}[/] on [bold]{run.env}[/]: {len(run.members)} member(s) x "
             f"{run.total_steps:,} env steps -> {run.run_dir}"
         )
-        if self.console.is_terminal:
+        if self.console.is_terminal or self.console.is_jupyter:
             self._progress = Progress(
                 TextColumn("[bold blue]training"),
                 BarColumn(),
@@ -52,9 +79,14 @@ class ConsoleSink(Sink):
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=self.console,
+                # a notebook has no refresh thread: the bar is redrawn at each logged point
+                auto_refresh=not self.console.is_jupyter,
             )
             self._task = self._progress.add_task("train", total=run.total_steps, sps="-", ret="-", eval="-")
-            self._progress.start()
+            if self.console.is_jupyter:
+                self._notebook = _NotebookBar(self._progress)
+            else:
+                self._progress.start()
 
     def log(self, step: int, rows: list[dict[str, float]]) -> None:
         """Advances the bar to `step` and shows member means."""
@@ -66,6 +98,8 @@ class ConsoleSink(Sink):
         fields = dict(sps=f"{sps:,.0f}", ret=_fmt(ret), eval=_fmt(self._last_eval))
         if self._progress is not None:
             self._progress.update(self._task, completed=step, **fields)
+            if self._notebook is not None:
+                self._notebook.update()
         else:
             self.console.print(
                 f"step {step:>10,}/{self._run.total_steps:,}  {fields['sps']} steps/s  "
@@ -75,7 +109,7 @@ class ConsoleSink(Sink):
 
     def close(self, summary: dict[str, Any]) -> None:
         """Stops the bar and prints one row per member with its final evaluation."""
-        if self._progress is not None:
+        if self._progress is not None and self._notebook is None:
             self._progress.stop()
         status = summary.get("status", "finished")
         if self._run is None or status != "finished":

@@ -1,0 +1,156 @@
+"""Training from Python: `jaxrl.run(...)` returns a `Result`.
+
+`run` is `python -m jaxrl.train` as a function: the same Hydra configs,
+composed through Hydra's compose API (`jaxrl.train.compose_config`), the same
+validation, the same training path (`jaxrl.train.run_from_overrides`, resume
+included), the same run folder. In Jupyter or Colab the console sink draws its progress bar in
+the output cell. Named `run` because `jaxrl.train` is the command-line module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jaxrl.events import Hook
+from jaxrl.sinks.base import RunInfo
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+__all__ = ["Result", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """A finished run: its folder, summary, metrics and policy.
+
+    run_dir: the run folder (config.yaml, metrics.jsonl, summary.json,
+        policy.msgpack, curves.png, videos/).
+    summary: the content of summary.json (per-member lists under "final").
+    """
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Result:
+        """The Result of a run folder written earlier (by `run` or the command line)."""
+        run_dir = Path(run_dir)
+        return cls(run_dir, json.loads((run_dir / "summary.json").read_text()))
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """metrics.jsonl as a table: one row per logged point and member, with
+        columns step, member, seed, the sweep values ("algo.lr", ...) and the
+        metrics ("eval/return_mean", "train/episode_return", "loss/policy", ...);
+        NaN where a row has no value (evaluations run every `eval.every` points).
+        Read from the folder at each access, so it follows a resumed run."""
+        import pandas as pd
+
+        return pd.read_json(self.run_dir / "metrics.jsonl", lines=True)
+
+    @property
+    def final(self) -> pd.DataFrame:
+        """The final evaluation, one row per member: member, seed, the sweep
+        values, and "eval/return_mean", "eval/return_std", "eval/length_mean"."""
+        import pandas as pd
+
+        members = self.summary.get("members") or [{"seed": s} for s in self.summary["seeds"]]
+        table = pd.DataFrame(members)
+        table.insert(0, "member", range(len(members)))
+        for key, values in self.summary.get("final", {}).items():
+            table[key] = values
+        return table
+
+    def policy(self, seed: int = 0, member: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """The trained deterministic policy of one member, as `jaxrl.load_policy`
+        gives it: NumPy observation [*obs_shape] or [N, *obs_shape] -> action."""
+        from jaxrl.policy import load_policy
+
+        return load_policy(self.run_dir, seed=seed, member=member)
+
+    @property
+    def curves(self) -> Path | None:
+        """curves.png (return against env steps, every member), or None when it was not drawn."""
+        path = self.run_dir / "curves.png"
+        return path if path.exists() else None
+
+    @property
+    def videos(self) -> list[Path]:
+        """Every video of the run, oldest first: mp4 files, or Brax's HTML
+        viewer where no OpenGL could render one."""
+        folder = self.run_dir / "videos"
+        files = [p for p in folder.glob("*") if p.suffix in (".mp4", ".html")] if folder.is_dir() else []
+        return sorted(files, key=lambda p: p.stat().st_mtime)
+
+    @property
+    def video(self) -> Path | None:
+        """The final episode's video (videos/final.mp4, else final.html), or None."""
+        for name in ("final.mp4", "final.html"):
+            if (self.run_dir / "videos" / name).exists():
+                return self.run_dir / "videos" / name
+        return None
+
+
+class _RunFolder(Hook):
+    """Remembers the run folder the trainer chose (`run_dir_for`), so `run`
+    need not choose it a second time."""
+
+    run_dir: Path | None = None
+
+    def on_start(self, run: RunInfo) -> None:
+        self.run_dir = Path(run.run_dir)
+
+
+def _quoted(value: str) -> str:
+    """`value` as a Hydra quoted string, read back verbatim: the grammar gives
+    `~`, spaces, `=`, brackets a meaning outside quotes. Inside, a quote is
+    escaped, and so are the backslashes before a quote or the closing quote."""
+    return "'" + re.sub(r"(\\*)('|$)", lambda m: m[1] * 2 + ("\\'" if m[2] else ""), value) + "'"
+
+
+def run(
+    algo: str | None = None,
+    env: str | None = None,
+    seeds: int | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    experiment: str | None = None,
+    run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+) -> Result:
+    """Trains like `python -m jaxrl.train` and returns the Result.
+
+    algo, env, experiment: options of those config groups (e.g. "sac",
+        "humanoid", "humanoid_ppo"); None keeps the config's choice (ppo on
+        mountaincar_continuous, or what the experiment sets).
+    seeds: seeds trained side by side in one compiled program (None: the config's, 2).
+    overrides: any other command-line arguments, e.g. ["total_timesteps=1e5",
+        "algo.lr=1e-3", "sweep.algo.lr=[1e-4,1e-3]", "logger=none"].
+    run_dir: the run folder (default: a new runs/<time>-<algo>-<env>).
+    resume: a run folder to go on from its newest checkpoint, or "auto" (the
+        newest unfinished run of this configuration, else a new run), as
+        `resume=` on the command line; the Result is then that folder's.
+
+    Raises `jaxrl.config.ConfigError` (one line saying what is wrong and what
+    is accepted) for bad input, before anything compiles or is written; a
+    failure during training is re-raised with a note naming the run folder.
+    """
+    from jaxrl.train import open_sweep_keys, run_from_overrides
+
+    if isinstance(overrides, str):
+        # a lone string would otherwise be read one character at a time
+        raise TypeError(f"overrides is a list of key=value strings, e.g. [{overrides!r}]")
+    args = [f"{group}={choice}" for group, choice in (("algo", algo), ("env", env), ("experiment", experiment)) if choice]
+    if seeds is not None:
+        args.append(f"seeds={seeds}")
+    args += [f"{key}={_quoted(str(value))}" for key, value in (("run_dir", run_dir), ("resume", resume)) if value is not None]
+    folder = _RunFolder()
+    summary = run_from_overrides(open_sweep_keys([*args, *overrides]), hooks=[folder])
+    return Result(folder.run_dir, summary)
