@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
+from jaxrl.sweeps import quote_distributions
 
 CONFIG_MODULE = "jaxrl.configs"
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -66,9 +67,10 @@ def open_sweep_keys(overrides: list[str]) -> list[str]:
 
     Hydra only overrides keys that exist in the config, and sweep keys are
     open-ended (any traced hyperparameter of the chosen algorithm, checked by
-    `jaxrl.config`), so they are passed as add-or-override.
+    `jaxrl.config`), so they are passed as add-or-override. A random search
+    space (`loguniform(1e-5,1e-2)`) is quoted, so Hydra passes it on as text.
     """
-    return [f"++{arg}" if arg.startswith("sweep.") else arg for arg in overrides]
+    return [f"++{quote_distributions(arg)}" if arg.startswith("sweep.") else arg for arg in overrides]
 
 
 def _config_groups() -> list[str]:
