@@ -36,6 +36,7 @@ from jaxrl.evaluation import evaluate
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
+from jaxrl.sweeps import SweepResults
 
 __all__ = [
     "POLICY_FILE",
@@ -44,6 +45,7 @@ __all__ = [
     "build",
     "compile_programs",
     "member_keys",
+    "population_devices",
     "population_hyperparams",
     "reduce_chunk",
     "train",
@@ -101,13 +103,29 @@ def member_keys(run: RunConfig) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray([m["seed"] for m in run.members()], jnp.uint32))
 
 
-def _check_memory(shapes: Any, num_members: int) -> None:
+def population_devices(num_members: int, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
+    """The devices a population of `num_members` is sharded over: the most of
+    `devices` (default: every local device) that divide it evenly, so every
+    device trains the same number of members and none trains a copy."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    used = devices[: math.gcd(num_members, len(devices))]
+    if len(used) < len(devices):
+        print(
+            f"{num_members} member(s) run on {len(used)} of {len(devices)} devices: make the population "
+            f"(seeds x sweep settings) a multiple of {len(devices)} to use them all",
+            file=sys.stderr,
+            flush=True,
+        )
+    return used
+
+
+def _check_memory(shapes: Any, num_members: int, num_devices: int = 1) -> None:
     """Raises ConfigError when a population's training state alone, given as
     its shapes (ShapeDtypeStructs), cannot fit in the device's memory (the
     host's free RAM on a CPU). Replay buffers dominate it for the off-policy
-    algorithms.
+    algorithms. The state is split evenly over `num_devices` devices.
     """
-    needed = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+    needed = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes)) / num_devices
     stats = jax.devices()[0].memory_stats() or {}
     available = stats.get("bytes_limit") or psutil.virtual_memory().available
     if needed > 0.8 * available:
@@ -152,18 +170,31 @@ class Programs:
     seconds: float
 
 
-def compile_programs(algo: Algorithm, schedule: Schedule, keys: jax.Array, hp: Any, eval_episodes: int) -> Programs:
+def compile_programs(
+    algo: Algorithm,
+    schedule: Schedule,
+    keys: jax.Array,
+    hp: Any,
+    eval_episodes: int,
+    devices: Sequence[jax.Device] | None = None,
+) -> Programs:
     """Lowers and compiles a population's programs; keys [P] and hp ([P] leaves)
     give the population's shapes.
+
+    The member axis is sharded over `population_devices(P, devices)`; with
+    several, every program takes and returns arrays split along it, and
+    `init` and `evaluate` place their inputs there themselves.
 
     Raises ConfigError, before anything is compiled, when the population's
     training state cannot fit in memory.
     """
     start = time.perf_counter()
     num_members = keys.shape[0]
+    used = population_devices(num_members, devices)
+    jit = _member_sharded_jit(used)
     # lowering traces init without running it: its output shapes size the state
-    init = jax.jit(jax.vmap(algo.init)).lower(keys, hp)
-    _check_memory(init.out_info, num_members)
+    init = jit(jax.vmap(algo.init), "member").lower(keys, hp)
+    _check_memory(init.out_info, num_members, len(used))
 
     def population_update(states):
         if num_members == 1:
@@ -183,11 +214,40 @@ def compile_programs(algo: Algorithm, schedule: Schedule, keys: jax.Array, hp: A
 
     states = init.out_info
     return Programs(
-        init=init.compile(),
-        chunk=jax.jit(chunk, donate_argnums=0).lower(states).compile(),
-        evaluate=jax.jit(jax.vmap(evaluate_member)).lower(states, keys).compile(),
+        init=_placed(init.compile(), used),
+        chunk=jit(chunk, ("member", "update"), donate_argnums=0).lower(states).compile(),
+        evaluate=_placed(jit(jax.vmap(evaluate_member), "member").lower(states, keys).compile(), used),
         seconds=time.perf_counter() - start,
     )
+
+
+def _member_sharded_jit(devices: list[jax.Device]) -> Any:
+    """`jit(fn, out, **kw)`: jax.jit, its inputs split along their leading
+    member axis over `devices`, and its outputs too ("member"), or for
+    (states, metrics) along the states' first axis and the metrics' second
+    (("member", "update"): metrics are [updates, P]). With one device, plain
+    jax.jit, so a lone device compiles exactly the unsharded program."""
+    if len(devices) == 1:
+        return lambda fn, out, **kw: jax.jit(fn, **kw)
+    member, per_update = _sharding(devices, "member"), _sharding(devices, None, "member")
+    outs = {"member": member, ("member", "update"): (member, per_update)}
+    return lambda fn, out, **kw: jax.jit(fn, in_shardings=member, out_shardings=outs[out], **kw)
+
+
+def _placed(compiled: Any, devices: list[jax.Device]) -> Any:
+    """`compiled`, first moving its inputs (leading member axis) onto the
+    member sharding it was compiled for; keys and hyperparameters are made
+    on the default device."""
+    if len(devices) == 1:
+        return compiled
+    member = _sharding(devices, "member")
+    return lambda *args: compiled(*jax.device_put(args, member))
+
+
+def _sharding(devices: list[jax.Device], *spec: str | None) -> jax.sharding.NamedSharding:
+    """Arrays split over a 1-D mesh of `devices` named "member", along the axis where `spec` says "member"."""
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("member",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
 
 
 def train(
@@ -224,7 +284,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
     out = FanOut(sinks)
-    hooks = [PolicyFile(run_dir), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out), *hooks]
+    builtin = [PolicyFile(run_dir), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out)]
+    hooks = [*builtin, *_sweep_hooks(run, run_dir), *hooks]
     info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
 
     summary: dict[str, Any] = {}
@@ -298,6 +359,11 @@ def train(
         # sinks learn how the run ended: W&B marks an unfinished run failed
         out.close(summary)
     return summary
+
+
+def _sweep_hooks(run: RunConfig, run_dir: Path) -> list[Hook]:
+    """sweep.csv, the leaderboard and sweep.png, for a sweep only."""
+    return [SweepResults(run.members(), run_dir)] if run.sweep else []
 
 
 def _exit_quietly(hook: Hook, summary: dict[str, Any]) -> None:
