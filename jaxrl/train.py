@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
+from jaxrl.multirun import job_dir
 from jaxrl.sweeps import quote_distributions
 
 CONFIG_MODULE = "jaxrl.configs"
@@ -34,10 +35,13 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def run_dir_for(run: RunConfig) -> Path:
-    """The run folder: `run_dir` if given, else a new `<runs_root>/<time>-<algo>-<env>`
+    """The run folder: `run_dir` if given, else a Hydra multirun job's own folder
+    (`<runs_root>/multirun-<time>/<job>`), else a new `<runs_root>/<time>-<algo>-<env>`
     (with a numbered suffix when a run started in the same second); `~` is expanded."""
     if run.run_dir:
         return Path(run.run_dir).expanduser()
+    if (folder := job_dir()) is not None:
+        return folder
     base = Path(run.runs_root).expanduser() / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
     path, n = base, 1
     while os.path.exists(path):  # False, not an error, for a name too long (checked later)
