@@ -116,6 +116,7 @@ class RunConfig:
     logger: LoggerConfig = LoggerConfig()
     video: VideoConfig = VideoConfig()
     runs_root: str = "runs"
+    distributed: bool = False
     run_dir: str | None = None
     sweep: Sweep = Sweep()
 

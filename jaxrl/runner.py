@@ -105,9 +105,9 @@ def member_keys(run: RunConfig) -> jax.Array:
 
 def population_devices(num_members: int, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
     """The devices a population of `num_members` is sharded over: the most of
-    `devices` (default: every local device) that divide it evenly, so every
-    device trains the same number of members and none trains a copy."""
-    devices = list(jax.local_devices() if devices is None else devices)
+    `devices` (default: every device of every process) that divide it evenly,
+    so every device trains the same number of members and none trains a copy."""
+    devices = list(jax.devices() if devices is None else devices)
     used = devices[: math.gcd(num_members, len(devices))]
     if len(used) < len(devices):
         print(
@@ -126,7 +126,7 @@ def _check_memory(shapes: Any, num_members: int, num_devices: int = 1) -> None:
     algorithms. The state is split evenly over `num_devices` devices.
     """
     needed = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes)) / num_devices
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     available = stats.get("bytes_limit") or psutil.virtual_memory().available
     if needed > 0.8 * available:
         raise ConfigError(
@@ -183,7 +183,9 @@ def compile_programs(
 
     The member axis is sharded over `population_devices(P, devices)`; with
     several, every program takes and returns arrays split along it, and
-    `init` and `evaluate` place their inputs there themselves.
+    `init` and `evaluate` place their inputs there themselves. With several
+    processes (`distributed=true`), every program takes and returns whole,
+    process-local arrays instead, so the host loop runs unchanged.
 
     Raises ConfigError, before anything is compiled, when the population's
     training state cannot fit in memory.
@@ -213,6 +215,13 @@ def compile_programs(
         return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, eval_episodes)
 
     states = init.out_info
+    if jax.process_count() > 1:
+        return Programs(
+            init=_process_local(init.compile(), used),
+            chunk=_process_local(jit(chunk, ("member", "update"), donate_argnums=0).lower(states).compile(), used),
+            evaluate=_process_local(jit(jax.vmap(evaluate_member), "member").lower(states, keys).compile(), used),
+            seconds=time.perf_counter() - start,
+        )
     return Programs(
         init=_placed(init.compile(), used),
         chunk=jit(chunk, ("member", "update"), donate_argnums=0).lower(states).compile(),
@@ -230,6 +239,16 @@ def _member_sharded_jit(devices: list[jax.Device]) -> Any:
     if len(devices) == 1:
         return lambda fn, out, **kw: jax.jit(fn, **kw)
     member, per_update = _sharding(devices, "member"), _sharding(devices, None, "member")
+    if jax.process_count() > 1:
+        # Whole arrays in and out of every process (see _process_local): the
+        # inputs are split along the member axis inside, and the outputs
+        # gathered back, one all-gather per program call.
+        whole = _sharding(devices)
+
+        def split(fn):
+            return lambda *args: fn(*jax.lax.with_sharding_constraint(args, member))
+
+        return lambda fn, out, **kw: jax.jit(split(fn), in_shardings=whole, out_shardings=whole, **kw)
     outs = {"member": member, ("member", "update"): (member, per_update)}
     return lambda fn, out, **kw: jax.jit(fn, in_shardings=member, out_shardings=outs[out], **kw)
 
@@ -242,6 +261,24 @@ def _placed(compiled: Any, devices: list[jax.Device]) -> Any:
         return compiled
     member = _sharding(devices, "member")
     return lambda *args: compiled(*jax.device_put(args, member))
+
+
+def _process_local(compiled: Any, devices: list[jax.Device]) -> Any:
+    """`compiled` (whole arrays in and out, over the devices of every process)
+    as a function of this process's own arrays: its inputs become global
+    arrays from this process's copy, its outputs this process's copy, so the
+    host loop never runs an operation that needs the other processes."""
+    whole = _sharding(devices)
+
+    def to_global(x: Any) -> jax.Array:
+        return jax.make_array_from_single_device_arrays(
+            np.shape(x), whole, [jax.device_put(x, d) for d in whole.addressable_devices]
+        )
+
+    def call(*args: Any) -> Any:
+        return jax.tree.map(lambda x: x.addressable_data(0), compiled(*jax.tree.map(to_global, args)))
+
+    return call
 
 
 def _sharding(devices: list[jax.Device], *spec: str | None) -> jax.sharding.NamedSharding:

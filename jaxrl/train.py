@@ -12,6 +12,7 @@ compiles), 75 stopped early and resumable (`jaxrl.errors.Stopped`),
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -57,6 +58,8 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)
+    if run.distributed:
+        return _run_distributed(run, resolved)
     run_dir = run_dir_for(run)
     try:
         return train(run, run_dir, make_sinks(run), resolved)
@@ -64,6 +67,32 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
         if os.path.exists(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")
         raise
+
+
+def _run_distributed(run: RunConfig, resolved: dict[str, Any]) -> dict[str, Any]:
+    """Trains as one process of several (`distributed=true`). Every process
+    runs the same loop, since each program call is collective; process 0
+    writes the run folder, the others a temporary one they delete, with no
+    logger and no video."""
+    import tempfile
+
+    from jaxrl.distributed import initialize, is_writer
+    from jaxrl.runner import train
+    from jaxrl.sinks import make_sinks
+    from jaxrl.sinks.jsonl import JsonlSink
+
+    initialize()
+    if is_writer():
+        run_dir = run_dir_for(run)
+        try:
+            return train(run, run_dir, make_sinks(run), resolved)
+        except BaseException as err:
+            if os.path.exists(run_dir):
+                err.add_note(f"what was done so far is in {run_dir}")
+            raise
+    quiet = dataclasses.replace(run, video=dataclasses.replace(run.video, enabled=False))
+    with tempfile.TemporaryDirectory(prefix="jaxrl-process-") as tmp:
+        return train(quiet, Path(tmp) / "run", [JsonlSink()], resolved)
 
 
 def open_sweep_keys(overrides: list[str]) -> list[str]:
