@@ -40,6 +40,7 @@ from jaxrl.sweeps import SweepResults
 
 __all__ = [
     "POLICY_FILE",
+    "Layout",
     "Programs",
     "Schedule",
     "build",
@@ -109,6 +110,12 @@ def population_devices(num_members: int, devices: Sequence[jax.Device] | None = 
     so every device trains the same number of members and none trains a copy."""
     devices = list(jax.devices() if devices is None else devices)
     used = devices[: math.gcd(num_members, len(devices))]
+    if {d.process_index for d in used} != {d.process_index for d in devices}:
+        # a process without a device in the mesh could not take part in the programs
+        raise ConfigError(
+            f"a population of {num_members} member(s) does not divide over the {len(devices)} devices of "
+            f"{jax.process_count()} processes; make seeds x sweep settings a multiple of {len(devices)}"
+        )
     if len(used) < len(devices):
         print(
             f"{num_members} member(s) run on {len(used)} of {len(devices)} devices: make the population "
@@ -181,22 +188,22 @@ def compile_programs(
     """Lowers and compiles a population's programs; keys [P] and hp ([P] leaves)
     give the population's shapes.
 
-    The member axis is sharded over `population_devices(P, devices)`; with
-    several, every program takes and returns arrays split along it, and
-    `init` and `evaluate` place their inputs there themselves. With several
-    processes (`distributed=true`), every program takes and returns whole,
-    process-local arrays instead, so the host loop runs unchanged.
+    The work is split over `devices` (default: every device) by a `Layout`:
+    the member axis over `population_devices(P, devices)`, or, for a lone
+    member, its env batch (`Layout.for_population`). `init` and `evaluate`
+    place their inputs themselves. With several processes
+    (`distributed=true`), every program takes and returns whole,
+    process-local arrays, so the host loop runs unchanged.
 
     Raises ConfigError, before anything is compiled, when the population's
     training state cannot fit in memory.
     """
     start = time.perf_counter()
     num_members = keys.shape[0]
-    used = population_devices(num_members, devices)
-    jit = _member_sharded_jit(used)
-    # lowering traces init without running it: its output shapes size the state
-    init = jit(jax.vmap(algo.init), "member").lower(keys, hp)
-    _check_memory(init.out_info, num_members, len(used))
+    # traced, not run: the state's shapes size it and place it
+    shapes = jax.eval_shape(jax.vmap(algo.init), keys, hp)
+    layout = Layout.for_population(algo, shapes, num_members, devices)
+    _check_memory(shapes, num_members, len(layout.devices))
 
     def population_update(states):
         if num_members == 1:
@@ -214,76 +221,99 @@ def compile_programs(
         params = algo.policy_params(state)
         return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, eval_episodes)
 
-    states = init.out_info
-    if jax.process_count() > 1:
-        return Programs(
-            init=_process_local(init.compile(), used),
-            chunk=_process_local(jit(chunk, ("member", "update"), donate_argnums=0).lower(states).compile(), used),
-            evaluate=_process_local(jit(jax.vmap(evaluate_member), "member").lower(states, keys).compile(), used),
-            seconds=time.perf_counter() - start,
-        )
+    init = layout.jit(jax.vmap(algo.init), (layout.inputs, layout.inputs), layout.states).lower(keys, hp).compile()
+    chunk = layout.jit(chunk, (layout.states,), (layout.states, layout.metrics), donate_argnums=0).lower(shapes).compile()
+    evaluate_ = layout.jit(jax.vmap(evaluate_member), (layout.states, layout.inputs), layout.results)
+    evaluate_ = evaluate_.lower(shapes, keys).compile()
     return Programs(
-        init=_placed(init.compile(), used),
-        chunk=jit(chunk, ("member", "update"), donate_argnums=0).lower(states).compile(),
-        evaluate=_placed(jit(jax.vmap(evaluate_member), "member").lower(states, keys).compile(), used),
+        init=layout.placed(init, (layout.inputs, layout.inputs)),
+        chunk=layout.placed(chunk, None),
+        evaluate=layout.placed(evaluate_, (layout.states, layout.inputs)),
         seconds=time.perf_counter() - start,
     )
 
 
-def _member_sharded_jit(devices: list[jax.Device]) -> Any:
-    """`jit(fn, out, **kw)`: jax.jit, its inputs split along their leading
-    member axis over `devices`, and its outputs too ("member"), or for
-    (states, metrics) along the states' first axis and the metrics' second
-    (("member", "update"): metrics are [updates, P]). With one device, plain
-    jax.jit, so a lone device compiles exactly the unsharded program."""
-    if len(devices) == 1:
-        return lambda fn, out, **kw: jax.jit(fn, **kw)
-    member, per_update = _sharding(devices, "member"), _sharding(devices, None, "member")
-    if jax.process_count() > 1:
-        # Whole arrays in and out of every process (see _process_local): the
-        # inputs are split along the member axis inside, and the outputs
-        # gathered back, one all-gather per program call.
-        whole = _sharding(devices)
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where a population's arrays live, as shardings (None: one device, plain jit).
 
-        def split(fn):
-            return lambda *args: fn(*jax.lax.with_sharding_constraint(args, member))
+    states: the training state's sharding (a pytree of them, or one for all leaves);
+    inputs: keys [P] and hyperparameters [P]; metrics: {name: [updates, P]};
+    results: evaluation results [P]; devices: the devices in use.
+    """
 
-        return lambda fn, out, **kw: jax.jit(split(fn), in_shardings=whole, out_shardings=whole, **kw)
-    outs = {"member": member, ("member", "update"): (member, per_update)}
-    return lambda fn, out, **kw: jax.jit(fn, in_shardings=member, out_shardings=outs[out], **kw)
+    devices: list[jax.Device]
+    states: Any = None
+    inputs: Any = None
+    metrics: Any = None
+    results: Any = None
+
+    @classmethod
+    def for_population(
+        cls, algo: Algorithm, shapes: Any, num_members: int, devices: Sequence[jax.Device] | None = None
+    ) -> Layout:
+        """Several members: split along the member axis over `population_devices`.
+        One member on one process: its env batch (`env_state`, `obs`; [1, num_envs, ...])
+        split over the most devices that divide num_envs, everything else
+        replicated; XLA turns the learner's means over the batch into
+        cross-device reductions (data parallelism). Otherwise one device."""
+        devices = list(jax.devices() if devices is None else devices)
+        if num_members == 1 and len(devices) > 1 and jax.process_count() == 1 and hasattr(shapes, "env_state"):
+            num_envs = algo.config.num_envs
+            used = devices[: math.gcd(num_envs, len(devices))]
+            if len(used) > 1:
+                whole, env = _sharding(used, axis="env"), _sharding(used, None, "env", axis="env")
+                batched = lambda leaf: env if leaf.ndim >= 2 and leaf.shape[1] == num_envs else whole  # noqa: E731
+                states = jax.tree.map(lambda _: whole, shapes).replace(
+                    env_state=jax.tree.map(batched, shapes.env_state), obs=batched(shapes.obs)
+                )
+                return cls(used, states, whole, whole, whole)
+        used = population_devices(num_members, devices)
+        if len(used) == 1:
+            return cls(used)
+        member = _sharding(used, "member")
+        return cls(used, member, member, _sharding(used, None, "member"), member)
+
+    def jit(self, fn: Any, in_shardings: Any, out_shardings: Any, **kwargs: Any) -> Any:
+        """jax.jit with these shardings (plain jax.jit on one device, so a lone
+        device compiles exactly the unsharded program). With several
+        processes, whole arrays in and out, split along the member axis inside
+        (one all-gather of the outputs per call; see `placed`)."""
+        if self.states is None:
+            return jax.jit(fn, **kwargs)
+        if jax.process_count() > 1:
+            whole, member = _sharding(self.devices), self.states
+
+            def split(*args):
+                return fn(*jax.lax.with_sharding_constraint(args, member))
+
+            return jax.jit(split, in_shardings=whole, out_shardings=whole, **kwargs)
+        return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings, **kwargs)
+
+    def placed(self, compiled: Any, in_shardings: Any) -> Any:
+        """`compiled`, first moving its inputs (made on the default device) to
+        `in_shardings` (None: they are already in place). With several
+        processes, a function of this process's whole arrays: inputs become
+        global arrays from this process's copy, outputs this process's copy,
+        so the host loop never runs an operation that needs the other processes."""
+        if self.states is None:
+            return compiled
+        if jax.process_count() > 1:
+            whole = _sharding(self.devices)
+
+            def to_global(x: Any) -> jax.Array:
+                copies = [jax.device_put(x, d) for d in whole.addressable_devices]
+                return jax.make_array_from_single_device_arrays(np.shape(x), whole, copies)
+
+            return lambda *args: jax.tree.map(lambda x: x.addressable_data(0), compiled(*jax.tree.map(to_global, args)))
+        if in_shardings is None:
+            return compiled
+        return lambda *args: compiled(*jax.device_put(args, in_shardings))
 
 
-def _placed(compiled: Any, devices: list[jax.Device]) -> Any:
-    """`compiled`, first moving its inputs (leading member axis) onto the
-    member sharding it was compiled for; keys and hyperparameters are made
-    on the default device."""
-    if len(devices) == 1:
-        return compiled
-    member = _sharding(devices, "member")
-    return lambda *args: compiled(*jax.device_put(args, member))
-
-
-def _process_local(compiled: Any, devices: list[jax.Device]) -> Any:
-    """`compiled` (whole arrays in and out, over the devices of every process)
-    as a function of this process's own arrays: its inputs become global
-    arrays from this process's copy, its outputs this process's copy, so the
-    host loop never runs an operation that needs the other processes."""
-    whole = _sharding(devices)
-
-    def to_global(x: Any) -> jax.Array:
-        return jax.make_array_from_single_device_arrays(
-            np.shape(x), whole, [jax.device_put(x, d) for d in whole.addressable_devices]
-        )
-
-    def call(*args: Any) -> Any:
-        return jax.tree.map(lambda x: x.addressable_data(0), compiled(*jax.tree.map(to_global, args)))
-
-    return call
-
-
-def _sharding(devices: list[jax.Device], *spec: str | None) -> jax.sharding.NamedSharding:
-    """Arrays split over a 1-D mesh of `devices` named "member", along the axis where `spec` says "member"."""
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("member",))
+def _sharding(devices: list[jax.Device], *spec: str | None, axis: str = "member") -> jax.sharding.NamedSharding:
+    """Arrays split over a 1-D mesh of `devices` named `axis`, along the array axes where `spec` names it."""
+    mesh = jax.sharding.Mesh(np.asarray(devices), (axis,))
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
 
 
