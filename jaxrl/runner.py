@@ -227,7 +227,8 @@ def compile_programs(
     evaluate_ = evaluate_.lower(shapes, keys).compile()
     return Programs(
         init=layout.placed(init, (layout.inputs, layout.inputs)),
-        chunk=layout.placed(chunk, None),
+        # states from init are in place already, but restored ones (a checkpoint) are not
+        chunk=layout.placed(chunk, (layout.states,)),
         evaluate=layout.placed(evaluate_, (layout.states, layout.inputs)),
         seconds=time.perf_counter() - start,
     )
@@ -292,7 +293,7 @@ class Layout:
 
     def placed(self, compiled: Any, in_shardings: Any) -> Any:
         """`compiled`, first moving its inputs (made on the default device) to
-        `in_shardings` (None: they are already in place). With several
+        `in_shardings` (arrays already there are not copied). With several
         processes, a function of this process's whole arrays: inputs become
         global arrays from this process's copy, outputs this process's copy,
         so the host loop never runs an operation that needs the other processes."""
@@ -306,8 +307,6 @@ class Layout:
                 return jax.make_array_from_single_device_arrays(np.shape(x), whole, copies)
 
             return lambda *args: jax.tree.map(lambda x: x.addressable_data(0), compiled(*jax.tree.map(to_global, args)))
-        if in_shardings is None:
-            return compiled
         return lambda *args: compiled(*jax.device_put(args, in_shardings))
 
 
