@@ -126,14 +126,17 @@ def population_devices(num_members: int, devices: Sequence[jax.Device] | None = 
     return used
 
 
-def _check_memory(shapes: Any, num_members: int, num_devices: int = 1) -> None:
+def _check_memory(shapes: Any, num_members: int, shards: int = 1) -> None:
     """Raises ConfigError when a population's training state alone, given as
     its shapes (ShapeDtypeStructs), cannot fit in the device's memory (the
     host's free RAM on a CPU). Replay buffers dominate it for the off-policy
-    algorithms. The state is split evenly over `num_devices` devices.
+    algorithms. A state split into `shards` equal parts over as many devices
+    needs one part per device (but all of the host's RAM on a CPU).
     """
-    needed = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes)) / num_devices
+    needed = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
     stats = jax.local_devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+        needed /= shards
     available = stats.get("bytes_limit") or psutil.virtual_memory().available
     if needed > 0.8 * available:
         raise ConfigError(
@@ -203,7 +206,7 @@ def compile_programs(
     # traced, not run: the state's shapes size it and place it
     shapes = jax.eval_shape(jax.vmap(algo.init), keys, hp)
     layout = Layout.for_population(algo, shapes, num_members, devices)
-    _check_memory(shapes, num_members, len(layout.devices))
+    _check_memory(shapes, num_members, layout.shards)
 
     def population_update(states):
         if num_members == 1:
@@ -248,6 +251,14 @@ class Layout:
     inputs: Any = None
     metrics: Any = None
     results: Any = None
+
+    @property
+    def shards(self) -> int:
+        """Into how many parts the state is split, one per device: the member
+        layout on one process; a lone member's state is mostly replicated,
+        and every process holds the whole state between programs."""
+        split = isinstance(self.states, jax.sharding.NamedSharding) and jax.process_count() == 1
+        return len(self.devices) if split else 1
 
     @classmethod
     def for_population(
