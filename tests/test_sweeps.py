@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
