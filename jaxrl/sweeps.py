@@ -148,9 +148,9 @@ def parse_sweep(algo_name: str, traced: Sequence[str], raw: Any) -> Sweep:
         if not values:
             raise ConfigError(f"{where} is empty; give a list such as [1e-4,3e-4]")
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
-            raise ConfigError(f"{where}={list(values)} must hold numbers only")
-        if not all(math.isfinite(v) for v in values):
-            raise ConfigError(f"{where}={list(values)} must hold finite numbers only")
+            raise ConfigError(f"{where} must be a list of numbers, got {list(values)}")
+        if bad := [v for v in values if not math.isfinite(v)]:
+            raise ConfigError(f"{where} must be a finite number, got {bad[0]}")
         grid.append((name, tuple(float(v) for v in values)))
     if samples is None:
         if random:

@@ -112,7 +112,7 @@ def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():
         (["sweep.algo.lr=loguniform(1e-5,1e-2)", "sweep.samples=0"], "sweep.samples must be a positive integer, got 0"),
         (["sweep.algo.gamma=uniform(0.5,2)", "sweep.samples=8"],
          r"sweep.algo.gamma=\S+ \(drawn from uniform\(0.5,2\) with sweep.seed=0\): algo.gamma must be in \(0, 1\]"),
-        (["sweep.algo.lr=[1e-3,abc]"], "must hold numbers only"),
+        (["sweep.algo.lr=[1e-3,abc]"], "sweep.algo.lr must be a list of numbers, got \\[0.001, 'abc'\\]"),
         (["sweep.algos.lr=[1]"], "unknown sweep key\\(s\\) sweep.algos; valid: sweep.algo.<hyperparameter>, sweep.samples, sweep.seed"),
     ],
 )
