@@ -74,7 +74,12 @@ def _manager(directory: Path, keep: int) -> Any:
 
     # orbax logs every save at INFO through absl; a run's console is for metrics
     logging.getLogger("absl").setLevel(logging.WARNING)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
+    # with several processes (distributed=true) only process 0 writes, and
+    # orbax must not wait at barriers for the others
+    only_this = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=False, create=True, multiprocessing_options=only_this
+    )
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 

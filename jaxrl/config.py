@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import itertools
 import typing
 from typing import Any
 
@@ -27,6 +26,7 @@ from jaxrl.algos.base import traced_names
 from jaxrl.envs import SUITES
 from jaxrl.errors import ConfigError
 from jaxrl.sinks import LOGGERS
+from jaxrl.sweeps import Sweep, parse_sweep
 
 __all__ = [
     "AlertRule",
@@ -203,25 +203,23 @@ class RunConfig:
     checkpoint: CheckpointConfig = CheckpointConfig()
     alerts: AlertsConfig = AlertsConfig()
     runs_root: str = "runs"
+    distributed: bool = False
     run_dir: str | None = None
     resume: str | None = None
     deterministic: bool = False
-    sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    sweep: Sweep = Sweep()
 
     def members(self) -> list[dict[str, Any]]:
-        """One dict per population member: the sweep grid (outer) x seeds (inner).
+        """One dict per population member: the sweep's settings (outer) x seeds (inner).
 
         e.g. [{"seed": 0, "algo.lr": 0.001}, {"seed": 1, "algo.lr": 0.001}, ...].
         """
-        grid = itertools.product(*(values for _, values in self.sweep))
         return [
-            {"seed": self.seed + s, **{f"algo.{name}": v for (name, _), v in zip(self.sweep, point)}}
-            for point in grid
+            {"seed": self.seed + s, **{f"algo.{name}": v for name, v in point.items()}}
+            for point in self.sweep.points()
             for s in range(self.seeds)
         ]
 
-
-FiniteFloat = typing.Annotated[float, pydantic.AllowInfNan(False)]
 
 # RunConfig fields that jaxrl fills in itself; a user sets them as algo=..., sweep.algo.<name>=...
 _INTERNAL = ("algo_name", "algo", "sweep")
@@ -307,28 +305,6 @@ def _positive(where: str, value: int | float) -> None:
         raise ConfigError(f"{where} must be positive, got {value}")
 
 
-def _sweep(algo_name: str, algo_cls: type, raw: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
-    """`sweep.algo.<name>=[...]` as ((name, values), ...), each name a traced hyperparameter."""
-    raw = dict(raw or {})
-    algo_values = dict(raw.pop("algo", None) or {})
-    if raw:
-        raise ConfigError(
-            f"unknown sweep key(s) {', '.join(f'sweep.{k}' for k in raw)}; only sweep.algo.<hyperparameter> is sweepable"
-        )
-    traced = traced_names(algo_cls)
-    sweep = []
-    for name, values in algo_values.items():
-        if name not in traced:
-            raise ConfigError(
-                f"sweep.algo.{name} is not a sweepable hyperparameter of {algo_name}; sweepable: {', '.join(traced)}"
-            )
-        values = values if isinstance(values, (list, tuple)) else [values]
-        if not values:
-            raise ConfigError(f"sweep.algo.{name} is empty; give a list such as [1e-4,3e-4]")
-        sweep.append((name, build(tuple[FiniteFloat, ...], values, f"sweep.algo.{name}")))
-    return tuple(sweep)
-
-
 def _alerts(raw: Any) -> AlertsConfig:
     """The `alerts` section, each rule validated on its own so that an error
     names it (`alerts.rules[1].op`), rules and channels checked by `jaxrl.alerts`."""
@@ -364,7 +340,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"unknown algo {algo_name!r}; valid algos: {', '.join(sorted(ALGORITHMS))}")
     algo_cls = ALGORITHMS[algo_name].config_cls
     algo = build(algo_cls, algo_raw, "algo")
-    sweep = _sweep(algo_name, algo_cls, raw.pop("sweep", None))
+    sweep = parse_sweep(algo_name, traced_names(algo_cls), raw.pop("sweep", None))
     alerts = _alerts(raw.pop("alerts", None))
     run = build(RunConfig, {**raw, "algo_name": algo_name, "algo": algo, "sweep": sweep, "alerts": alerts}, "")
     if run.env.suite not in SUITES:
@@ -397,11 +373,11 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         )
     if run.video.every < 0:
         raise ConfigError(f"video.every must be >= 0 (0: only at the end), got {run.video.every}")
-    members = len(run.members())
-    if not 0 <= run.video.member < members:
-        raise ConfigError(f"video.member={run.video.member} is not a member index; this run has members 0..{members - 1}")
-    if run.alerts.test_nan is not None and not (run.alerts.test_nan[0] >= 0 and 0 <= run.alerts.test_nan[1] < members):
-        raise ConfigError(f"alerts.test_nan={list(run.alerts.test_nan)} must be [chunk >= 0, member in 0..{members - 1}]")
+    members = run.members()
+    if not 0 <= run.video.member < len(members):
+        raise ConfigError(f"video.member={run.video.member} is not a member index; this run has members 0..{len(members) - 1}")
+    if run.alerts.test_nan is not None and not (run.alerts.test_nan[0] >= 0 and 0 <= run.alerts.test_nan[1] < len(members)):
+        raise ConfigError(f"alerts.test_nan={list(run.alerts.test_nan)} must be [chunk >= 0, member in 0..{len(members) - 1}]")
     if not 0 <= run.seed <= 2**32 - run.seeds:
         # seeds become uint32 PRNG keys
         raise ConfigError(f"seed must be in 0..{2**32 - run.seeds} for {run.seeds} seed(s), got {run.seed}")
@@ -409,10 +385,22 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         # env steps are counted in int32 inside the jitted state
         raise ConfigError(f"total_timesteps={run.total_timesteps} is too large; at most {2**31 - 1} per seed")
     algo.validate(run.total_timesteps)
-    for name, values in run.sweep:
-        for value in values:
-            try:
-                algo.replace(**{name: value}).validate(run.total_timesteps)
-            except ConfigError as err:
-                raise ConfigError(f"sweep.algo.{name}={value}: {err}") from None
+    _check_settings(run)
     return run
+
+
+def _check_settings(run: RunConfig) -> None:
+    """Validates every distinct value a sweep gives each hyperparameter,
+    naming the search space a bad one came from."""
+    spaces = {name: str(dist) for name, dist in run.sweep.random}
+    seen: set[tuple[str, float]] = set()
+    for point in run.sweep.points():
+        for name, value in point.items():
+            if (name, value) in seen:
+                continue
+            seen.add((name, value))
+            try:
+                run.algo.replace(**{name: value}).validate(run.total_timesteps)
+            except ConfigError as err:
+                drawn = f" (drawn from {spaces[name]} with sweep.seed={run.sweep.seed})" if name in spaces else ""
+                raise ConfigError(f"sweep.algo.{name}={value:g}{drawn}: {err}") from None

@@ -39,14 +39,17 @@ from jaxrl.evaluation import evaluate
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
+from jaxrl.sweeps import SweepResults
 
 __all__ = [
     "POLICY_FILE",
+    "Layout",
     "Programs",
     "Schedule",
     "build",
     "compile_programs",
     "member_keys",
+    "population_devices",
     "population_hyperparams",
     "reduce_chunk",
     "train",
@@ -107,14 +110,39 @@ def member_keys(run: RunConfig) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray([m["seed"] for m in run.members()], jnp.uint32))
 
 
-def _check_memory(shapes: Any, num_members: int) -> None:
+def population_devices(num_members: int, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
+    """The devices a population of `num_members` is sharded over: the most of
+    `devices` (default: every device of every process) that divide it evenly,
+    so every device trains the same number of members and none trains a copy."""
+    devices = list(jax.devices() if devices is None else devices)
+    used = devices[: math.gcd(num_members, len(devices))]
+    if {d.process_index for d in used} != {d.process_index for d in devices}:
+        # a process without a device in the mesh could not take part in the programs
+        raise ConfigError(
+            f"a population of {num_members} member(s) does not divide over the {len(devices)} devices of "
+            f"{jax.process_count()} processes; make seeds x sweep settings a multiple of {len(devices)}"
+        )
+    if len(used) < len(devices):
+        print(
+            f"{num_members} member(s) run on {len(used)} of {len(devices)} devices: make the population "
+            f"(seeds x sweep settings) a multiple of {len(devices)} to use them all",
+            file=sys.stderr,
+            flush=True,
+        )
+    return used
+
+
+def _check_memory(shapes: Any, num_members: int, shards: int = 1) -> None:
     """Raises ConfigError when a population's training state alone, given as
     its shapes (ShapeDtypeStructs), cannot fit in the device's memory (the
     host's free RAM on a CPU). Replay buffers dominate it for the off-policy
-    algorithms.
+    algorithms. A state split into `shards` equal parts over as many devices
+    needs one part per device (but all of the host's RAM on a CPU).
     """
     needed = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+        needed /= shards
     available = stats.get("bytes_limit") or psutil.virtual_memory().available
     if needed > 0.8 * available:
         raise ConfigError(
@@ -160,18 +188,33 @@ class Programs:
     seconds: float
 
 
-def compile_programs(algo: Algorithm, schedule: Schedule, keys: jax.Array, hp: Any, eval_episodes: int) -> Programs:
+def compile_programs(
+    algo: Algorithm,
+    schedule: Schedule,
+    keys: jax.Array,
+    hp: Any,
+    eval_episodes: int,
+    devices: Sequence[jax.Device] | None = None,
+) -> Programs:
     """Lowers and compiles a population's programs; keys [P] and hp ([P] leaves)
     give the population's shapes.
+
+    The work is split over `devices` (default: every device) by a `Layout`:
+    the member axis over `population_devices(P, devices)`, or, for a lone
+    member, its env batch (`Layout.for_population`). `init` and `evaluate`
+    place their inputs themselves. With several processes
+    (`distributed=true`), every program takes and returns whole,
+    process-local arrays, so the host loop runs unchanged.
 
     Raises ConfigError, before anything is compiled, when the population's
     training state cannot fit in memory.
     """
     start = time.perf_counter()
     num_members = keys.shape[0]
-    # lowering traces init without running it: its output shapes size the state
-    init = jax.jit(jax.vmap(algo.init)).lower(keys, hp)
-    _check_memory(init.out_info, num_members)
+    # traced, not run: the state's shapes size it and place it
+    shapes = jax.eval_shape(jax.vmap(algo.init), keys, hp)
+    layout = Layout.for_population(algo, shapes, num_members, devices)
+    _check_memory(shapes, num_members, layout.shards)
 
     def checked_update(state):
         state, metrics = algo.update(state)
@@ -195,14 +238,108 @@ def compile_programs(algo: Algorithm, schedule: Schedule, keys: jax.Array, hp: A
         params = algo.policy_params(state)
         return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, eval_episodes)
 
-    states = init.out_info
+    init = layout.jit(jax.vmap(algo.init), (layout.inputs, layout.inputs), layout.states).lower(keys, hp).compile()
+    chunk = layout.jit(chunk, (layout.states,), (layout.states, layout.metrics), donate_argnums=0).lower(shapes).compile()
+    evaluate_ = layout.jit(jax.vmap(evaluate_member), (layout.states, layout.inputs), layout.results)
+    evaluate_ = evaluate_.lower(shapes, keys).compile()
     return Programs(
-        init=init.compile(),
-        chunk=jax.jit(chunk, donate_argnums=0).lower(states).compile(),
-        evaluate=jax.jit(jax.vmap(evaluate_member)).lower(states, keys).compile(),
-        state_shapes=states,
+        init=layout.placed(init, (layout.inputs, layout.inputs)),
+        # states from init are in place already, but restored ones (a checkpoint) are not
+        chunk=layout.placed(chunk, (layout.states,)),
+        evaluate=layout.placed(evaluate_, (layout.states, layout.inputs)),
+        state_shapes=shapes,
         seconds=time.perf_counter() - start,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where a population's arrays live, as shardings (None: one device, plain jit).
+
+    states: the training state's sharding (a pytree of them, or one for all leaves);
+    inputs: keys [P] and hyperparameters [P]; metrics: {name: [updates, P]};
+    results: evaluation results [P]; devices: the devices in use.
+    """
+
+    devices: list[jax.Device]
+    states: Any = None
+    inputs: Any = None
+    metrics: Any = None
+    results: Any = None
+
+    @property
+    def shards(self) -> int:
+        """Into how many parts the state is split, one per device: the member
+        layout on one process; a lone member's state is mostly replicated,
+        and every process holds the whole state between programs."""
+        split = isinstance(self.states, jax.sharding.NamedSharding) and jax.process_count() == 1
+        return len(self.devices) if split else 1
+
+    @classmethod
+    def for_population(
+        cls, algo: Algorithm, shapes: Any, num_members: int, devices: Sequence[jax.Device] | None = None
+    ) -> Layout:
+        """Several members: split along the member axis over `population_devices`.
+        One member on one process: its env batch (`env_state`, `obs`; [1, num_envs, ...])
+        split over the most devices that divide num_envs, everything else
+        replicated; XLA turns the learner's means over the batch into
+        cross-device reductions (data parallelism). Otherwise one device."""
+        devices = list(jax.devices() if devices is None else devices)
+        if num_members == 1 and len(devices) > 1 and jax.process_count() == 1 and hasattr(shapes, "env_state"):
+            num_envs = algo.config.num_envs
+            used = devices[: math.gcd(num_envs, len(devices))]
+            if len(used) > 1:
+                whole, env = _sharding(used, axis="env"), _sharding(used, None, "env", axis="env")
+                batched = lambda leaf: env if leaf.ndim >= 2 and leaf.shape[1] == num_envs else whole  # noqa: E731
+                states = jax.tree.map(lambda _: whole, shapes).replace(
+                    env_state=jax.tree.map(batched, shapes.env_state), obs=batched(shapes.obs)
+                )
+                return cls(used, states, whole, whole, whole)
+        used = population_devices(num_members, devices)
+        if len(used) == 1:
+            return cls(used)
+        member = _sharding(used, "member")
+        return cls(used, member, member, _sharding(used, None, "member"), member)
+
+    def jit(self, fn: Any, in_shardings: Any, out_shardings: Any, **kwargs: Any) -> Any:
+        """jax.jit with these shardings (plain jax.jit on one device, so a lone
+        device compiles exactly the unsharded program). With several
+        processes, whole arrays in and out, split along the member axis inside
+        (one all-gather of the outputs per call; see `placed`)."""
+        if self.states is None:
+            return jax.jit(fn, **kwargs)
+        if jax.process_count() > 1:
+            whole, member = _sharding(self.devices), self.states
+
+            def split(*args):
+                return fn(*jax.lax.with_sharding_constraint(args, member))
+
+            return jax.jit(split, in_shardings=whole, out_shardings=whole, **kwargs)
+        return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings, **kwargs)
+
+    def placed(self, compiled: Any, in_shardings: Any) -> Any:
+        """`compiled`, first moving its inputs (made on the default device) to
+        `in_shardings` (arrays already there are not copied). With several
+        processes, a function of this process's whole arrays: inputs become
+        global arrays from this process's copy, outputs this process's copy,
+        so the host loop never runs an operation that needs the other processes."""
+        if self.states is None:
+            return compiled
+        if jax.process_count() > 1:
+            whole = _sharding(self.devices)
+
+            def to_global(x: Any) -> jax.Array:
+                copies = [jax.device_put(x, d) for d in whole.addressable_devices]
+                return jax.make_array_from_single_device_arrays(np.shape(x), whole, copies)
+
+            return lambda *args: jax.tree.map(lambda x: x.addressable_data(0), compiled(*jax.tree.map(to_global, args)))
+        return lambda *args: compiled(*jax.device_put(args, in_shardings))
+
+
+def _sharding(devices: list[jax.Device], *spec: str | None, axis: str = "member") -> jax.sharding.NamedSharding:
+    """Arrays split over a 1-D mesh of `devices` named `axis`, along the array axes where `spec` names it."""
+    mesh = jax.sharding.Mesh(np.asarray(devices), (axis,))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
 
 
 def train(
@@ -260,7 +397,8 @@ def train(
         position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {})
     if resume:
         _truncate_metrics(run_dir / "metrics.jsonl", position.env_steps)
-    hooks = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out), *hooks]
+    builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out)]
+    hooks = [*builtin, *_sweep_hooks(run, run_dir), *hooks]
     info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
 
     summary: dict[str, Any] = {}
@@ -368,6 +506,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(kept))
     os.replace(tmp, path)
+
+
+def _sweep_hooks(run: RunConfig, run_dir: Path) -> list[Hook]:
+    """sweep.csv, the leaderboard and sweep.png, for a sweep only."""
+    return [SweepResults(run.members(), run_dir)] if run.sweep else []
 
 
 def _exit_quietly(hook: Hook, summary: dict[str, Any]) -> None:

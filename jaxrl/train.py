@@ -12,6 +12,7 @@ compiles), 75 stopped early and resumable (`jaxrl.errors.Stopped`),
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -30,16 +31,21 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
 from jaxrl.events import Hook
+from jaxrl.multirun import job_dir
+from jaxrl.sweeps import quote_distributions
 
 CONFIG_MODULE = "jaxrl.configs"
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def run_dir_for(run: RunConfig) -> Path:
-    """The run folder: `run_dir` if given, else a new `<runs_root>/<time>-<algo>-<env>`
+    """The run folder: `run_dir` if given, else a Hydra multirun job's own folder
+    (`<runs_root>/multirun-<time>/<job>`), else a new `<runs_root>/<time>-<algo>-<env>`
     (with a numbered suffix when a run started in the same second); `~` is expanded."""
     if run.run_dir:
         return Path(run.run_dir).expanduser()
+    if (folder := job_dir()) is not None:
+        return folder
     base = Path(run.runs_root).expanduser() / f"{time.strftime('%Y%m%d-%H%M%S')}-{run.algo_name}-{run.env.id}"
     path, n = base, 1
     while os.path.exists(path):  # False, not an error, for a name too long (checked later)
@@ -84,6 +90,14 @@ def run_from_config(
         from jaxrl.host import make_deterministic
 
         make_deterministic()
+    if run.distributed:
+        from jaxrl.distributed import initialize, is_writer
+
+        if resume_dir is not None:
+            raise ConfigError("resume= with distributed=true is not supported yet: every process would need the checkpoint")
+        initialize()
+        if not is_writer():
+            return _train_quietly(run, resolved)
     run_dir = run_dir_for(run)
     sinks = make_sinks(run)
     hooks = [_KeepOverrides(run_dir, overrides), *alert_hooks(run, sinks), *hooks]
@@ -200,14 +214,34 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             )
 
 
+def _train_quietly(run: RunConfig, resolved: dict[str, Any]) -> dict[str, Any]:
+    """Trains as a process other than 0 of several (`distributed=true`): every
+    process runs the same loop, since each program call is collective, but
+    only process 0 writes; this one trains into a temporary folder it
+    deletes, with no logger, video or checkpoint."""
+    import tempfile
+
+    from jaxrl.runner import train
+    from jaxrl.sinks.jsonl import JsonlSink
+
+    quiet = dataclasses.replace(
+        run,
+        video=dataclasses.replace(run.video, enabled=False),
+        checkpoint=dataclasses.replace(run.checkpoint, enabled=False),
+    )
+    with tempfile.TemporaryDirectory(prefix="jaxrl-process-") as tmp:
+        return train(quiet, Path(tmp) / "run", [JsonlSink()], resolved)
+
+
 def open_sweep_keys(overrides: list[str]) -> list[str]:
     """Rewrites `sweep.algo.<name>=...` as `++sweep.algo.<name>=...`.
 
     Hydra only overrides keys that exist in the config, and sweep keys are
     open-ended (any traced hyperparameter of the chosen algorithm, checked by
-    `jaxrl.config`), so they are passed as add-or-override.
+    `jaxrl.config`), so they are passed as add-or-override. A random search
+    space (`loguniform(1e-5,1e-2)`) is quoted, so Hydra passes it on as text.
     """
-    return [f"++{arg}" if arg.startswith("sweep.") else arg for arg in overrides]
+    return [f"++{quote_distributions(arg)}" if arg.startswith("sweep.") else arg for arg in overrides]
 
 
 def _config_groups() -> list[str]:

@@ -1,0 +1,85 @@
+"""Hydra multirun (`-m`): one job per shape-changing setting, locally or through
+a cluster launcher (`hydra/launcher=submitit_slurm`, `submitit_local`, ray).
+
+Each job trains in its own run folder, `<sweep dir>/<job number>`; when every
+job has ended, `MultirunSummary` (a Hydra callback, registered in
+configs/config.yaml) collects their summary.json files into the sweep
+folder's `summary.json` and prints one line per job.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+
+__all__ = ["MultirunSummary", "collect", "job_dir"]
+
+RETURN = "eval/return_mean"
+
+
+def job_dir() -> Path | None:
+    """This Hydra multirun job's own folder, or None outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"algo.lr": 3e-4, ...} from a nested config."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree}
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}.{key}" if prefix else str(key)).items()}
+
+
+def collect(sweep_dir: Path) -> dict[str, Any]:
+    """{"jobs": [...]} for the run folders `<sweep_dir>/<n>`, in job order: each
+    job's folder, the settings that differ between jobs (from their
+    config.yaml), and its summary.json (None for a job that wrote none)."""
+    folders = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    configs = []
+    for folder in folders:
+        path = folder / "config.yaml"
+        configs.append(_flat(yaml.safe_load(path.read_text())) if path.exists() else {})
+    keys = sorted({k for c in configs for k in c})
+    differ = [k for k in keys if k not in ("run_dir",) and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    jobs = []
+    for folder, config in zip(folders, configs):
+        path = folder / "summary.json"
+        jobs.append(
+            {
+                "job": int(folder.name),
+                "run_dir": str(folder),
+                "settings": {k: config.get(k) for k in differ},
+                "summary": json.loads(path.read_text()) if path.exists() else None,
+            }
+        )
+    return {"jobs": jobs}
+
+
+def _line(job: dict[str, Any]) -> str:
+    summary = job["summary"] or {}
+    returns = summary.get("final", {}).get(RETURN) or []
+    mean = f"{sum(returns) / len(returns):.2f}" if returns else "-"
+    settings = " ".join(f"{k}={v}" for k, v in job["settings"].items())
+    return f"  job {job['job']}: {summary.get('status', 'no summary')}, {RETURN} {mean}, {settings}"
+
+
+class MultirunSummary(Callback):
+    """Writes `<sweep dir>/summary.json` once every job of a multirun has ended."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        result = collect(sweep_dir)
+        (sweep_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(f"multirun: {len(result['jobs'])} job(s), summary in {sweep_dir / 'summary.json'}", flush=True)
+        for job in result["jobs"]:
+            print(_line(job), flush=True)

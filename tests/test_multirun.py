@@ -1,0 +1,45 @@
+"""Hydra multirun (-m) for shape-changing settings: one run folder per job and
+a summary of them all, locally and through the submitit launcher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from jaxrl.multirun import collect
+
+from conftest import run_cli
+
+TINY = ["algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4", "total_timesteps=256", "num_logs=2",
+        "logger=none", "video.enabled=false", "seeds=1", "eval.episodes=1"]
+
+
+def test_collect_names_what_differs_between_jobs(tmp_path):
+    for job, envs in enumerate((4, 8)):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / "config.yaml").write_text(yaml.safe_dump({"algo": {"num_envs": envs, "lr": 1e-3}, "run_dir": None}))
+    (tmp_path / "0" / "summary.json").write_text(json.dumps({"status": "finished"}))
+    (tmp_path / ".submitit").mkdir()
+    jobs = collect(tmp_path)["jobs"]
+    assert [(j["job"], j["settings"], j["summary"]) for j in jobs] == [
+        (0, {"algo.num_envs": 4}, {"status": "finished"}),
+        (1, {"algo.num_envs": 8}, None),
+    ]
+
+
+@pytest.mark.slow  # two jobs, each its own process through submitit: about two minutes on 2 cores
+def test_a_submitit_local_multirun_makes_a_run_folder_per_job_and_a_summary(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc = run_cli(["-m", "hydra/launcher=submitit_local", "algo.num_envs=4,8", *TINY], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "runs").glob("multirun-*")
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert [(j["job"], j["settings"], j["summary"]["status"]) for j in summary["jobs"]] == [
+        (0, {"algo.num_envs": 4}, "finished"),
+        (1, {"algo.num_envs": 8}, "finished"),
+    ]
+    for job in (0, 1):
+        assert (sweep / str(job) / "metrics.jsonl").exists() and (sweep / str(job) / "policy.msgpack").exists()
+    assert "job 1: finished" in proc.stdout
