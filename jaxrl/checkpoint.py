@@ -74,12 +74,15 @@ def _manager(directory: Path, keep: int) -> Any:
 
     # orbax logs every save at INFO through absl; a run's console is for metrics
     logging.getLogger("absl").setLevel(logging.WARNING)
-    # with several processes (distributed=true) only process 0 writes, and
-    # orbax must not wait at barriers for the others
-    only_this = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=False, create=True, multiprocessing_options=only_this
-    )
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
+    if jax.process_count() > 1:
+        # distributed=true: only process 0 writes, and orbax must not wait at
+        # barriers for the others (it then leaves making the folder to us)
+        directory.mkdir(parents=True, exist_ok=True)
+        only_this = ocp.options.MultiprocessingOptions(
+            primary_host=jax.process_index(), active_processes={jax.process_index()}
+        )
+        options = dataclasses.replace(options, create=False, multiprocessing_options=only_this)
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
