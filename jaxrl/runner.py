@@ -423,8 +423,9 @@ def train(
             "final": position.final,
         }
 
-    try:
-        with StopOnSignal() as stop:
+    # a second signal ends the process at once until the run is over, cleanup included
+    with StopOnSignal() as stop:
+        try:
             if states is None:
                 states = programs.init(init_keys, hp)
             out.open(info)
@@ -466,32 +467,32 @@ def train(
                     raise Stopped(f"{stop.requested.name} received")
                 if checkpoints.due(index + 1, last):
                     checkpoints.save(states, eval_keys, dataclasses.replace(position, wall_s=elapsed()), final=last)
-        summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        for hook in hooks:
-            hook.on_end(RunEnded(position.env_steps, summary, states))
-    except Stopped as err:
-        if err.save and logged is not None:
-            saved = checkpoints.save(logged[0], eval_keys, dataclasses.replace(logged[1], wall_s=elapsed()))
-            if saved is not None:
-                err.reason += f"; checkpoint at step {logged[1].env_steps}"
-        summary = {**progress("stopped"), "reason": err.reason}
-        _write_quietly(run_dir / "summary.json", summary)
-        raise
-    except KeyboardInterrupt:
-        summary = progress("interrupted")
-        _write_quietly(run_dir / "summary.json", summary)
-        raise
-    except BaseException as err:
-        summary = {**progress("failed"), "error": last_line(err)}
-        _write_quietly(run_dir / "summary.json", summary)
-        raise
-    finally:
-        for hook in hooks:
-            _exit_quietly(hook, summary)
-        # sinks learn how the run ended: W&B marks an unfinished run failed
-        out.close(summary)
-        checkpoints.close()
+            summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            for hook in hooks:
+                hook.on_end(RunEnded(position.env_steps, summary, states))
+        except Stopped as err:
+            if err.save and logged is not None:
+                saved = checkpoints.save(logged[0], eval_keys, dataclasses.replace(logged[1], wall_s=elapsed()))
+                if saved is not None:
+                    err.reason += f"; checkpoint at step {logged[1].env_steps}"
+            summary = {**progress("stopped"), "reason": err.reason}
+            _write_quietly(run_dir / "summary.json", summary)
+            raise
+        except KeyboardInterrupt:
+            summary = progress("interrupted")
+            _write_quietly(run_dir / "summary.json", summary)
+            raise
+        except BaseException as err:
+            summary = {**progress("failed"), "error": last_line(err)}
+            _write_quietly(run_dir / "summary.json", summary)
+            raise
+        finally:
+            for hook in hooks:
+                _exit_quietly(hook, summary)
+            # sinks learn how the run ended: W&B marks an unfinished run failed
+            out.close(summary)
+            checkpoints.close()
     return summary
 
 

@@ -354,7 +354,10 @@ def hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     with exit_status():
-        run_from_overrides(list(HydraConfig.get().overrides.task))
+        if cfg.resume is not None:
+            # Hydra is composing already: resume= would need a second composition
+            raise ConfigError("resume= does not work with -m; resume each job's run folder on its own")
+        run_from_config(cfg, list(HydraConfig.get().overrides.task))
 
 
 def main() -> None:

@@ -200,9 +200,10 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
 
 
 def test_a_second_signal_ends_the_process_at_once(tmp_path):
-    # two chunks of about 10 s each: the signals arrive during the second
-    proc = start(tmp_path, *PPO, "seeds=1", "total_timesteps=400000", "num_logs=2", "eval.every=100", "run_dir=run")
-    wait_until(lambda: (tmp_path / "run" / "metrics.jsonl").exists(), proc)
+    # chunks of several seconds each: the signals arrive during the second of four
+    proc = start(tmp_path, *PPO, "seeds=1", "total_timesteps=400000", "num_logs=4", "eval.every=100", "run_dir=run")
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    wait_until(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, proc)
     proc.send_signal(signal.SIGTERM)
     time.sleep(1.0)
     assert proc.poll() is None, "the first signal waits for the chunk to end"
