@@ -33,7 +33,7 @@ from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal, read_position
 from jaxrl.config import ConfigError, RunConfig
-from jaxrl.errors import Stopped, last_line
+from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
@@ -381,7 +381,13 @@ def train(
     hp = population_hyperparams(run)
     # on stderr, so users (and tests) see that slow compilation has begun
     print(f"compiling {run.algo_name} for {len(members)} member(s) ...", file=sys.stderr, flush=True)
-    programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes)
+    # XLA compiles in C, where no signal can interrupt it; a KeyboardInterrupt
+    # raised when Python resumes can land in one of jax's garbage-collector
+    # callbacks, which swallow it, so a signal here is raised once compiling ends
+    with StopOnSignal() as stop:
+        programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes)
+    if stop.requested:
+        raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
