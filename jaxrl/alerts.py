@@ -41,6 +41,7 @@ import psutil
 
 from jaxrl.errors import ConfigError, Stopped, last_line
 from jaxrl.events import ChunkDone, Hook
+from jaxrl.files import write_atomically
 from jaxrl.config import AlertRule
 from jaxrl.sinks.base import RunInfo, Sink
 
@@ -564,10 +565,7 @@ class Monitor:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Writes `data` to `path` atomically."""
-    # written aside and renamed, so a reader (jaxrl.watch) never sees half a file
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=1) + "\n")
 
 
 def _resolve_url(url: str | None) -> str | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import signal
 import threading
@@ -208,26 +207,23 @@ class Checkpointer:
             return restored.state["states"], restored.state["eval_keys"], position
         return None
 
+    def newest_position(self) -> Position | None:
+        """The newest readable checkpoint's Position, read without its states
+        (one small JSON item); None when there is none."""
+        import orbax.checkpoint as ocp
+
+        for step in reversed(self.steps()):
+            try:
+                item = self._manager.restore(step, args=ocp.args.Composite(position=ocp.args.JsonRestore()))
+                return Position(**item.position)
+            except Exception:  # noqa: BLE001 (damaged: `restore` reports it and falls back)
+                continue
+        return None
+
     def close(self) -> None:
         """Waits for any write in flight and releases orbax's resources."""
         if "_manager" in self.__dict__:
             self._manager.close()
-
-
-def read_position(run_dir: Path) -> Position | None:
-    """The newest readable checkpoint's Position in `run_dir`, without the
-    states (cheap: it reads one small JSON file)."""
-    directory = run_dir / CHECKPOINTS
-    if not directory.is_dir():
-        return None
-    steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()), reverse=True)
-    for step in steps:
-        path = directory / str(step) / "position" / "metadata"
-        try:
-            return Position(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            continue
-    return None
 
 
 class StopOnSignal:

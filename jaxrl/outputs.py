@@ -15,6 +15,7 @@ import jax
 
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
+from jaxrl.files import write_atomically
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.sinks.base import FanOut
 
@@ -60,12 +61,9 @@ def save_policy(run_dir: Path, params: Any) -> Path:
     file and raises an OSError naming the policy's path.
     """
     path = run_dir / POLICY_FILE
-    tmp = path.with_suffix(".tmp")
     try:
-        tmp.write_bytes(flax.serialization.to_bytes(params))
-        os.replace(tmp, path)
+        write_atomically(path, flax.serialization.to_bytes(params))
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise OSError(err.errno, f"could not save the policy to {path}: {err.strerror}") from err
     return path
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -31,11 +30,12 @@ import yaml
 from jaxrl.alerts import NONFINITE_METRIC, inject_nan, nonfinite
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
-from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal, read_position
+from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal
 from jaxrl.config import ConfigError, RunConfig
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
+from jaxrl.files import write_atomically
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
@@ -372,7 +372,9 @@ def train(
     evaluation; the exception is re-raised.
     """
     start = time.perf_counter()
-    previous = read_position(run_dir) if resume else None
+    out = FanOut(sinks)
+    checkpoints = Checkpointer(run_dir, run.checkpoint, out)
+    previous = checkpoints.newest_position() if resume else None
     if not resume:
         check_run_dir(run_dir)
     algo, schedule = build(run, previous.updates_per_chunk if previous else None)
@@ -391,8 +393,6 @@ def train(
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
-    out = FanOut(sinks)
-    checkpoints = Checkpointer(run_dir, run.checkpoint, out)
     restored = checkpoints.restore(programs.state_shapes, len(members)) if resume else None
     if restored:
         states, eval_keys, position = restored
@@ -408,8 +408,8 @@ def train(
     info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
 
     summary: dict[str, Any] = {}
-    # the states and position of the last chunk whose rows were logged: what a stop may checkpoint
-    logged: tuple[Any, Position] | None = None
+    # whether the last chunk's rows were logged: only then may a stop checkpoint its states
+    logged = False
 
     def elapsed() -> float:
         return position.wall_s + time.perf_counter() - start
@@ -438,7 +438,7 @@ def train(
             for hook in hooks:
                 hook.on_start(info)
             for index in range(position.chunks_done, schedule.num_chunks):
-                logged = None
+                logged = False
                 chunk_start = time.perf_counter()
                 states = inject_nan(states, run.alerts, index)
                 states, metrics = programs.chunk(states)
@@ -466,7 +466,7 @@ def train(
                 for row in rows:
                     row["perf/sps"] = sps
                 out.log(step, rows)
-                logged = (states, position)
+                logged = True
                 for hook in hooks:
                     hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
                 if stop.requested and not last:
@@ -478,10 +478,10 @@ def train(
             for hook in hooks:
                 hook.on_end(RunEnded(position.env_steps, summary, states))
         except Stopped as err:
-            if err.save and logged is not None:
-                saved = checkpoints.save(logged[0], eval_keys, dataclasses.replace(logged[1], wall_s=elapsed()))
+            if err.save and logged:
+                saved = checkpoints.save(states, eval_keys, dataclasses.replace(position, wall_s=elapsed()))
                 if saved is not None:
-                    err.reason += f"; checkpoint at step {logged[1].env_steps}"
+                    err.reason += f"; checkpoint at step {position.env_steps}"
             summary = {**progress("stopped"), "reason": err.reason}
             _write_quietly(run_dir / "summary.json", summary)
             raise
@@ -509,10 +509,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    write_atomically(path, "".join(line for line in lines if line.strip() and json.loads(line)["step"] <= step))
 
 
 def _sweep_hooks(run: RunConfig, run_dir: Path) -> list[Hook]:

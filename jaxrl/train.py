@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
+from jaxrl.files import write_atomically
 from jaxrl.events import Hook
 from jaxrl.multirun import job_dir
 from jaxrl.sweeps import quote_distributions
@@ -125,10 +126,8 @@ class _KeepOverrides(Hook):
         self.run_dir, self.overrides = run_dir, list(overrides)
 
     def on_start(self, run: Any) -> None:
-        """Writes the file through a temporary one."""
-        tmp = self.run_dir / (OVERRIDES_FILE + ".tmp")
-        tmp.write_text(yaml.safe_dump([o for o in self.overrides if _key(o) != "resume"]))
-        os.replace(tmp, self.run_dir / OVERRIDES_FILE)
+        """Writes the file whole (`write_atomically`)."""
+        write_atomically(self.run_dir / OVERRIDES_FILE, yaml.safe_dump([o for o in self.overrides if _key(o) != "resume"]))
 
 
 def _key(override: str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +64,50 @@ def run_config(*overrides: str) -> RunConfig:
     return from_dict(compose(*overrides))
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 540) -> subprocess.CompletedProcess:
-    """Runs `python -m jaxrl.train ARGS` in `cwd` as a user would."""
+def _cli_env() -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("XLA_FLAGS", None)  # the trainer must install its own guard
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 540) -> subprocess.CompletedProcess:
+    """Runs `python -m jaxrl.train ARGS` in `cwd` as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=_cli_env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
+    """`python -m jaxrl.train ARGS` in `cwd`, as `run_cli` runs it, without waiting."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=_cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_while_running(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Polls `condition()` until true; fails if `proc` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def leet(*args: str) -> str:
+    """wandb's own reader of a run's .wandb log (`wandb leet inspect ARGS`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", *args], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout
+
+
+def leet_summary(run_dir: Path) -> dict:
+    """A wandb run's state, config, summary and console lines."""
+    return json.loads(leet("--summary", "--json", str(run_dir)))
+
+
+def leet_records(run_dir: Path) -> list[dict]:
+    """Every record of a wandb run's .wandb log ("type": "history", "artifact", "preempting", ...)."""
+    return [json.loads(line) for line in leet("--json", str(run_dir)).splitlines()]
 

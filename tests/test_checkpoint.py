@@ -22,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import run_cli
+from conftest import leet_records, run_cli, start_cli, wait_while_running
 from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
 from jaxrl.config import CheckpointConfig
 
@@ -39,26 +39,9 @@ SAC = [
 ]
 
 
-def start(cwd: Path, *args: str) -> subprocess.Popen:
-    """`python -m jaxrl.train ARGS` in `cwd`, without waiting."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
 def checkpoint_steps(run_dir: Path) -> list[int]:
     folder = run_dir / CHECKPOINTS
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-
-
-def wait_until(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -77,9 +60,9 @@ def final_state(run_dir: Path) -> dict:
 def kill_and_resume(tmp_path: Path, args: list[str]) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """The run uninterrupted, and the same run killed (SIGKILL) right after its
     second checkpoint and then resumed; both run side by side."""
-    full = start(tmp_path, *args, "run_dir=full")
-    killed = start(tmp_path, *args, "run_dir=killed")
-    wait_until(lambda: len(checkpoint_steps(tmp_path / "killed")) >= 2, killed)
+    full = start_cli(tmp_path, *args, "run_dir=full")
+    killed = start_cli(tmp_path, *args, "run_dir=killed")
+    wait_while_running(lambda: len(checkpoint_steps(tmp_path / "killed")) >= 2, killed)
     killed.kill()
     killed.communicate(timeout=60)
     assert killed.returncode == -signal.SIGKILL
@@ -176,8 +159,8 @@ def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(finished_r
 
 def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
     args = [*PPO, "total_timesteps=100000", "num_logs=50", "checkpoint.every=0", "runs_root=runs"]
-    proc = start(tmp_path, *args)
-    wait_until(lambda: any(tmp_path.glob("runs/*/metrics.jsonl")) and
+    proc = start_cli(tmp_path, *args)
+    wait_while_running(lambda: any(tmp_path.glob("runs/*/metrics.jsonl")) and
                next(tmp_path.glob("runs/*/metrics.jsonl")).read_text().count("\n") >= 4, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -201,9 +184,9 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
 
 def test_a_second_signal_ends_the_process_at_once(tmp_path):
     # chunks of several seconds each: the signals arrive during the second of four
-    proc = start(tmp_path, *PPO, "seeds=1", "total_timesteps=400000", "num_logs=4", "eval.every=100", "run_dir=run")
+    proc = start_cli(tmp_path, *PPO, "seeds=1", "total_timesteps=400000", "num_logs=4", "eval.every=100", "run_dir=run")
     metrics = tmp_path / "run" / "metrics.jsonl"
-    wait_until(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, proc)
+    wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, proc)
     proc.send_signal(signal.SIGTERM)
     time.sleep(1.0)
     assert proc.poll() is None, "the first signal waits for the chunk to end"
@@ -238,14 +221,6 @@ def test_a_failed_save_warns_keeps_the_previous_checkpoint_and_cleans_up(tmp_pat
     ckpt.close()
 
 
-def wandb_records(run: Path, kind: str) -> list[dict]:
-    out = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )
-    return [r[kind] for r in map(json.loads, out.stdout.splitlines()) if r.get("type") == kind]
-
-
 def test_wandb_artifacts_hold_complete_checkpoints_and_never_temporary_files(tmp_path, monkeypatch):
     from jaxrl.sinks.base import FanOut, RunInfo
     from jaxrl.sinks.wandb_sink import WandbSink
@@ -275,7 +250,7 @@ def test_wandb_artifacts_hold_complete_checkpoints_and_never_temporary_files(tmp
     sink.close({"status": "finished"})
     ckpt.close()
     (run,) = (run_dir / "wandb").glob("offline-run-*")
-    artifacts = wandb_records(run, "artifact")
+    artifacts = [r["artifact"] for r in leet_records(run) if r.get("type") == "artifact"]
     # one from the save itself, one from the explicit call
     assert len(artifacts) == 2
     for artifact in artifacts:

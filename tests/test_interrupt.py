@@ -6,14 +6,12 @@ preempting; during compilation, exit 128 + signal and no run folder."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+
+from conftest import leet_records, leet_summary, start_cli, wait_while_running
 
 # a budget far beyond what runs before the signal; many logged points, so the
 # first metrics line comes soon after compilation
@@ -23,51 +21,18 @@ LONG = [
 ]
 
 
-def start(cwd: Path, *args: str) -> subprocess.Popen:
-    """`python -m jaxrl.train ARGS` in `cwd`, as conftest.run_cli starts it, without waiting."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}"
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
-
-
 def finish(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     return proc.returncode, stderr
 
 
-def wandb_has_record(run: Path, kind: str) -> bool:
-    out = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )
-    return any(json.loads(line).get("type") == kind for line in out.stdout.splitlines())
-
-
-def wandb_state(run: Path) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )
-    return json.loads(out.stdout)["state"]
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_during_training_stops_it_resumably(tmp_path, signum):
     run_dir = tmp_path / "run"
-    proc = start(tmp_path, *LONG, "run_dir=run", "logger=wandb", "logger.mode=offline")
+    proc = start_cli(tmp_path, *LONG, "run_dir=run", "logger=wandb", "logger.mode=offline")
     metrics = run_dir / "metrics.jsonl"
-    wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, proc)
+    wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, proc)
     code, stderr = finish(proc, signum)
     assert code == 75, stderr[-2000:]
     name = signal.Signals(signum).name
@@ -81,12 +46,12 @@ def test_a_signal_during_training_stops_it_resumably(tmp_path, signum):
     assert (run_dir / "checkpoints" / str(summary["env_steps"])).is_dir()
     # W&B: the runs are closed and marked preempting (requeued, resumable), not running
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-    assert runs and all(wandb_state(r) not in ("running", "") for r in runs)
-    assert all(wandb_has_record(r, "preempting") for r in runs)
+    assert runs and all(leet_summary(r)["state"] not in ("running", "") for r in runs)
+    assert all(any(x.get("type") == "preempting" for x in leet_records(r)) for r in runs)
 
 
 def test_ctrl_c_during_compilation_leaves_no_folder(tmp_path):
-    proc = start(tmp_path, *LONG, "logger=none")
+    proc = start_cli(tmp_path, *LONG, "logger=none")
     # the CLI says 'compiling ...' just before compilation starts
     line = proc.stderr.readline()
     assert line.startswith("compiling"), line

@@ -15,7 +15,7 @@ from jaxrl import load_policy
 from jaxrl.runner import POLICY_FILE, train
 from jaxrl.sinks.jsonl import JsonlSink
 
-from conftest import compose, run_cli, run_config
+from conftest import compose, leet_summary, run_cli, run_config
 
 TINY = ["algo.num_envs=4", "algo.rollout_length=32", "algo.hidden=[32,32]", "algo.num_minibatches=4", "eval.episodes=2", "video.enabled=false"]
 
@@ -192,8 +192,6 @@ class InterruptAt:
 
 
 def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_interrupted(tmp_path):
-    import subprocess
-    import sys
 
     from jaxrl.sinks.wandb_sink import WandbSink
 
@@ -210,11 +208,7 @@ def test_an_interrupted_run_keeps_its_logs_and_policy_and_is_marked_interrupted(
     assert act(np.zeros(2, np.float32)).shape == (1,)
     # W&B shows the runs as failed, not finished
     for wandb_run in sorted((run_dir / "wandb").glob("offline-run-*")):
-        out = subprocess.run(
-            [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(wandb_run)],
-            capture_output=True, text=True, timeout=120, check=True,
-        )
-        assert json.loads(out.stdout)["state"] == "failed"
+        assert leet_summary(wandb_run)["state"] == "failed"
 
 
 def test_load_policy_says_what_it_needs(tmp_path):

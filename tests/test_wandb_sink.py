@@ -3,7 +3,6 @@ reader (`wandb leet inspect`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ import pytest
 
 wandb = pytest.importorskip("wandb")
 
+from conftest import leet_records, leet_summary  # noqa: E402
 from jaxrl.sinks.base import RunInfo  # noqa: E402
 from jaxrl.sinks.wandb_sink import (  # noqa: E402
     STEP_METRIC,
@@ -52,26 +52,6 @@ def episode_return(step: int, member: int) -> float:
 
 def offline_runs(wandb_dir: Path) -> list[Path]:
     return sorted(wandb_dir.glob("offline-run-*"))
-
-
-def leet(*args: str) -> str:
-    """wandb's own reader of a run's .wandb log."""
-    done = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
-
-
-def leet_summary(run_dir: Path) -> dict:
-    return json.loads(leet("--summary", "--json", str(run_dir)))
-
-
-def leet_records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in leet("--json", str(run_dir)).splitlines()]
 
 
 def sink_warnings(caught: list[warnings.WarningMessage]) -> list[str]:

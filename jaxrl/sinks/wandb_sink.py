@@ -16,7 +16,6 @@ import copy
 import json
 import logging
 import numbers
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import wandb
 from wandb.sdk.lib import runid
 
 from jaxrl.errors import RESUMABLE_EXIT
+from jaxrl.files import write_atomically
 from jaxrl.sinks.base import RunInfo, Sink
 
 __all__ = ["STEP_METRIC", "WandbSink", "member_config", "member_name", "resolve_mode"]
@@ -244,7 +244,7 @@ class WandbSink(Sink):
         resumed = ids_file.exists()
         ids = json.loads(ids_file.read_text()) if resumed else [runid.generate_id() for _ in run.members]
         if not resumed:
-            _write_atomically(ids_file, json.dumps(ids))
+            write_atomically(ids_file, json.dumps(ids))
         for member, run_id in zip(run.members, ids, strict=True):
             wandb_run = wandb.init(
                 id=run_id,
@@ -319,12 +319,6 @@ class WandbSink(Sink):
             # every finish fail too, and that must not reach training.
             with contextlib.suppress(Exception):
                 wandb_run.finish(exit_code=1)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def member_name(group: str, member: dict[str, Any]) -> str:
