@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -425,6 +426,8 @@ def train(
             "wall_s": round(elapsed(), 3),
             "compile_s": round(programs.seconds, 3),
             "train_s": round(position.train_s, 3),
+            # XLA reads them once, at start: what decided this session's speed
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
             **({"sessions": position.sessions} if position.sessions > 1 else {}),
             "final": position.final,
         }
