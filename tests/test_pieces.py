@@ -1,5 +1,5 @@
 """Small pure pieces with hand-checkable values: GAE, the epochs x minibatches loop,
-running statistics, probe values."""
+running statistics, probe values, the critic on truncated steps only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl.algos.common import epochs_of_minibatches, gae, minibatches
+from jaxrl.algos.base import hyperparams
+from jaxrl.algos.common import apply_where, epochs_of_minibatches, gae, minibatches
+from jaxrl.algos.ppo import PPO, PPOConfig
+from jaxrl.envs import make_env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
 
 
@@ -74,3 +77,39 @@ def test_reward_scaler_divides_by_return_std():
     assert float(scaler.returns[0]) == pytest.approx(10.0, rel=1e-3)
     std = float(jnp.sqrt(scaler.stats.var))
     assert float(scaler.scale(jnp.float32(1.0))) == pytest.approx(1.0 / std, rel=1e-3)
+
+
+@pytest.mark.parametrize("trues", [0, 1, 5, 7])
+def test_apply_where_equals_the_function_on_every_row_where_the_mask_holds(trues):
+    x = jax.random.normal(jax.random.PRNGKey(trues), (40, 3))
+    mask = jnp.zeros(40, bool).at[jax.random.permutation(jax.random.PRNGKey(1), 40)[:trues]].set(True)
+
+    def fn(rows):
+        return 2.0 * rows.sum(-1) + 1.0
+
+    expected = jnp.where(mask, fn(x), 0.0)
+    np.testing.assert_allclose(apply_where(fn, x, mask, max_rows=7), expected, rtol=1e-6)
+    np.testing.assert_allclose(apply_where(fn, x, mask, max_rows=40), expected, rtol=1e-6)
+
+
+class _OnlyTruncatesAfter:
+    """`env` with its spec claiming a shorter time limit: the trainer then
+    evaluates the critic on every row, as it would without the bound."""
+
+    def __init__(self, env, steps: int):
+        self._env, self.spec = env, env.spec.replace(max_episode_steps=steps)
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+
+def test_ppo_bootstraps_truncated_steps_as_a_full_critic_pass_would():
+    env = make_env("gymnax", "MountainCarContinuous-v0", episode_length=5)  # 3 truncations per env in 16 steps
+    config = PPOConfig(num_envs=4, rollout_length=16, hidden=(16,), num_minibatches=4)
+    targets = []
+    for spec_env in (env, _OnlyTruncatesAfter(env, 1)):
+        algo = PPO(spec_env, config, total_timesteps=64)
+        state = algo.init(jax.random.PRNGKey(0), hyperparams(config))
+        _, batch, metrics = jax.jit(algo.collect)(state, jax.random.PRNGKey(1))
+        targets.append(batch.target)
+    np.testing.assert_allclose(targets[0], targets[1], rtol=1e-5, atol=1e-6)

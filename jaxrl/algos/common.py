@@ -1,6 +1,6 @@
 """Pure pieces the algorithms share.
 
-On-policy: GAE, flattening a rollout, shuffled minibatches and the epochs x
+On-policy: GAE, a function over the few rows a mask picks, flattening a rollout, shuffled minibatches and the epochs x
 minibatches loop. All algorithms: the clipped Adam step with a traced
 learning rate, its state, and linear learning-rate decay.
 """
@@ -41,6 +41,24 @@ def gae(
 
     _, advantages = jax.lax.scan(backward, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True)
     return advantages, advantages + values
+
+
+def apply_where(fn, x: jax.Array, mask: jax.Array, max_rows: int) -> jax.Array:
+    """fn over the rows of x where mask holds, zeros elsewhere, computing fn on
+    at most `max_rows` rows rather than all N.
+
+    x: [N, ...]; mask: [N] bool, true on at most `max_rows` rows (the caller's
+    bound: rows past the first `max_rows` true ones would get zeros);
+    fn: [M, ...] -> [M]. Returns [N].
+    """
+    n = mask.shape[0]
+    if max_rows >= n:
+        return jnp.where(mask, fn(x), 0.0)
+    # indices of the true rows; the unused slots point past the end, and the
+    # scatter drops them
+    (rows,) = jnp.nonzero(mask, size=max_rows, fill_value=n)
+    values = fn(jnp.take(x, rows, axis=0, mode="clip"))
+    return jnp.zeros(n, values.dtype).at[rows].set(values, mode="drop")
 
 
 def flatten_steps(tree):

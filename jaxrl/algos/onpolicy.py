@@ -16,7 +16,7 @@ from flax import struct
 
 from jaxrl.errors import ConfigError
 from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
-from jaxrl.algos.common import adam_state, gae
+from jaxrl.algos.common import adam_state, apply_where, gae
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
 from jaxrl.networks import CategoricalPolicy, GaussianPolicy, ValueCritic, deterministic_action, policy_distribution
@@ -193,8 +193,18 @@ class OnPolicy(abc.ABC):
         (env_state, obs, scaler), (obs_n, action, log_prob, value, reward, ts) = jax.lax.scan(
             step, (state.env_state, state.obs, state.reward_scaler), jax.random.split(key, cfg.rollout_length)
         )
-        last_value = self.critic_net.apply(state.critic, self.normalize(state.obs_stats, obs))
-        final_value = self.critic_net.apply(state.critic, self.normalize(state.obs_stats, ts.final_obs))
+        def critic(raw_obs):
+            return self.critic_net.apply(state.critic, self.normalize(state.obs_stats, raw_obs))
+
+        last_value = critic(obs)
+        # Only a truncated step bootstraps from its final observation, and the
+        # time limit truncates an env at most ceil(T / max_episode_steps) times
+        # in a rollout: the critic runs on those rows, not on all T x B.
+        T, B = ts.truncated.shape
+        max_truncations = B * -(-T // self.env.spec.max_episode_steps)
+        final_value = apply_where(
+            critic, ts.final_obs.reshape(T * B, *ts.final_obs.shape[2:]), ts.truncated.reshape(-1), max_truncations
+        ).reshape(T, B)
         next_value = jnp.concatenate([value[1:], last_value[None]], axis=0)
         next_value = jnp.where(ts.truncated, final_value, next_value)
         advantage, target = gae(reward, value, next_value, ts.terminated, ts.done, hp.gamma, hp.gae_lambda)

@@ -62,7 +62,9 @@ class TimeStep(NamedTuple):
         step ended the previous one.
     reward: [] float32.
     terminated: [] bool, the episode reached a terminal state.
-    truncated: [] bool, the episode hit the time limit without terminating.
+    truncated: [] bool, the episode hit the time limit without terminating;
+        only there (episode_length == spec.max_episode_steps): the on-policy
+        trainers count on it to bound how many steps bootstrap from final_obs.
     final_obs: [*obs_shape] observation reached by this step, before any reset;
         the state to bootstrap from when `truncated`.
     episode_return: [] float32, return of the episode that ended at this step
