@@ -239,7 +239,14 @@ def compile_programs(
         params = algo.policy_params(state)
         return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, eval_episodes)
 
-    init = layout.jit(jax.vmap(algo.init), (layout.inputs, layout.inputs), layout.states).lower(keys, hp).compile()
+    def init_population(keys, hp):
+        # member after member (lax.map), not vmap: jaxlib 0.10.2's CPU runtime
+        # deadlocked (every thread idle, forever) running the vmapped init of
+        # 100 or more 2x256 PPO members on 2 cores; init runs once per run, so
+        # the loop costs nothing that matters
+        return jax.lax.map(lambda member: algo.init(*member), (keys, hp))
+
+    init = layout.jit(init_population, (layout.inputs, layout.inputs), layout.states).lower(keys, hp).compile()
     chunk = layout.jit(chunk, (layout.states,), (layout.states, layout.metrics), donate_argnums=0).lower(shapes).compile()
     evaluate_ = layout.jit(jax.vmap(evaluate_member), (layout.states, layout.inputs), layout.results)
     evaluate_ = evaluate_.lower(shapes, keys).compile()

@@ -68,6 +68,20 @@ def test_a_grid_is_one_compilation_and_equals_its_runs_one_at_a_time():
     assert not np.allclose(kernel[0], kernel[4])
 
 
+@pytest.mark.timeout(240, method="thread")  # a hang in native code ignores signals
+def test_a_population_of_128_full_size_members_starts():
+    """The default 2x256 PPO: jaxlib 0.10.2's CPU runtime never returned from
+    the vmapped init of 100 or more such members on 2 cores (every thread
+    idle); the runner initialises member after member instead."""
+    run = run_config("seeds=128", "logger=none", "video.enabled=false")
+    algo, _ = build(run)
+    keys, hp = member_keys(run), population_hyperparams(run)
+    schedule = Schedule(num_chunks=1, updates_per_chunk=1, steps_per_update=algo.steps_per_update)
+    states = compile_programs(algo, schedule, keys, hp, eval_episodes=1).init(keys, hp)
+    alone = jax.jit(algo.init)(keys[7], jax.tree.map(lambda x: x[7], hp))
+    chex.assert_trees_all_equal(jax.tree.map(lambda x: x[7], states), alone)
+
+
 def test_a_random_search_writes_sweep_csv_and_a_leaderboard(tmp_path, capsys):
     overrides = (*TINY, "sweep.algo.lr=loguniform(1e-5,1e-2)", "sweep.samples=16", "sweep.seed=7", "seeds=2",
                  "total_timesteps=64", "num_logs=1", "eval.episodes=1")
