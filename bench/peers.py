@@ -219,7 +219,7 @@ def humanoid_brax(steps: int, chunks: int) -> Comparison:
                  "algo.num_minibatches=8", "algo.gamma=0.97"]
     return Comparison("humanoid-brax", s, {"jaxrl": jaxrl_side(overrides, skip_first_chunk=True),
                                            "brax": script_side(PEER_PY, "brax_ppo.py", s)},
-                      "jaxrl: chunks 2.. (the first runs several times slower); brax: its own training/sps over epochs 2.. "
+                      "jaxrl: chunks 2.. (its first chunk is left out as Brax leaves out its first epoch); brax: its own training/sps over epochs 2.. "
                       "(the first compiles); return: deterministic evaluation at the end, 16 episodes. Rewards: jaxrl normalises "
                       "them (the preset), Brax scales them by 0.1 (reward_scaling)")
 
