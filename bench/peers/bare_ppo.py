@@ -36,6 +36,7 @@ class ActorCritic(nn.Module):
     def __call__(self, obs):
         """(mean, log_std, value) of a batch of observations."""
         def mlp(x, out, scale):
+            """Orthogonally initialised tanh layers, then a linear head of width `out`."""
             for width in self.hidden:
                 x = nn.tanh(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
             return nn.Dense(out, kernel_init=nn.initializers.orthogonal(scale))(x)
@@ -126,6 +127,7 @@ def make_train(c: dict):
             last_value = net.apply(p, normalise(last_obs, obs_stats))[2]
 
             def gae(next_, x):
+                """One step of the backward GAE recursion."""
                 adv, next_value = next_
                 r, v, d = x
                 delta = r + c["gamma"] * next_value * (1 - d) - v
@@ -136,10 +138,12 @@ def make_train(c: dict):
             batch = jax.tree.map(lambda x: x.reshape(n * t, *x.shape[2:]), (obs, action, logp, value, adv, adv + value))
 
             def epoch(state, key):
+                """One pass over the batch in shuffled minibatches."""
                 perm = jax.random.permutation(key, n * t)
                 mbs = jax.tree.map(lambda x: x[perm].reshape(c["num_minibatches"], minibatch, *x.shape[1:]), batch)
 
                 def minibatch_step(state, mb):
+                    """One clipped Adam step on a minibatch."""
                     p, opt = state
                     grads = jax.grad(loss_fn)(p, mb)
                     updates, opt = tx.update(grads, opt, p)
