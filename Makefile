@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test bench clean
+.PHONY: setup train test bench bench-peers clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ test: setup
 
 bench: setup
 	$(PY) bench/bench_ppo.py $(ARGS)
+
+# jaxrl against PureJaxRL-style PPO, SB3, SBX and Brax at the same settings;
+# installs the peers into bench/.peers-venv on first use (bench/peers.py --help)
+bench-peers: setup
+	$(PY) bench/peers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs
