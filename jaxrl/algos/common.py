@@ -1,8 +1,9 @@
 """Pure pieces the algorithms share.
 
-On-policy: GAE, a function over the few rows a mask picks, flattening a rollout, shuffled minibatches and the epochs x
-minibatches loop. All algorithms: the clipped Adam step with a traced
-learning rate, its state, and linear learning-rate decay.
+On-policy: GAE, a function over the few rows a mask picks, flattening a
+rollout, shuffled minibatches and the epochs x minibatches loop. All
+algorithms: the clipped Adam step with a traced learning rate, its state,
+and linear learning-rate decay.
 """
 
 from __future__ import annotations

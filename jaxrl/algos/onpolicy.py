@@ -16,7 +16,7 @@ from flax import struct
 
 from jaxrl.errors import ConfigError
 from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
-from jaxrl.algos.common import adam_state, apply_where, gae
+from jaxrl.algos.common import adam_state, apply_where, flatten_steps, gae
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
 from jaxrl.networks import CategoricalPolicy, GaussianPolicy, ValueCritic, deterministic_action, policy_distribution
@@ -200,11 +200,10 @@ class OnPolicy(abc.ABC):
         # Only a truncated step bootstraps from its final observation, and the
         # time limit truncates an env at most ceil(T / max_episode_steps) times
         # in a rollout: the critic runs on those rows, not on all T x B.
-        T, B = ts.truncated.shape
-        max_truncations = B * -(-T // self.env.spec.max_episode_steps)
+        max_truncations = cfg.num_envs * -(-cfg.rollout_length // self.env.spec.max_episode_steps)
         final_value = apply_where(
-            critic, ts.final_obs.reshape(T * B, *ts.final_obs.shape[2:]), ts.truncated.reshape(-1), max_truncations
-        ).reshape(T, B)
+            critic, flatten_steps(ts.final_obs), flatten_steps(ts.truncated), max_truncations
+        ).reshape(ts.truncated.shape)
         next_value = jnp.concatenate([value[1:], last_value[None]], axis=0)
         next_value = jnp.where(ts.truncated, final_value, next_value)
         advantage, target = gae(reward, value, next_value, ts.terminated, ts.done, hp.gamma, hp.gae_lambda)
