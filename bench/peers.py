@@ -26,9 +26,9 @@ jax/brax versions of the interpreter running this script); a stamp file
 holding the requirement list makes later runs skip the install.
 
 Every side runs with XLA_FLAGS unset: the peers as their users run them
-(no CPU-scheduler guard), and jaxrl through `python -m jaxrl.train` with one
-seed, which takes its own guard back before XLA starts (README, Architecture);
-summary.json's xla_flags says what each jaxrl run had. Run it on
+(no CPU-scheduler guard), and jaxrl through `python -m jaxrl.train`, which
+sets its own guard against the CPU scheduler's deadlock (README,
+Architecture); summary.json's xla_flags says what each jaxrl run had. Run it on
 a quiet machine: PyTorch's default OpenMP threads slow down tenfold when
 another process holds a core (--torch-threads 1 shows it), so the load
 average at the start is part of the record.
@@ -174,8 +174,8 @@ def ppo_purejaxrl(steps: int) -> Comparison:
                    "hidden", "lr", "anneal_lr", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm")),
                  "algo.activation=tanh", "algo.normalize_obs=true", "algo.normalize_reward=true", "algo.clip_value=true"]
     return Comparison("ppo-purejaxrl", s, {"jaxrl": jaxrl_side(overrides), "bare": script_side(sys.executable, "bare_ppo.py", s)},
-                      "both: the whole compiled training run, compilation excluded; both without XLA_FLAGS "
-                      "(bare as a user runs it, jaxrl's one-seed CLI run without its CPU-scheduler guard)")
+                      "both: the whole compiled training run, compilation excluded; both started without XLA_FLAGS "
+                      "(bare runs as a user runs it, jaxrl sets its CPU-scheduler guard)")
 
 
 def ppo1_sb3(steps: int, warmup: int, torch_threads: int | None) -> Comparison:

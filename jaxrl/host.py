@@ -12,8 +12,7 @@ import os
 import sys
 
 __all__ = [
-    "CPU_GUARD", "choose_mujoco_gl", "configure", "guard_cpu_deadlock", "make_deterministic", "relax_cpu_guard",
-    "set_mujoco_gl",
+    "CPU_GUARD", "choose_mujoco_gl", "configure", "guard_cpu_deadlock", "make_deterministic", "set_mujoco_gl",
 ]
 
 # The OpenGL platforms mujoco's Python bindings can run headless on Linux; the
@@ -61,48 +60,23 @@ def configure() -> None:
 
 
 CPU_GUARD = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-"""The XLA flag that keeps jaxlib 0.10's CPU scheduler from deadlocking populations."""
-
-# Whether XLA_FLAGS holds CPU_GUARD because guard_cpu_deadlock put it there
-# (and not the user): only then may relax_cpu_guard take it back.
-_guard_installed = False
+"""The XLA flag that keeps jaxlib 0.10's CPU scheduler from deadlocking training programs."""
 
 
 def guard_cpu_deadlock() -> None:
     """Turns off XLA's concurrency-optimised CPU scheduler unless XLA_FLAGS is set.
 
-    With jaxlib 0.10 that scheduler can deadlock vmapped multi-seed training
-    programs on the CPU: after compiling, every XLA thread waits on a futex
-    and the process sits at 0% CPU. XLA
-    reads the flag when its backend starts, so this must run before the first
-    computation; the flag only affects the CPU backend. A user's own XLA_FLAGS
-    are left alone.
+    With jaxlib 0.10 that scheduler can deadlock training programs on the
+    CPU: after compiling, every XLA thread waits on a futex and the process
+    sits at 0% CPU. It was seen with vmapped populations and with a single
+    SAC member on Brax humanoid (32 envs, 4 gradient steps per update), so
+    the guard stays on for every run, although one PPO seed trains about
+    1.1x faster without it (docs/benchmarks.md). XLA reads the flag when its
+    backend starts, so this must run before the first computation; the flag
+    only affects the CPU backend. A user's own XLA_FLAGS are left alone.
     """
-    global _guard_installed
     if "XLA_FLAGS" not in os.environ:
         os.environ["XLA_FLAGS"] = CPU_GUARD
-        _guard_installed = True
-
-
-def relax_cpu_guard() -> bool:
-    """Takes back the guard `guard_cpu_deadlock` installed, for a process
-    that will run a single-member program and nothing else (the CLI's one run
-    of one seed). Returns whether it did.
-
-    The deadlock was only ever seen with populations of two or more, and the
-    scheduler it turns off is what runs independent ops (the actor's and the
-    critic's) on several cores at once: one seed trains faster without the
-    guard (docs/benchmarks.md). Does nothing once the XLA backend has started
-    (it has read the flags by then), or when XLA_FLAGS came from the user.
-    """
-    from jax._src import xla_bridge
-
-    global _guard_installed
-    if not _guard_installed or os.environ.get("XLA_FLAGS") != CPU_GUARD or xla_bridge.backends_are_initialized():
-        return False
-    del os.environ["XLA_FLAGS"]
-    _guard_installed = False
-    return True
 
 
 def set_mujoco_gl() -> None:

@@ -55,11 +55,11 @@ def run_dir_for(run: RunConfig) -> Path:
     return path
 
 
-def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), sole_run: bool = False) -> dict[str, Any]:
+def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = ()) -> dict[str, Any]:
     """Composes the config of `python -m jaxrl.train OVERRIDES`, finds the run
     to resume when `resume=` asks for one, trains, and returns the summary.
     `hooks` hear the run's events after the built-in ones (`jaxrl.api.run`
-    learns its run folder so); `sole_run` as for `run_from_config`."""
+    learns its run folder so)."""
     cfg = compose_config(overrides)
     resume_dir = resume_target(cfg)
     if resume_dir is not None:
@@ -69,7 +69,7 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), sole_ru
         except ConfigError as err:
             raise ConfigError(f"cannot resume {resume_dir} with this command line: {err}") from None
         check_resumable(resume_dir, cfg)
-    return run_from_config(cfg, overrides, resume_dir, hooks, sole_run)
+    return run_from_config(cfg, overrides, resume_dir, hooks)
 
 
 def run_from_config(
@@ -77,13 +77,11 @@ def run_from_config(
     overrides: list[str] = (),
     resume_dir: Path | None = None,
     hooks: Sequence[Hook] = (),
-    sole_run: bool = False,
 ) -> dict[str, Any]:
     """Validates `cfg`, trains (going on in `resume_dir` when given), and
     returns the summary. `overrides`, the command line `cfg` was composed
     from, is kept in the run folder so that the run can be resumed; `hooks`
-    follow the built-in ones. `sole_run`: this process runs nothing else (the
-    CLI without -m), so a one-member run may drop the CPU deadlock guard."""
+    follow the built-in ones."""
     from jaxrl.alerts import alert_hooks
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
@@ -92,10 +90,6 @@ def run_from_config(
         cfg.run_dir, cfg.resume = str(resume_dir), None
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)
-    if sole_run and len(run.members()) == 1 and not run.distributed:
-        from jaxrl.host import relax_cpu_guard
-
-        relax_cpu_guard()
     if run.deterministic:
         from jaxrl.host import make_deterministic
 
@@ -377,7 +371,7 @@ def main() -> None:
     overrides = [a for a in args if not a.startswith("-")]
     with exit_status():
         if not flags:
-            run_from_overrides(overrides, sole_run=True)
+            run_from_overrides(overrides)
             return
         if set(flags) <= set(MULTIRUN_FLAGS):
             check_sweep(overrides)
