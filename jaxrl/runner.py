@@ -475,6 +475,8 @@ def train(
                 sps = schedule.updates_per_chunk * schedule.steps_per_update / seconds
                 for row in rows:
                     row["perf/sps"] = sps
+                    # time since the run began (compilation and earlier sessions included): time-to-return curves
+                    row["perf/wall_s"] = elapsed()
                 out.log(step, rows)
                 logged = True
                 for hook in hooks:

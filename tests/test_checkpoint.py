@@ -47,7 +47,7 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 def rows(run_dir: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock throughput."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "perf/sps"} for line in lines]
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("perf/")} for line in lines]
 
 
 def final_state(run_dir: Path) -> dict:
@@ -296,3 +296,4 @@ def test_deterministic_sets_xla_flags_before_jax_starts_and_refuses_after():
     if "--xla_gpu_deterministic_ops=true" not in os.environ.get("XLA_FLAGS", ""):
         with pytest.raises(ConfigError, match="deterministic=true must be set before jax starts"):
             make_deterministic()
+
