@@ -101,6 +101,11 @@ class _Deterministic:
         return self.algo.policy(params, obs, key, True)
 
 
+def deterministic_policy(algo: Algorithm, params: Any) -> jax.tree_util.Partial:
+    """`(obs, key) -> action` of one member's policy params, for `video.record_episode`."""
+    return jax.tree_util.Partial(_Deterministic(algo), params)
+
+
 class Videos(Hook):
     """Films member `video.member`'s deterministic policy to `videos/<name>.mp4`
     at the end (`video.enabled`) and every `video.every` evaluations, and hands
@@ -127,8 +132,7 @@ class Videos(Hook):
         from jaxrl.video import record_episode
 
         member = self.video.member
-        params = jax.tree.map(lambda x: x[member], self.algo.policy_params(states))
-        act = jax.tree_util.Partial(_Deterministic(self.algo), params)
+        act = deterministic_policy(self.algo, jax.tree.map(lambda x: x[member], self.algo.policy_params(states)))
         try:
             result = record_episode(
                 self.algo.env, act, jax.random.PRNGKey(step), self.run_dir / "videos", name, max_frames=self.video.max_frames

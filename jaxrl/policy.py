@@ -1,10 +1,10 @@
-"""`load_policy(run_dir)`: a trained policy as a plain NumPy callable."""
+"""`load_policy(run_dir)`: a trained policy as a plain NumPy callable; `film_policy(run_dir)`: its video."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.serialization
 import jax
@@ -15,8 +15,11 @@ import yaml
 from jaxrl.algos.base import Algorithm, hyperparams
 from jaxrl.config import RunConfig, from_dict
 from jaxrl.envs.base import scale_action
-from jaxrl.outputs import POLICY_FILE
+from jaxrl.outputs import POLICY_FILE, deterministic_policy
 from jaxrl.runner import build
+
+if TYPE_CHECKING:
+    from jaxrl.video import VideoResult
 
 
 def load_policy(
@@ -37,25 +40,7 @@ def load_policy(
     a policy file that cannot be read; the callable raises ValueError for an
     observation of the wrong shape or with NaN or infinite values.
     """
-    run_dir = Path(run_dir)
-    for name in ("config.yaml",) if step is not None else ("config.yaml", POLICY_FILE):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"no {name} in {run_dir}: is it a jaxrl run folder with an evaluated policy?")
-    run = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    members = run.members()
-    if member is None:
-        matches = [i for i, m in enumerate(members) if m["seed"] == seed]
-        if not matches:
-            raise ValueError(f"seed {seed} was not trained in {run_dir}; seeds: {sorted({m['seed'] for m in members})}")
-        member = matches[0]
-    elif not 0 <= member < len(members):
-        raise ValueError(f"member {member} out of range; {run_dir} has members 0..{len(members) - 1}")
-
-    algo, _ = build(run)
-    if step is None:
-        params = _policy_file_params(run_dir, run, algo, member)
-    else:
-        params = _checkpoint_params(run_dir, run, algo, member, step)
+    _, algo, params = _trained(Path(run_dir), seed, member, step)
     spec = algo.env.spec
     shape = tuple(spec.obs_shape)
 
@@ -74,6 +59,48 @@ def load_policy(
 
     return policy
 
+
+def _trained(run_dir: Path, seed: int, member: int | None, step: int | None) -> tuple[RunConfig, Algorithm, Any]:
+    """The run's config, its algorithm (env included) and one member's policy params (see `load_policy`)."""
+    for name in ("config.yaml",) if step is not None else ("config.yaml", POLICY_FILE):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"no {name} in {run_dir}: is it a jaxrl run folder with an evaluated policy?")
+    run = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    members = run.members()
+    if member is None:
+        matches = [i for i, m in enumerate(members) if m["seed"] == seed]
+        if not matches:
+            raise ValueError(f"seed {seed} was not trained in {run_dir}; seeds: {sorted({m['seed'] for m in members})}")
+        member = matches[0]
+    elif not 0 <= member < len(members):
+        raise ValueError(f"member {member} out of range; {run_dir} has members 0..{len(members) - 1}")
+    algo, _ = build(run)
+    if step is None:
+        return run, algo, _policy_file_params(run_dir, run, algo, member)
+    return run, algo, _checkpoint_params(run_dir, run, algo, member, step)
+
+
+def film_policy(
+    run_dir: str | Path, seed: int = 0, member: int | None = None, step: int | None = None, max_frames: int | None = None
+) -> VideoResult:
+    """Films one episode of a trained member's deterministic policy into `run_dir/videos/`.
+
+    For runs trained with `video.enabled=false` (a GPU machine without
+    OpenGL, say): the video is made later, wherever the run folder is. The
+    member and policy are chosen as in `load_policy`; the file is
+    `videos/final.mp4`, or `videos/step<step>.mp4` with `step`. max_frames:
+    as `video.max_frames` (default: the run's). Returns
+    `jaxrl.video.VideoResult` (mp4 path, episode return and length; `reason`
+    when the env could not be drawn).
+    """
+    from jaxrl.video import record_episode
+
+    run_dir = Path(run_dir)
+    run, algo, params = _trained(run_dir, seed, member, step)
+    return record_episode(
+        algo.env, deterministic_policy(algo, params), jax.random.PRNGKey(step or 0), run_dir / "videos",
+        "final" if step is None else f"step{step}", max_frames=max_frames or run.video.max_frames,
+    )
 
 
 def _policy_file_params(run_dir: Path, run: RunConfig, algo: Algorithm, member: int) -> Any:

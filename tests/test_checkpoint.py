@@ -297,3 +297,13 @@ def test_deterministic_sets_xla_flags_before_jax_starts_and_refuses_after():
         with pytest.raises(ConfigError, match="deterministic=true must be set before jax starts"):
             make_deterministic()
 
+
+def test_film_makes_a_video_after_training_from_the_run_folder(finished_run):
+    steps = checkpoint_steps(finished_run)
+    film = [sys.executable, "-m", "jaxrl.film", str(finished_run), "--step", str(steps[0])]
+    done = subprocess.run(film, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mp4 = finished_run / "videos" / f"step{steps[0]}.mp4"
+    assert done.stdout.startswith(f"{mp4}: return ") and mp4.stat().st_size > 1000
+    missing = subprocess.run([*film[:3], str(finished_run / "nowhere")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "no config.yaml in" in missing.stderr

@@ -1,0 +1,41 @@
+"""`python -m jaxrl.film RUN_DIR`: a video of a trained run's policy, made after training.
+
+For runs trained with `video.enabled=false`, or on a machine that could not
+render: writes `RUN_DIR/videos/final.mp4` (or `step<N>.mp4` with --step)
+from the run folder alone (`jaxrl.policy.film_policy`). Exit status 0 with a
+video, 1 when the env could not be drawn (the reason on stderr; Brax then
+leaves its HTML viewer), 2 for a folder or member that does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the command line, films, prints the video's path, return and length."""
+    parser = argparse.ArgumentParser(prog="python -m jaxrl.film", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a jaxrl run folder (config.yaml and policy.msgpack or checkpoints/)")
+    parser.add_argument("--seed", type=int, default=0, help="the member trained with this seed (default 0)")
+    parser.add_argument("--member", type=int, help="the member by index instead (sweeps)")
+    parser.add_argument("--step", type=int, help="the policy of the checkpoint at this env step instead of the last evaluated")
+    parser.add_argument("--max-frames", type=int, help="frames drawn at most (default: the run's video.max_frames)")
+    args = parser.parse_args(argv)
+
+    from jaxrl.policy import film_policy
+
+    try:
+        result = film_policy(args.run_dir, args.seed, args.member, args.step, args.max_frames)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if result.mp4 is None:
+        print(f"no video: {result.reason}" + (f"; HTML viewer: {result.html}" if result.html else ""), file=sys.stderr)
+        return 1
+    print(f"{result.mp4}: return {result.episode_return:.1f} over {result.episode_length} steps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
