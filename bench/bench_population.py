@@ -74,14 +74,17 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     shape = TINY if args.tiny else SHAPE
-    rows = [measure(int(p), shape, args.updates, args.chunks, args.repeats) for p in args.members.split(",")]
-    base = next((r["sps"] / r["members"] for r in rows if r["members"] == 1), None)
     print(f"jax {jax.__version__} on {jax.device_count()} x {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()})")
     print("| members | compile s | total env steps/s | s per agent | speedup over 1 member |")
-    print("|---|---|---|---|---|")
-    for r in rows:
+    print("|---|---|---|---|---|", flush=True)
+    rows, base = [], None
+    for p in args.members.split(","):
+        # printed as measured: a run cut short by a time limit still shows its rows
+        r = measure(int(p), shape, args.updates, args.chunks, args.repeats)
+        base = r["sps"] / r["members"] if r["members"] == 1 else base
         r["speedup"] = round(r["sps"] / base, 2) if base else None
-        print(f"| {r['members']} | {r['compile_s']} | {r['sps']:,.0f} | {r['s_per_agent']} | {r['speedup'] or '-'} |")
+        rows.append(r)
+        print(f"| {r['members']} | {r['compile_s']} | {r['sps']:,.0f} | {r['s_per_agent']} | {r['speedup'] or '-'} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"jax": jax.__version__, "devices": [str(d) for d in jax.devices()], "shape": shape, "rows": rows}, f, indent=2)

@@ -12,7 +12,8 @@ the figure is over the later epochs.
     python bench/peers/brax_ppo.py '{"env": "humanoid", "backend": "spring", "total_timesteps": 300000, ...}'
 
 Prints one JSON line: {"sps": env steps/s over epochs 2.., "return": the last
-evaluation's mean episode reward, "epoch_sps": every epoch's steps/s}.
+evaluation's mean episode reward, "epoch_sps": every epoch's steps/s, "evals":
+[env step, seconds since the trainer was called, eval return] per evaluation}.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +42,7 @@ def main() -> None:
 
     c = json.loads(sys.argv[1])
     epochs = c["num_chunks"]
-    progress = []
+    progress, start = [], time.perf_counter()
     train.train(
         environment=envs.get_environment(c["env"], backend=c["backend"]),
         num_timesteps=c["total_timesteps"], num_evals=epochs + 1, num_envs=c["num_envs"],
@@ -54,13 +56,16 @@ def main() -> None:
             networks.make_ppo_networks, policy_hidden_layer_sizes=tuple(c["hidden"]),
             value_hidden_layer_sizes=tuple(c["hidden"]), activation=jax.nn.silu,
         ),
-        progress_fn=lambda step, metrics: progress.append({k: float(v) for k, v in metrics.items()}),
+        progress_fn=lambda step, metrics: progress.append(
+            {"step": int(step), "wall_s": time.perf_counter() - start, **{k: float(v) for k, v in metrics.items()}}
+        ),
     )
     rates = [m["training/sps"] for m in progress if "training/sps" in m]
     print(json.dumps({
         "sps": len(rates[1:]) / sum(1 / r for r in rates[1:]),
         "return": progress[-1]["eval/episode_reward"],
         "epoch_sps": rates,
+        "evals": [[m["step"], round(m["wall_s"], 1), m["eval/episode_reward"]] for m in progress],
     }))
 
 
