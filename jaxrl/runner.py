@@ -473,10 +473,10 @@ def train(
                     for hook in hooks:
                         hook.on_evaluation(event)
                 sps = schedule.updates_per_chunk * schedule.steps_per_update / seconds
+                # time since the run began (compilation and earlier sessions included): time-to-return curves
+                wall = elapsed()
                 for row in rows:
-                    row["perf/sps"] = sps
-                    # time since the run began (compilation and earlier sessions included): time-to-return curves
-                    row["perf/wall_s"] = elapsed()
+                    row["perf/sps"], row["perf/wall_s"] = sps, wall
                 out.log(step, rows)
                 logged = True
                 for hook in hooks:

@@ -20,15 +20,15 @@ from jaxrl.video import rollout
 BUDGET = ["total_timesteps=1003520", "num_logs=1", "eval.episodes=8", "logger=none", "video.enabled=false"]
 
 
-def uniform_random(obs, key):
-    """The random policy: actions uniform over the whole normalised box [-1, 1]^17."""
-    del obs
-    return jax.random.uniform(key, (17,), minval=-1.0, maxval=1.0)
-
-
 def random_policy_returns(episodes: int) -> np.ndarray:
-    """Returns of `episodes` episodes of `uniform_random` on the preset's env (spring humanoid), keys 0.."""
+    """Returns of `episodes` episodes of a uniform random policy (actions uniform over the whole
+    normalised box [-1, 1]^action_dim) on the preset's env (spring humanoid), keys 0.."""
     env = make_env("brax", "humanoid", backend="spring")
+
+    def uniform_random(obs, key):
+        del obs
+        return jax.random.uniform(key, (env.spec.action_dim,), minval=-1.0, maxval=1.0)
+
     return np.array([float(rollout(env, uniform_random, jax.random.PRNGKey(i))[1].reward.sum()) for i in range(episodes)])
 
 
