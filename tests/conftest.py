@@ -65,7 +65,8 @@ def run_config(*overrides: str) -> RunConfig:
 
 
 def _cli_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # RAY_USAGE_STATS_ENABLED: the Ray launcher's local cluster must not try to report usage from CI
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("XLA_FLAGS", None)  # the trainer must install its own guard
     return env
 

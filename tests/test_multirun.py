@@ -1,5 +1,5 @@
 """Hydra multirun (-m) for shape-changing settings: one run folder per job and
-a summary of them all, locally and through the submitit launcher."""
+a summary of them all, locally and through the submitit and Ray launchers."""
 
 from __future__ import annotations
 
@@ -29,10 +29,11 @@ def test_collect_names_what_differs_between_jobs(tmp_path):
     ]
 
 
-@pytest.mark.slow  # two jobs, each its own process through submitit: about two minutes on 2 cores
-def test_a_submitit_local_multirun_makes_a_run_folder_per_job_and_a_summary(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    proc = run_cli(["-m", "hydra/launcher=submitit_local", "algo.num_envs=4,8", *TINY], cwd=tmp_path)
+@pytest.mark.slow  # two jobs, each its own process (with Ray, a local cluster too): about 20 s each on 2 cores
+@pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
+def test_a_launcher_multirun_makes_a_run_folder_per_job_and_a_summary(tmp_path, launcher):
+    # ray: a local Ray cluster started by the launcher and stopped when the multirun ends
+    proc = run_cli(["-m", f"hydra/launcher={launcher}", "algo.num_envs=4,8", *TINY], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "runs").glob("multirun-*")
     summary = json.loads((sweep / "summary.json").read_text())
