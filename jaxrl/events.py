@@ -23,7 +23,8 @@ class ChunkDone:
     index: 0-based chunk index; last: whether it is the run's last chunk.
     step: env steps per member so far.
     rows: per-member metrics of the chunk (evaluation results merged in).
-    states: the population's training state ([P] leading axis), on the device.
+    states: the population's training state, on the device: [P'] leading axis, the P
+        members and then any padding (copies of the last member; `population_devices`).
     evaluated: whether an evaluation ran after this chunk.
     """
 
@@ -53,7 +54,7 @@ class EvaluationDone:
 class RunEnded:
     """Training finished and summary.json was written.
 
-    summary: the summary.json content; states: the final training state.
+    summary: the summary.json content; states: the final training state (as in ChunkDone).
     """
 
     step: int

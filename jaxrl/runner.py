@@ -111,26 +111,41 @@ def member_keys(run: RunConfig) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray([m["seed"] for m in run.members()], jnp.uint32))
 
 
-def population_devices(num_members: int, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
-    """The devices a population of `num_members` is sharded over: the most of
-    `devices` (default: every device of every process) that divide it evenly,
-    so every device trains the same number of members and none trains a copy."""
+def population_devices(num_members: int, devices: Sequence[jax.Device] | None = None) -> tuple[list[jax.Device], int]:
+    """The devices a population of `num_members` is sharded over, and its size
+    once padded to a multiple of their count.
+
+    One device per member when there are fewer members than `devices`
+    (default: every device of every process), else all of them; a population
+    that does not divide evenly is padded with copies of its last member, which
+    train alongside and whose results are dropped, so that every device trains
+    the same number of members.
+    """
     devices = list(jax.devices() if devices is None else devices)
-    used = devices[: math.gcd(num_members, len(devices))]
+    used = devices[:num_members]
     if {d.process_index for d in used} != {d.process_index for d in devices}:
         # a process without a device in the mesh could not take part in the programs
-        raise ConfigError(
-            f"a population of {num_members} member(s) does not divide over the {len(devices)} devices of "
-            f"{jax.process_count()} processes; make seeds x sweep settings a multiple of {len(devices)}"
-        )
-    if len(used) < len(devices):
+        used = devices
+    padded = -(-num_members // len(used)) * len(used)
+    if padded > num_members:
         print(
-            f"{num_members} member(s) run on {len(used)} of {len(devices)} devices: make the population "
-            f"(seeds x sweep settings) a multiple of {len(devices)} to use them all",
+            f"{num_members} members are padded to {padded} with copies of the last one, {padded // len(used)} on each "
+            f"of {len(used)} devices: make the population (seeds x sweep settings) a multiple of {len(used)} to "
+            "waste none",
             file=sys.stderr,
             flush=True,
         )
-    return used
+    return used, padded
+
+
+def pad_members(tree: Any, size: int) -> Any:
+    """`tree` with `size` members: leaves [P, ...] become [size, ...] (size >= P),
+    the added members copies of the last one."""
+
+    def pad(x: Any) -> Any:
+        return x if x.shape[0] == size else jnp.concatenate([x, jnp.repeat(x[-1:], size - x.shape[0], axis=0)])
+
+    return jax.tree.map(pad, tree)
 
 
 def _check_memory(shapes: Any, num_members: int, shards: int = 1) -> None:
@@ -174,12 +189,16 @@ def reduce_chunk(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
 class Programs:
     """A run's programs, compiled ahead of time for its population of P members.
 
-    init(keys [P], hp [P]) -> states [P]: fresh training states.
-    chunk(states [P]) -> (states, metrics {name: [updates_per_chunk, P]}):
+    init(keys [P], hp [P]) -> states [P']: fresh training states.
+    chunk(states [P']) -> (states, metrics {name: [updates_per_chunk, P]}):
         `updates_per_chunk` updates of every member; its input is donated.
-    evaluate(states [P], keys [P]) -> {"eval/return_mean": [P], ...}.
-    state_shapes: the training states' shapes and dtypes (ShapeDtypeStructs).
+    evaluate(states [P'], keys [P]) -> {"eval/return_mean": [P], ...}.
+    state_shapes: the P members' training states' shapes and dtypes
+        (ShapeDtypeStructs), as checkpoints hold them.
     seconds: wall time spent lowering and compiling the three.
+    members, padded: P, and P' >= P, the population the programs train: on
+        several devices an uneven population is padded with copies of its
+        last member (`population_devices`); `unpad` and `pad` convert states.
     """
 
     init: Any
@@ -187,6 +206,16 @@ class Programs:
     evaluate: Any
     state_shapes: Any
     seconds: float
+    members: int
+    padded: int
+
+    def unpad(self, states: Any) -> Any:
+        """The P members' part of `states` ([P'] leaves)."""
+        return states if self.padded == self.members else jax.tree.map(lambda x: x[: self.members], states)
+
+    def pad(self, states: Any) -> Any:
+        """`states` of the P members ([P] leaves), padded to the programs' P'."""
+        return pad_members(states, self.padded)
 
 
 def compile_programs(
@@ -201,8 +230,9 @@ def compile_programs(
     give the population's shapes.
 
     The work is split over `devices` (default: every device) by a `Layout`:
-    the member axis over `population_devices(P, devices)`, or, for a lone
-    member, its env batch (`Layout.for_population`). `init` and `evaluate`
+    the member axis over `population_devices(P, devices)`, padded to a
+    multiple of them, or, for a lone member, its env batch
+    (`Layout.for_population`). `init` and `evaluate`
     place their inputs themselves. With several processes
     (`distributed=true`), every program takes and returns whole,
     process-local arrays, so the host loop runs unchanged.
@@ -213,9 +243,11 @@ def compile_programs(
     start = time.perf_counter()
     num_members = keys.shape[0]
     # traced, not run: the state's shapes size it and place it
-    shapes = jax.eval_shape(jax.vmap(algo.init), keys, hp)
-    layout = Layout.for_population(algo, shapes, num_members, devices)
-    _check_memory(shapes, num_members, layout.shards)
+    member_shapes = jax.eval_shape(jax.vmap(algo.init), keys, hp)
+    layout = Layout.for_population(algo, member_shapes, num_members, devices)
+    shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct((layout.padded, *s.shape[1:]), s.dtype), member_shapes)
+    keys, hp = pad_members((keys, hp), layout.padded)
+    _check_memory(shapes, layout.padded, layout.shards)
 
     def checked_update(state):
         state, metrics = algo.update(state)
@@ -250,13 +282,32 @@ def compile_programs(
     chunk = layout.jit(chunk, (layout.states,), (layout.states, layout.metrics), donate_argnums=0).lower(shapes).compile()
     evaluate_ = layout.jit(jax.vmap(evaluate_member), (layout.states, layout.inputs), layout.results)
     evaluate_ = evaluate_.lower(shapes, keys).compile()
+    init = layout.placed(init, (layout.inputs, layout.inputs))
+    # states from init are in place already, but restored ones (a checkpoint) are not
+    chunk = layout.placed(chunk, (layout.states,))
+    evaluate_ = layout.placed(evaluate_, (layout.states, layout.inputs))
+    if layout.padded > num_members:
+        # the padding members take inputs and give results that nobody sees
+        init_padded, chunk_padded, evaluate_padded = init, chunk, evaluate_
+
+        def init(keys, hp):
+            return init_padded(*pad_members((keys, hp), layout.padded))
+
+        def chunk(states):
+            states, metrics = chunk_padded(states)
+            return states, jax.tree.map(lambda x: x[:, :num_members], metrics)
+
+        def evaluate_(states, keys):
+            return jax.tree.map(lambda x: x[:num_members], evaluate_padded(states, pad_members(keys, layout.padded)))
+
     return Programs(
-        init=layout.placed(init, (layout.inputs, layout.inputs)),
-        # states from init are in place already, but restored ones (a checkpoint) are not
-        chunk=layout.placed(chunk, (layout.states,)),
-        evaluate=layout.placed(evaluate_, (layout.states, layout.inputs)),
-        state_shapes=shapes,
+        init=init,
+        chunk=chunk,
+        evaluate=evaluate_,
+        state_shapes=member_shapes,
         seconds=time.perf_counter() - start,
+        members=num_members,
+        padded=layout.padded,
     )
 
 
@@ -264,12 +315,15 @@ def compile_programs(
 class Layout:
     """Where a population's arrays live, as shardings (None: one device, plain jit).
 
+    devices: the devices in use; padded: the population they train, P' >= P
+    (`population_devices`);
     states: the training state's sharding (a pytree of them, or one for all leaves);
-    inputs: keys [P] and hyperparameters [P]; metrics: {name: [updates, P]};
-    results: evaluation results [P]; devices: the devices in use.
+    inputs: keys [P'] and hyperparameters [P']; metrics: {name: [updates, P']};
+    results: evaluation results [P'].
     """
 
     devices: list[jax.Device]
+    padded: int
     states: Any = None
     inputs: Any = None
     metrics: Any = None
@@ -287,7 +341,8 @@ class Layout:
     def for_population(
         cls, algo: Algorithm, shapes: Any, num_members: int, devices: Sequence[jax.Device] | None = None
     ) -> Layout:
-        """Several members: split along the member axis over `population_devices`.
+        """Several members: split along the member axis over `population_devices`,
+        padded to a multiple of them.
         One member on one process: its env batch (`env_state`, `obs`; [1, num_envs, ...])
         split over the most devices that divide num_envs, everything else
         replicated; XLA turns the learner's means over the batch into
@@ -302,12 +357,12 @@ class Layout:
                 states = jax.tree.map(lambda _: whole, shapes).replace(
                     env_state=jax.tree.map(batched, shapes.env_state), obs=batched(shapes.obs)
                 )
-                return cls(used, states, whole, whole, whole)
-        used = population_devices(num_members, devices)
+                return cls(used, 1, states, whole, whole, whole)
+        used, padded = population_devices(num_members, devices)
         if len(used) == 1:
-            return cls(used)
+            return cls(used, padded)
         member = _sharding(used, "member")
-        return cls(used, member, member, _sharding(used, None, "member"), member)
+        return cls(used, padded, member, member, _sharding(used, None, "member"), member)
 
     def jit(self, fn: Any, in_shardings: Any, out_shardings: Any, **kwargs: Any) -> Any:
         """jax.jit with these shardings (plain jax.jit on one device, so a lone
@@ -404,6 +459,7 @@ def train(
     restored = checkpoints.restore(programs.state_shapes, len(members)) if resume else None
     if restored:
         states, eval_keys, position = restored
+        states = programs.pad(states)
         position = dataclasses.replace(position, sessions=position.sessions + 1)
         print(f"resuming {run_dir} at step {position.env_steps}", file=sys.stderr, flush=True)
     else:
@@ -469,7 +525,7 @@ def train(
                     position, chunks_done=index + 1, env_steps=step, train_s=position.train_s + seconds, final=final
                 )
                 if evaluated:
-                    event = EvaluationDone(index, step, final, jax.device_get(algo.policy_params(states)))
+                    event = EvaluationDone(index, step, final, jax.device_get(programs.unpad(algo.policy_params(states))))
                     for hook in hooks:
                         hook.on_evaluation(event)
                 sps = schedule.updates_per_chunk * schedule.steps_per_update / seconds
@@ -484,14 +540,16 @@ def train(
                 if stop.requested and not last:
                     raise Stopped(f"{stop.requested.name} received")
                 if checkpoints.due(index + 1, last):
-                    checkpoints.save(states, eval_keys, dataclasses.replace(position, wall_s=elapsed()), final=last)
+                    checkpoints.save(
+                        programs.unpad(states), eval_keys, dataclasses.replace(position, wall_s=elapsed()), final=last
+                    )
             summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             for hook in hooks:
                 hook.on_end(RunEnded(position.env_steps, summary, states))
         except Stopped as err:
             if err.save and logged:
-                saved = checkpoints.save(states, eval_keys, dataclasses.replace(position, wall_s=elapsed()))
+                saved = checkpoints.save(programs.unpad(states), eval_keys, dataclasses.replace(position, wall_s=elapsed()))
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
             summary = {**progress("stopped"), "reason": err.reason}

@@ -71,10 +71,11 @@ def _cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 540) -> subprocess.CompletedProcess:
-    """Runs `python -m jaxrl.train ARGS` in `cwd` as a user would."""
+def run_cli(args: list[str], cwd: Path, timeout: float = 540, **env: str) -> subprocess.CompletedProcess:
+    """Runs `python -m jaxrl.train ARGS` in `cwd` as a user would, with `env` added to its environment."""
     return subprocess.run(
-        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=_cli_env(), capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env={**_cli_env(), **env}, capture_output=True, text=True,
+        timeout=timeout,
     )
 
 

@@ -25,6 +25,7 @@ import pytest
 from conftest import leet_records, run_cli, start_cli, wait_while_running
 from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
 from jaxrl.config import CheckpointConfig
+from jaxrl.host import CPU_GUARD
 
 PPO = [
     "algo=ppo", "seeds=2", "total_timesteps=61440", "num_logs=30", "algo.num_envs=8", "algo.rollout_length=64",
@@ -53,7 +54,10 @@ def rows(run_dir: Path) -> list[dict]:
 def final_state(run_dir: Path) -> dict:
     """Every leaf of the newest checkpoint's training state, as NumPy arrays."""
     step = checkpoint_steps(run_dir)[-1]
-    tree = ocp.PyTreeCheckpointer().restore((run_dir / CHECKPOINTS / str(step) / "state").absolute())
+    path, checkpointer = (run_dir / CHECKPOINTS / str(step) / "state").absolute(), ocp.PyTreeCheckpointer()
+    # as NumPy arrays: a state saved sharded over devices this process lacks still reads
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), checkpointer.metadata(path).item_metadata)
+    tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
     return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
@@ -155,6 +159,20 @@ def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(finished_r
     assert summary["status"] == "finished" and summary["env_steps"] == 14336
     logged = [r["step"] for r in rows(run_dir) if r["member"] == 0]
     assert logged == sorted(set(logged)) and logged[-1] == 14336
+
+
+@pytest.mark.slow  # two short runs, about 40 s on 2 cores
+def test_a_padded_population_checkpoints_its_own_members_and_resumes_on_one_device(tmp_path):
+    two_devices = f"--xla_force_host_platform_device_count=2 {CPU_GUARD}"
+    first = run_cli([*PPO, "seeds=3", "total_timesteps=12288", "num_logs=6", "run_dir=run"], tmp_path, XLA_FLAGS=two_devices)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "3 members are padded to 4 with copies of the last one, 2 on each of 2 devices" in first.stderr
+    assert {leaf.shape[0] for leaf in final_state(tmp_path / "run").values() if leaf.ndim} == {3}
+    resumed = run_cli(["resume=run", "total_timesteps=14336"], tmp_path)
+    assert resumed.returncode == 0 and "padded" not in resumed.stderr, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["status"], summary["env_steps"], summary["seeds"]) == ("finished", 14336, [0, 1, 2])
+    assert sorted(r["member"] for r in rows(tmp_path / "run") if r["step"] == 14336) == [0, 1, 2]
 
 
 def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):

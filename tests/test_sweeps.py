@@ -154,29 +154,37 @@ from test_sweeps import TINY, compiled, trained
 
 assert jax.device_count() == 2, jax.devices()
 run = run_config(*TINY, "seeds={seeds}")
-one = trained(compiled(run, devices=jax.devices()[:1]), run)
-two = trained(compiled(run), run)
-# 4 members: 2 per device; 1 member: its 4 envs split over the devices, the learner's means cross-device sums
+programs = compiled(run, devices=jax.devices()[:1]), compiled(run)
+one, two = (trained(p, run) for p in programs)
+# 4 members: 2 per device; 3 members: padded to 4; 1 member: its 4 envs split over the devices, the
+# learner's means cross-device sums
 spec = jax.sharding.PartitionSpec(*{spec!r})
 assert two[0].obs.sharding.spec == spec and len(two[0].obs.sharding.device_set) == 2, two[0].obs.sharding
-chex.assert_trees_all_close(one, two, rtol=1e-4, atol=1e-5)
+assert programs[1].padded == {padded} and two[0].obs.shape[0] == {padded}, programs[1]
+assert jax.tree.leaves(two[1])[0].shape[1] == {seeds}  # the padding's metrics are dropped
+chex.assert_trees_all_close((programs[0].unpad(one[0]), one[1]), (programs[1].unpad(two[0]), two[1]), rtol=1e-4, atol=1e-5)
 print("sharded run equals")
 """
 
 
-def run_on_two_devices(seeds: int, spec: tuple) -> None:
+def run_on_two_devices(seeds: int, spec: tuple, padded: int | None = None) -> None:
     env = {
         **os.environ,
         # the scheduler flag too: setting XLA_FLAGS turns off jaxrl's own guard against the CPU deadlock
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_cpu_enable_concurrency_optimized_scheduler=false",
     }
-    script = SHARDED.format(tests=str(Path(__file__).parent), seeds=seeds, spec=spec)
+    script = SHARDED.format(tests=str(Path(__file__).parent), seeds=seeds, spec=spec, padded=padded or seeds)
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0 and "sharded run equals" in proc.stdout, proc.stderr[-3000:]
 
 
 def test_a_population_sharded_over_two_devices_equals_one_device():
     run_on_two_devices(4, ("member",))
+
+
+@pytest.mark.slow  # about 60 s on 2 busy cores
+def test_an_uneven_population_is_padded_to_use_both_devices_and_equals_one_device():
+    run_on_two_devices(3, ("member",), padded=4)
 
 
 @pytest.mark.slow  # about 100 s on 2 busy cores
