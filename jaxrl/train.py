@@ -158,9 +158,9 @@ def _status(run_dir: Path) -> str | None:
 
 def resume_target(cfg: DictConfig) -> Path | None:
     """The run folder `resume=` points at: the given folder, or for
-    `resume=auto` the newest unfinished run under `runs_root` (or `run_dir`,
-    when given) whose config matches `cfg` but for RESUME_MAY_CHANGE; None
-    for a new run."""
+    `resume=auto` the newest unfinished run under `runs_root` (or at
+    `run_dir`, when given, or in a multirun job's own folder) whose config
+    matches `cfg` but for RESUME_MAY_CHANGE; None for a new run."""
     if cfg.resume is None:
         return None
     if cfg.resume != "auto":
@@ -172,8 +172,8 @@ def resume_target(cfg: DictConfig) -> Path | None:
             )
         return path
     want = _identity(OmegaConf.to_container(cfg, resolve=True))
-    if cfg.run_dir:
-        candidates = [Path(cfg.run_dir).expanduser()]
+    if cfg.run_dir or job_dir():
+        candidates = [Path(cfg.run_dir).expanduser() if cfg.run_dir else job_dir()]
     else:
         root = Path(cfg.runs_root).expanduser()
         candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
@@ -318,7 +318,21 @@ def check_sweep(overrides: list[str]) -> None:
     except HydraException as err:
         raise _hydra_error(err, overrides) from None
     for job in jobs:
-        from_dict(OmegaConf.to_container(compose_config(job), resolve=True))
+        cfg = compose_config(job)
+        check_multirun_resume(cfg)
+        from_dict(OmegaConf.to_container(cfg, resolve=True))
+
+
+def check_multirun_resume(cfg: DictConfig) -> None:
+    """Raises ConfigError for resume=<folder> in a multirun job (or any run
+    started through Hydra's own flags): such a run composes its config once,
+    inside Hydra, without the folder's command line, and every job would go
+    on in that one folder."""
+    if cfg.resume not in (None, "auto"):
+        raise ConfigError(
+            f"resume={cfg.resume} does not work with -m: give resume=auto and the first multirun's "
+            "hydra.sweep.dir, or resume each job's run folder on its own"
+        )
 
 
 @contextlib.contextmanager
@@ -356,10 +370,14 @@ def hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     with exit_status():
-        if cfg.resume is not None:
-            # Hydra is composing already: resume= would need a second composition
-            raise ConfigError("resume= does not work with -m; resume each job's run folder on its own")
-        run_from_config(cfg, list(HydraConfig.get().overrides.task))
+        check_multirun_resume(cfg)
+        # resume=auto: every job goes on in its own folder (<sweep dir>/<job>), the command line
+        # being the one that made it; a job that finished there is not trained again
+        resume_dir = resume_target(cfg) if cfg.resume else None
+        if resume_dir is None and cfg.resume and _status(job_dir()) == "finished":
+            print(f"{job_dir()} finished already", file=sys.stderr, flush=True)
+            return
+        run_from_config(cfg, list(HydraConfig.get().overrides.task), resume_dir)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ BAD = [
     (["experiment=sac_mountaincar", "algo=ppo"], "these are keys of sac"),
     (["-m", "algo.lr=-1"], "algo.lr must be positive"),
     (["-m", "algo.lr=1e-3,nan"], "algo.lr must be a finite number"),
+    (["-m", "algo.num_envs=4,8", "resume=afile"], "resume=afile does not work with -m: give resume=auto"),
     (["algo.lr=nan"], "algo.lr must be a finite number, got nan"),
     (["algo.lr=inf"], "algo.lr must be a finite number, got inf"),
     (["sweep.algo.lr=[nan,1e-3]"], "sweep.algo.lr must be a finite number"),

@@ -1,16 +1,18 @@
 """Hydra multirun (-m) for shape-changing settings: one run folder per job and
-a summary of them all, locally and through the submitit and Ray launchers."""
+a summary of them all, locally and through the submitit and Ray launchers; a
+stopped multirun goes on with resume=auto."""
 
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 import yaml
 
 from jaxrl.multirun import collect
 
-from conftest import run_cli
+from conftest import run_cli, start_cli, wait_while_running
 
 TINY = ["algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4", "total_timesteps=256", "num_logs=2",
         "logger=none", "video.enabled=false", "seeds=1", "eval.episodes=1"]
@@ -44,3 +46,27 @@ def test_a_launcher_multirun_makes_a_run_folder_per_job_and_a_summary(tmp_path, 
     for job in (0, 1):
         assert (sweep / str(job) / "metrics.jsonl").exists() and (sweep / str(job) / "policy.msgpack").exists()
     assert "job 1: finished" in proc.stdout
+
+
+@pytest.mark.slow  # two short multiruns in one process each: about 40 s on 2 cores
+def test_a_stopped_multirun_goes_on_with_resume_auto_and_trains_no_finished_job_again(tmp_path):
+    # job 0 is short and finishes; job 1 is long enough to be stopped while it trains
+    args = ["-m", "hydra.sweep.dir=sweep", "total_timesteps=1024,1000000", "algo.num_envs=4", *TINY[:3],
+            "num_logs=400", *TINY[5:], "checkpoint.every=0"]
+    proc = start_cli(tmp_path, *args)
+    metrics = tmp_path / "sweep" / "1" / "metrics.jsonl"
+    wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 75, stderr[-3000:]
+    stopped = json.loads((tmp_path / "sweep" / "1" / "summary.json").read_text())
+    assert stopped["status"] == "stopped"
+
+    resumed = run_cli([*args, "resume=auto"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "sweep/0 finished already" in resumed.stderr
+    assert f"sweep/1 at step {stopped['env_steps']}" in resumed.stderr
+    summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
+    assert [(j["summary"]["status"], j["summary"]["env_steps"] >= total) for j, total in zip(summary["jobs"], (1024, 1e6))] == [
+        ("finished", True), ("finished", True),
+    ]
