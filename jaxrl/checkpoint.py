@@ -128,6 +128,10 @@ class Checkpointer:
             return None
         step = position.env_steps
         self._last_save = time.monotonic()
+        if jax.process_count() > 1:
+            # distributed=true: this process holds the whole state in its own
+            # arrays, which orbax refuses in a multi-process run; as NumPy they save
+            states, eval_keys = jax.device_get((states, eval_keys))
         try:
             self._manager.save(
                 step,

@@ -411,7 +411,7 @@ def train(
     sinks: Sequence[Sink],
     resolved_config: dict[str, Any],
     hooks: Sequence[Hook] = (),
-    resume: bool = False,
+    resume_from: Path | None = None,
 ) -> dict[str, Any]:
     """Trains the population, feeding `sinks` and `hooks`; returns the summary.
 
@@ -421,9 +421,11 @@ def train(
     policy, checkpoints/, summary.json, videos/ and curves.png. `hooks` run
     after the built-in ones.
 
-    resume: go on in `run_dir` from its newest readable checkpoint (from the
-    start when it has none); metrics.jsonl loses the rows logged after that
-    checkpoint, which are trained again exactly as they were.
+    resume_from: go on from the newest readable checkpoint in this run folder
+    (from the start when it has none): `run_dir` itself, whose metrics.jsonl
+    then loses the rows logged after that checkpoint, which are trained again
+    exactly as they were; or, for a process other than 0 of several
+    (`distributed=true`), process 0's folder, which is only read.
 
     While the loop runs, a first SIGINT or SIGTERM stops it after the current
     chunk with a checkpoint and raises `Stopped`; a second ends the process.
@@ -437,8 +439,9 @@ def train(
     start = time.perf_counter()
     out = FanOut(sinks)
     checkpoints = Checkpointer(run_dir, run.checkpoint, out)
-    previous = checkpoints.newest_position() if resume else None
-    if not resume:
+    source = checkpoints if resume_from in (None, run_dir) else Checkpointer(resume_from, run.checkpoint)
+    previous = source.newest_position() if resume_from else None
+    if resume_from != run_dir:
         check_run_dir(run_dir)
     algo, schedule = build(run, previous.updates_per_chunk if previous else None)
     members = run.members()
@@ -456,7 +459,7 @@ def train(
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
-    restored = checkpoints.restore(programs.state_shapes, len(members)) if resume else None
+    restored = source.restore(programs.state_shapes, len(members)) if resume_from else None
     if restored:
         states, eval_keys, position = restored
         states = programs.pad(states)
@@ -465,7 +468,7 @@ def train(
     else:
         states = None
         position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {})
-    if resume:
+    if resume_from == run_dir:
         _truncate_metrics(run_dir / "metrics.jsonl", position.env_steps)
     builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out)]
     hooks = [*builtin, *_sweep_hooks(run, run_dir), *hooks]
@@ -535,10 +538,17 @@ def train(
                     row["perf/sps"], row["perf/wall_s"] = sps, wall
                 out.log(step, rows)
                 logged = True
-                for hook in hooks:
-                    hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
-                if stop.requested and not last:
-                    raise Stopped(f"{stop.requested.name} received")
+                stopped = None
+                try:
+                    for hook in hooks:
+                        hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
+                except Stopped as err:
+                    stopped = err
+                if stop.requested and not last and stopped is None:
+                    stopped = Stopped(f"{stop.requested.name} received")
+                stopped = _stop_together(stopped)
+                if stopped is not None:
+                    raise stopped
                 if checkpoints.due(index + 1, last):
                     checkpoints.save(
                         programs.unpad(states), eval_keys, dataclasses.replace(position, wall_s=elapsed()), final=last
@@ -569,7 +579,22 @@ def train(
             # sinks learn how the run ended: W&B marks an unfinished run failed
             out.close(summary)
             checkpoints.close()
+            if source is not checkpoints:
+                source.close()
     return summary
+
+
+def _stop_together(stopped: Stopped | None) -> Stopped | None:
+    """With several processes (`distributed=true`), a stop that any of them
+    asks for after this chunk (a signal, an alert on process 0), so that all
+    leave the loop after the same chunk: one that went on would wait forever
+    in the next chunk's collectives. One tiny all-gather per chunk."""
+    if jax.process_count() == 1:
+        return stopped
+    from jax.experimental import multihost_utils
+
+    anywhere = multihost_utils.process_allgather(np.int32(stopped is not None)).any()
+    return Stopped("another process stopped") if stopped is None and anywhere else stopped
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

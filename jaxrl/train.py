@@ -97,16 +97,14 @@ def run_from_config(
     if run.distributed:
         from jaxrl.distributed import initialize, is_writer
 
-        if resume_dir is not None:
-            raise ConfigError("resume= with distributed=true is not supported yet: every process would need the checkpoint")
         initialize()
         if not is_writer():
-            return _train_quietly(run, resolved)
+            return _train_quietly(run, resolved, resume_dir)
     run_dir = run_dir_for(run)
     sinks = make_sinks(run)
     hooks = [_KeepOverrides(run_dir, overrides), *alert_hooks(run, sinks), *hooks]
     try:
-        return train(run, run_dir, sinks, resolved, hooks, resume=resume_dir is not None)
+        return train(run, run_dir, sinks, resolved, hooks, resume_from=run_dir if resume_dir is not None else None)
     except BaseException as err:
         if os.path.exists(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")
@@ -216,11 +214,13 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             )
 
 
-def _train_quietly(run: RunConfig, resolved: dict[str, Any]) -> dict[str, Any]:
+def _train_quietly(run: RunConfig, resolved: dict[str, Any], resume_dir: Path | None) -> dict[str, Any]:
     """Trains as a process other than 0 of several (`distributed=true`): every
     process runs the same loop, since each program call is collective, but
     only process 0 writes; this one trains into a temporary folder it
-    deletes, with no logger, video or checkpoint."""
+    deletes, with no logger, video or checkpoint. A resumed run starts from
+    the checkpoint in `resume_dir`, process 0's run folder, which every
+    process must be able to read (a shared filesystem)."""
     import tempfile
 
     from jaxrl.runner import train
@@ -232,7 +232,7 @@ def _train_quietly(run: RunConfig, resolved: dict[str, Any]) -> dict[str, Any]:
         checkpoint=dataclasses.replace(run.checkpoint, enabled=False),
     )
     with tempfile.TemporaryDirectory(prefix="jaxrl-process-") as tmp:
-        return train(quiet, Path(tmp) / "run", [JsonlSink()], resolved)
+        return train(quiet, Path(tmp) / "run", [JsonlSink()], resolved, resume_from=resume_dir)
 
 
 def open_sweep_keys(overrides: list[str]) -> list[str]:

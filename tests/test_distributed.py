@@ -1,11 +1,12 @@
 """`distributed=true`: two real processes on 127.0.0.1, joined by
 jax.distributed with gloo CPU collectives, train the same population as one
-process, and only process 0 writes."""
+process, only process 0 writes, and a preempted pair resumes together."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, wait_while_running
 
 TINY = ["algo.num_envs=4", "algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4", "total_timesteps=256",
         "num_logs=2", "logger=none", "video.enabled=false", "seeds=4", "eval.episodes=2"]
@@ -32,17 +33,23 @@ def test_without_a_coordinator_distributed_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow  # three trainers, two of them joined: about two minutes on 2 cores
-def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "JAX_NUM_PROCESSES": "2"}
+def start_processes(tmp_path, *args_of) -> list[subprocess.Popen]:
+    """One `python -m jaxrl.train distributed=true ARGS` per argument list, joined on a fresh port."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
+           "JAX_NUM_PROCESSES": str(len(args_of))}
     env.pop("XLA_FLAGS", None)
-    procs = [
+    return [
         subprocess.Popen(
-            [sys.executable, "-m", "jaxrl.train", "distributed=true", *TINY, f"run_dir=process{i}"],
+            [sys.executable, "-m", "jaxrl.train", "distributed=true", *args],
             cwd=tmp_path, env={**env, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        for i in (0, 1)
+        for i, args in enumerate(args_of)
     ]
+
+
+@pytest.mark.slow  # three trainers, two of them joined: about two minutes on 2 cores
+def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
+    procs = start_processes(tmp_path, [*TINY, "run_dir=process0"], [*TINY, "run_dir=process1"])
     outputs = [p.communicate(timeout=500) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
     single = run_cli([*TINY, "run_dir=single"], cwd=tmp_path)
@@ -53,3 +60,31 @@ def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
     # the same members, split over two processes' devices: equal up to float rounding
     np.testing.assert_allclose(joined["final"]["eval/return_mean"], alone["final"]["eval/return_mean"], rtol=1e-4, atol=1e-6)
     assert joined["env_steps"] == alone["env_steps"]
+
+
+@pytest.mark.slow  # two joined trainers, stopped and resumed, then two uninterrupted: about a minute on 2 cores
+def test_two_processes_stopped_by_sigterm_stop_after_the_same_chunk_and_resume_together(tmp_path):
+    longer = [*TINY[:4], "total_timesteps=32000", "num_logs=200", *TINY[6:], "checkpoint.every=0"]
+    procs = start_processes(tmp_path, [*longer, "run_dir=run"], [*longer, "run_dir=run"])
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 8, procs[0])
+    for proc in procs:  # a preemption signals every machine
+        proc.send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [75, 75], [err[-2000:] for _, err in outputs]
+    stopped = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert stopped["status"] == "stopped" and "checkpoint at step" in stopped["reason"], outputs[0][1][-3000:]
+
+    procs = start_processes(tmp_path, ["resume=run"], ["resume=run"])
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert f"resuming run at step {stopped['env_steps']}" in outputs[0][1]
+    procs = start_processes(tmp_path, [*longer, "run_dir=full"], [*longer, "run_dir=full"])
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    resumed, full = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("run", "full"))
+    assert (resumed["status"], resumed["env_steps"], resumed["sessions"]) == ("finished", full["env_steps"], 2)
+    # exactly where it stopped: every logged row equals the uninterrupted pair's
+    rows = [[{k: v for k, v in json.loads(line).items() if not k.startswith("perf/")}
+             for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("run", "full")]
+    assert rows[0] == rows[1]
