@@ -64,7 +64,7 @@ def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
 
 @pytest.mark.slow  # two joined trainers, stopped and resumed, then two uninterrupted: about a minute on 2 cores
 def test_two_processes_stopped_by_sigterm_stop_after_the_same_chunk_and_resume_together(tmp_path):
-    longer = [*TINY[:4], "total_timesteps=32000", "num_logs=200", *TINY[6:], "checkpoint.every=0"]
+    longer = [*TINY[:4], "total_timesteps=16000", "num_logs=100", *TINY[6:], "checkpoint.every=0"]
     procs = start_processes(tmp_path, [*longer, "run_dir=run"], [*longer, "run_dir=run"])
     metrics = tmp_path / "run" / "metrics.jsonl"
     wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 8, procs[0])

@@ -13,12 +13,12 @@ from conftest import run_cli
 from jaxrl.envs import make_env
 from jaxrl.video import rollout
 
-# 210 PPO updates of the preset (128 envs x 32 steps, 860,160 env steps): about 5 minutes on 2
+# 175 PPO updates of the preset (128 envs x 32 steps, 716,800 env steps): about 5 minutes on 2
 # cores, compilation included. The humanoid learns slowly at first: a uniform random policy already
 # earns about 480 (it flails for about 100 steps before it falls), and the preset's deterministic
 # policy passes that clearly only after about 700k steps (seed 0 on the development machine:
 # 779 at 573k steps, 1,212 at 717k, 1,333 at 860k, 2,236 at 1M).
-BUDGET = ["total_timesteps=860160", "num_logs=1", "eval.episodes=8", "logger=none", "video.enabled=false"]
+BUDGET = ["total_timesteps=716800", "num_logs=1", "eval.episodes=8", "logger=none", "video.enabled=false"]
 
 
 def random_policy_returns(episodes: int) -> np.ndarray:
@@ -41,5 +41,5 @@ def test_humanoid_cpu_learns_well_beyond_a_random_policy(tmp_path):
     trained = json.loads((tmp_path / "run" / "summary.json").read_text())["final"]["eval/return_mean"][0]
     random = random_policy_returns(8)
     # measured on the 2-core development machine: random 483 (8 episodes, keys 0-7; 414 to 545),
-    # trained 1,333 (8 episodes, std 203)
+    # trained 1,023 (8 episodes, std 153; its evaluation episodes differ from the curve's, which had 1,212 here)
     assert trained > 1.5 * random.mean(), (trained, random)

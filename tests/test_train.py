@@ -151,19 +151,6 @@ def test_sweep_trains_every_member_with_its_own_hyperparameters(tmp_path):
     assert load_policy(tmp_path / "sweep", member=3)(np.zeros(2, np.float32)).shape == (1,)
 
 
-def test_brax_humanoid_ppo_smoke(tmp_path):
-    summary = train_in_process(
-        tmp_path / "humanoid", "env=humanoid", "env.episode_length=50", *TINY, "algo.rollout_length=8",
-        "algo.num_epochs=1", "algo.num_minibatches=2", "total_timesteps=96", "num_logs=3", "seeds=1", "eval.episodes=1",
-    )
-    rows = read_metrics(tmp_path / "humanoid")
-    assert len(rows) == 3
-    for row in rows:
-        for key in ("loss/policy", "loss/value", "loss/entropy", "opt/grad_norm"):
-            assert math.isfinite(row[key]), (key, row)
-    assert math.isfinite(summary["final"]["eval/return_mean"][0])
-
-
 def test_video_every_n_evaluations_and_at_the_end(tmp_path):
     overrides = [o for o in TINY if not o.startswith("video.")]
     train_in_process(
