@@ -13,6 +13,7 @@ time was measured beside other work).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -48,7 +49,7 @@ def main() -> None:
         label, path = spec.rsplit("=", 1)  # a label may hold "=" (env.backend=spring), a path rarely does
         curves[label].extend(read(Path(path)))
     fig, (by_steps, by_wall) = plt.subplots(1, 2, figsize=(11, 4))
-    for (label, points), color in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+    for (label, points), color in zip(curves.items(), itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])):
         steps, wall, ret = zip(*sorted(set(points)))
         by_steps.plot([s / 1e6 for s in steps], ret, "o-", label=label, markersize=3, color=color)
         if label not in args.no_wall:

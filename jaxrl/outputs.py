@@ -128,7 +128,7 @@ class Videos(Hook):
             self.film(event.states, event.step, "final")
 
     def film(self, states: Any, step: int, name: str) -> None:
-        """Records one episode of the filmed member in `states` ([P] leaves)."""
+        """Records one episode of the filmed member in `states` ([P'] leaves, `ChunkDone`)."""
         from jaxrl.video import record_episode
 
         member = self.video.member

@@ -119,13 +119,17 @@ def population_devices(num_members: int, devices: Sequence[jax.Device] | None = 
     (default: every device of every process), else all of them; a population
     that does not divide evenly is padded with copies of its last member, which
     train alongside and whose results are dropped, so that every device trains
-    the same number of members.
+    the same number of members. With several processes every process takes
+    part (each program is collective): a small population gets as few devices
+    of each process as hold it.
     """
     devices = list(jax.devices() if devices is None else devices)
     used = devices[:num_members]
-    if {d.process_index for d in used} != {d.process_index for d in devices}:
-        # a process without a device in the mesh could not take part in the programs
-        used = devices
+    processes = sorted({d.process_index for d in devices})
+    if {d.process_index for d in used} != set(processes):
+        per_process = -(-num_members // len(processes))
+        local = {p: [d for d in devices if d.process_index == p] for p in processes}
+        used = [d for p in processes for d in local[p][:per_process]]
     padded = -(-num_members // len(used)) * len(used)
     if padded > num_members:
         print(
@@ -256,7 +260,7 @@ def compile_programs(
         return state, {**metrics, NONFINITE_METRIC: nonfinite(algo.policy_params(state))}
 
     def population_update(states):
-        if num_members == 1:
+        if layout.padded == 1:
             # vmap over a population of one turns every matmul into a batched
             # one, which XLA:CPU ran about 25% slower (bench/bench_ppo.py); a
             # lone member is updated unbatched instead.
@@ -439,9 +443,10 @@ def train(
     start = time.perf_counter()
     out = FanOut(sinks)
     checkpoints = Checkpointer(run_dir, run.checkpoint, out)
-    source = checkpoints if resume_from in (None, run_dir) else Checkpointer(resume_from, run.checkpoint)
+    in_place = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
+    source = checkpoints if resume_from is None or in_place else Checkpointer(Path(resume_from), run.checkpoint)
     previous = source.newest_position() if resume_from else None
-    if resume_from != run_dir:
+    if not in_place:
         check_run_dir(run_dir)
     algo, schedule = build(run, previous.updates_per_chunk if previous else None)
     members = run.members()
@@ -468,7 +473,8 @@ def train(
     else:
         states = None
         position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {})
-    if resume_from == run_dir:
+    _check_same_start(position.env_steps if restored else -1)
+    if in_place:
         _truncate_metrics(run_dir / "metrics.jsonl", position.env_steps)
     builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out)]
     hooks = [*builtin, *_sweep_hooks(run, run_dir), *hooks]
@@ -582,6 +588,22 @@ def train(
             if source is not checkpoints:
                 source.close()
     return summary
+
+
+def _check_same_start(step: int) -> None:
+    """With several processes, raises RuntimeError unless all start from the
+    same checkpoint step (-1: none): one that could not read process 0's run
+    folder would train other members' states from scratch."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    steps = multihost_utils.process_allgather(np.int64(step))
+    if len(set(steps.tolist())) > 1:
+        raise RuntimeError(
+            f"the processes start from different checkpoints (env steps by process, -1 for none: {steps.tolist()}); "
+            "every process must read process 0's run folder: put it on a filesystem all of them share"
+        )
 
 
 def _stop_together(stopped: Stopped | None) -> Stopped | None:

@@ -157,8 +157,8 @@ def _status(run_dir: Path) -> str | None:
 def resume_target(cfg: DictConfig) -> Path | None:
     """The run folder `resume=` points at: the given folder, or for
     `resume=auto` the newest unfinished run under `runs_root` (or at
-    `run_dir`, when given, or in a multirun job's own folder) whose config
-    matches `cfg` but for RESUME_MAY_CHANGE; None for a new run."""
+    `run_dir`, when given) whose config matches `cfg` but for
+    RESUME_MAY_CHANGE; None for a new run."""
     if cfg.resume is None:
         return None
     if cfg.resume != "auto":
@@ -170,8 +170,8 @@ def resume_target(cfg: DictConfig) -> Path | None:
             )
         return path
     want = _identity(OmegaConf.to_container(cfg, resolve=True))
-    if cfg.run_dir or job_dir():
-        candidates = [Path(cfg.run_dir).expanduser() if cfg.run_dir else job_dir()]
+    if cfg.run_dir:
+        candidates = [Path(cfg.run_dir).expanduser()]
     else:
         root = Path(cfg.runs_root).expanduser()
         candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
@@ -196,22 +196,33 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
     """Raises ConfigError when `cfg` would train something else than the run in
     `run_dir` (naming each differing key), or when that run has finished and
     `total_timesteps` was not raised past what it trained."""
-    saved = _identity(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    wanted = _identity(OmegaConf.to_container(cfg, resolve=True))
-    changed = [f"{k} ({saved.get(k, 'unset')} -> {wanted.get(k, 'unset')})" for k in sorted(saved.keys() | wanted.keys())
-               if saved.get(k) != wanted.get(k)]
+    changed = _changes(run_dir, cfg)
     if changed:
         raise ConfigError(
             f"cannot resume {run_dir}: this command changes {', '.join(changed)}; a resumed run may only change "
             f"{', '.join(RESUME_MAY_CHANGE)}"
         )
-    if _status(run_dir) == "finished":
-        done = json.loads((run_dir / "summary.json").read_text())["env_steps"]
-        if cfg.total_timesteps <= done:
-            raise ConfigError(
-                f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
-                f"resume it with total_timesteps larger than {done}"
-            )
+    done = _finished_steps(run_dir)
+    if done is not None and cfg.total_timesteps <= done:
+        raise ConfigError(
+            f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
+            f"resume it with total_timesteps larger than {done}"
+        )
+
+
+def _changes(run_dir: Path, cfg: DictConfig) -> list[str]:
+    """'key (saved -> wanted)' for each key outside RESUME_MAY_CHANGE where `cfg` differs from the run in `run_dir`."""
+    saved = _identity(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    wanted = _identity(OmegaConf.to_container(cfg, resolve=True))
+    return [f"{k} ({saved.get(k, 'unset')} -> {wanted.get(k, 'unset')})" for k in sorted(saved.keys() | wanted.keys())
+            if saved.get(k) != wanted.get(k)]
+
+
+def _finished_steps(run_dir: Path) -> int | None:
+    """The env steps per member of a finished run in `run_dir`; None when it has not finished."""
+    if _status(run_dir) != "finished":
+        return None
+    return json.loads((run_dir / "summary.json").read_text())["env_steps"]
 
 
 def _train_quietly(run: RunConfig, resolved: dict[str, Any], resume_dir: Path | None) -> dict[str, Any]:
@@ -324,10 +335,9 @@ def check_sweep(overrides: list[str]) -> None:
 
 
 def check_multirun_resume(cfg: DictConfig) -> None:
-    """Raises ConfigError for resume=<folder> in a multirun job (or any run
-    started through Hydra's own flags): such a run composes its config once,
-    inside Hydra, without the folder's command line, and every job would go
-    on in that one folder."""
+    """Raises ConfigError for resume=<folder> in a multirun job: a job composes
+    its config once, inside Hydra, without the folder's command line, and
+    every job would go on in that one folder."""
     if cfg.resume not in (None, "auto"):
         raise ConfigError(
             f"resume={cfg.resume} does not work with -m: give resume=auto and the first multirun's "
@@ -370,13 +380,20 @@ def hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     with exit_status():
+        job = job_dir()
+        if job is None and cfg.resume is not None:
+            raise ConfigError("resume= works with -m or without Hydra's flags, not with Hydra's other flags")
         check_multirun_resume(cfg)
-        # resume=auto: every job goes on in its own folder (<sweep dir>/<job>), the command line
-        # being the one that made it; a job that finished there is not trained again
-        resume_dir = resume_target(cfg) if cfg.resume else None
-        if resume_dir is None and cfg.resume and _status(job_dir()) == "finished":
-            print(f"{job_dir()} finished already", file=sys.stderr, flush=True)
-            return
+        resume_dir = None
+        if cfg.resume == "auto" and (job / OVERRIDES_FILE).is_file():
+            # resume=auto in a multirun: the job goes on in its own folder (<sweep dir>/<job>),
+            # and one that finished there is not trained again
+            done = _finished_steps(job)
+            if done is not None and cfg.total_timesteps <= done and not _changes(job, cfg):
+                print(f"{job} finished already", file=sys.stderr, flush=True)
+                return
+            check_resumable(job, cfg)  # names what differs when the folder holds other settings
+            resume_dir = job
         run_from_config(cfg, list(HydraConfig.get().overrides.task), resume_dir)
 
 

@@ -70,3 +70,8 @@ def test_a_stopped_multirun_goes_on_with_resume_auto_and_trains_no_finished_job_
     assert [(j["summary"]["status"], j["summary"]["env_steps"] >= total) for j, total in zip(summary["jobs"], (1024, 3e5))] == [
         ("finished", True), ("finished", True),
     ]
+
+    # the same sweep folder with other settings is refused, not taken for the finished jobs
+    wider = [a.replace("algo.hidden=[16]", "algo.hidden=[32]") for a in args]
+    changed = run_cli([*wider, "resume=auto"], tmp_path, timeout=120)
+    assert changed.returncode == 2 and "this command changes algo.hidden" in changed.stderr, changed.stderr[-3000:]
