@@ -590,18 +590,23 @@ def train(
     return summary
 
 
+def _every_process(value: int) -> np.ndarray:
+    """`value` of every process, in process order (one tiny all-gather; several processes only)."""
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(np.int64(value))
+
+
 def _check_same_start(step: int) -> None:
     """With several processes, raises RuntimeError unless all start from the
     same checkpoint step (-1: none): one that could not read process 0's run
     folder would train other members' states from scratch."""
     if jax.process_count() == 1:
         return
-    from jax.experimental import multihost_utils
-
-    steps = multihost_utils.process_allgather(np.int64(step))
-    if len(set(steps.tolist())) > 1:
+    steps = _every_process(step).tolist()
+    if len(set(steps)) > 1:
         raise RuntimeError(
-            f"the processes start from different checkpoints (env steps by process, -1 for none: {steps.tolist()}); "
+            f"the processes start from different checkpoints (env steps by process, -1 for none: {steps}); "
             "every process must read process 0's run folder: put it on a filesystem all of them share"
         )
 
@@ -613,9 +618,7 @@ def _stop_together(stopped: Stopped | None) -> Stopped | None:
     in the next chunk's collectives. One tiny all-gather per chunk."""
     if jax.process_count() == 1:
         return stopped
-    from jax.experimental import multihost_utils
-
-    anywhere = multihost_utils.process_allgather(np.int32(stopped is not None)).any()
+    anywhere = _every_process(stopped is not None).any()
     return Stopped("another process stopped") if stopped is None and anywhere else stopped
 
 
