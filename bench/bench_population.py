@@ -10,18 +10,27 @@ over --chunks chunks after one warm-up chunk. Reported per P:
   - speedup: total steps/s over the steps/s of one member (the issue's goal
     on a GPU: 256 members at >= 50x).
 Each figure is the median of --repeats timings. Evaluation is not timed.
+With --profile DIR, one more chunk of each population runs under jax.profiler;
+its Perfetto trace is kept as DIR/trace_<P>.json.gz and the operations that
+took the most device time are printed (where the time goes, and why the
+speed-up stops growing).
 
-    python bench/bench_population.py [--members 1,8,64,256] [--updates 8] [--chunks 3] [--repeats 3] [--json out.json]
+    python bench/bench_population.py [--members 1,8,64,256] [--updates 8] [--chunks 3] [--repeats 3] [--json out.json] [--profile DIR]
     python bench/bench_population.py --tiny --members 1,2   # a check that it runs, in seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import gzip
 import json
 import platform
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import jaxrl  # noqa: F401  (installs the CPU guard before jax starts)
 import jax
@@ -37,8 +46,9 @@ SHAPE = {
 TINY = {**SHAPE, "num_envs": 4, "rollout_length": 8, "num_minibatches": 4, "num_epochs": 1, "hidden": [16]}
 
 
-def measure(members: int, shape: dict, updates: int, chunks: int, repeats: int) -> dict:
-    """Compile s, total env steps/s and seconds per agent for a population of `members`."""
+def measure(members: int, shape: dict, updates: int, chunks: int, repeats: int, profile: Path | None = None) -> dict:
+    """Compile s, total env steps/s and seconds per agent for a population of `members`;
+    with `profile`, also the trace of one more chunk (see `trace_chunk`)."""
     run = from_dict({
         "algo": {"name": "ppo", **shape},
         "env": {"suite": "gymnax", "name": "MountainCarContinuous-v0", "id": "mountaincar_continuous"},
@@ -58,10 +68,40 @@ def measure(members: int, shape: dict, updates: int, chunks: int, repeats: int) 
             states, metrics = programs.chunk(states)
         jax.block_until_ready((states, metrics))
         timings.append(time.perf_counter() - start)
+    if profile is not None:
+        trace_chunk(programs, states, profile / f"trace_{members}.json.gz")
     wall = statistics.median(timings)
     steps = members * chunks * updates * algo.steps_per_update
     return {"members": members, "compile_s": round(programs.seconds, 2), "sps": round(steps / wall, 1),
             "s_per_agent": round(wall / members, 4)}
+
+
+def trace_chunk(programs, states, out: Path, top: int = 12) -> None:
+    """Run one chunk under jax.profiler, keep its Perfetto trace at `out`, and print
+    the `top` operations by total time on the accelerator (a CPU trace is only kept)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            jax.block_until_ready(programs.chunk(states))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(next(Path(tmp).rglob("perfetto_trace.json.gz")), out)
+    events = json.loads(gzip.decompress(out.read_bytes()))["traceEvents"]
+    meta = {(e["name"], e["pid"], e.get("tid")): e["args"]["name"] for e in events if e.get("ph") == "M" and "name" in e.get("args", {})}
+    device = {pid for (kind, pid, _), name in meta.items() if kind == "process_name" and ("GPU" in name or "TPU" in name)}
+    lines = {(pid, tid): name for (kind, pid, tid), name in meta.items() if kind == "thread_name" and pid in device}
+    # the device's "XLA Ops" line holds one event per HLO operation; without it, its streams' kernels
+    ops = {key for key, name in lines.items() if name == "XLA Ops"} or {key for key, name in lines.items() if "Stream" in name}
+    if not ops:
+        print(f"  trace of one chunk -> {out} (no accelerator in it: open it in ui.perfetto.dev)")
+        return
+    totals, counts = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and (e["pid"], e.get("tid")) in ops:
+            totals[e["name"]] += e["dur"]
+            counts[e["name"]] += 1
+    busy = sum(totals.values())
+    print(f"  trace of one chunk -> {out}: {busy / 1e3:,.1f} ms busy on the device in {sum(counts.values()):,} operations")
+    for name, dur in totals.most_common(top):
+        print(f"    {dur / busy:6.1%} {dur / 1e3:9.1f} ms {counts[name]:7,} x  {name[:90]}")
 
 
 def main() -> None:
@@ -72,6 +112,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a tiny network and rollout: checks that the script runs")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--profile", type=Path, help="trace one more chunk of each population into this folder")
     args = parser.parse_args()
     shape = TINY if args.tiny else SHAPE
     print(f"jax {jax.__version__} on {jax.device_count()} x {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()})")
@@ -80,7 +121,7 @@ def main() -> None:
     rows, base = [], None
     for p in args.members.split(","):
         # printed as measured: a run cut short by a time limit still shows its rows
-        r = measure(int(p), shape, args.updates, args.chunks, args.repeats)
+        r = measure(int(p), shape, args.updates, args.chunks, args.repeats, args.profile)
         base = r["sps"] / r["members"] if r["members"] == 1 else base
         r["speedup"] = round(r["sps"] / base, 2) if base else None
         rows.append(r)

@@ -13,6 +13,12 @@
 #
 #   bash bench/gpu_round.sh OUTDIR            # caps: PPO_S=330 POP_S=120 SAC_S=90
 #
+# STAGES picks and orders the stages (default "ppo population sac"), PPO_ARGS
+# and SAC_ARGS add overrides to those runs;
+# POP_MEMBERS the population sizes (default 1,8,64,256); POP_PROFILE=1 traces
+# one chunk of each into OUTDIR/trace_<P>.json.gz and prints where the device
+# time goes (keep POP_MEMBERS short then: the files that come back are few).
+#
 # jaxrl must be installed (not run from this checkout's source: the trainer
 # finds its configs as the installed package jaxrl.configs).
 set -u
@@ -33,10 +39,16 @@ train() {  # train NAME CAP_S OVERRIDES...: one capped CLI run into $work/NAME
   echo "$name: exit $? (124: stopped at the ${cap}s cap)"; tail -n 4 "$out/$name.log"
 }
 
-train ppo "${PPO_S:-330}" experiment=humanoid_ppo
-timeout "${POP_S:-120}" "$py" "$here/bench_population.py" --members 1,8,64,256 --updates 4 --chunks 2 --repeats 2 \
-  --json "$out/population.json" 2>&1 | tee "$out/population.log"
-train sac "${SAC_S:-90}" experiment=humanoid_sac
+for stage in ${STAGES:-ppo population sac}; do
+  case $stage in
+    ppo) train ppo "${PPO_S:-330}" experiment=humanoid_ppo ${PPO_ARGS:-} ;;
+    population) timeout "${POP_S:-120}" "$py" "$here/bench_population.py" --members "${POP_MEMBERS:-1,8,64,256}" \
+        --updates 4 --chunks 2 --repeats 2 --json "$out/population.json" ${POP_PROFILE:+--profile "$out"} 2>&1 \
+        | tee "$out/population.log" ;;
+    sac) train sac "${SAC_S:-90}" experiment=humanoid_sac ${SAC_ARGS:-} ;;
+    *) echo "unknown stage $stage (ppo, population, sac)"; exit 2 ;;
+  esac
+done
 
 files=$(cd "$work" && ls -d {ppo,sac}/{metrics.jsonl,summary.json,config.yaml,policy.msgpack} 2>/dev/null)
 tar czf "$out/runs.tgz" -C "$work" $files
