@@ -1,9 +1,11 @@
-"""The CPU humanoid curves image (docs/img/humanoid_cpu.png): eval return against env steps and
-against wall time, for jaxrl run folders and Brax PPO results of bench/peers/brax_ppo.py.
+"""Humanoid curves images (docs/img/humanoid_cpu.png, humanoid_sac_h200.png): eval return against
+env steps and against wall time, for jaxrl run folders and Brax PPO results of bench/peers/brax_ppo.py.
 
-    python bench/plot_humanoid_cpu.py --out docs/img/humanoid_cpu.png \
+    python bench/plot_humanoid.py --out docs/img/humanoid_cpu.png \
         --run "humanoid_cpu (positional)=runs/a" --run "humanoid_cpu (positional)=runs/b" \
         --brax "Brax PPO (positional)=brax.json" [--no-wall "humanoid_ppo1 (partial)"]
+    python bench/plot_humanoid.py --out docs/img/humanoid_sac_h200.png --run "seed 0=runs/c" \
+        --machine "one NVIDIA H200" --goal 6000
 
 A label given twice merges its folders' evaluations (a short run with dense evaluations and a
 long one with sparse ones). --no-wall leaves a run out of the wall-time panel (one whose wall
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--run", action="append", default=[], help="LABEL=RUN_DIR (jaxrl)")
     parser.add_argument("--brax", action="append", default=[], help="LABEL=JSON (bench/peers/brax_ppo.py output)")
     parser.add_argument("--no-wall", action="append", default=[], help="a LABEL to leave out of the wall-time panel")
+    parser.add_argument("--machine", default="a 2-core CPU", help="where the runs ran, for the title and the wall-time axis")
+    parser.add_argument("--goal", type=float, help="draw this eval return as a dashed line")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     curves: dict[str, list] = defaultdict(list)
@@ -55,11 +59,13 @@ def main() -> None:
         if label not in args.no_wall:
             by_wall.plot([w / 60 for w in wall], ret, "o-", label=label, markersize=3, color=color)
     by_steps.set(xlabel="env steps (millions)", ylabel="deterministic eval return", title="per env step")
-    by_wall.set(xlabel="wall time on 2 cores (minutes, compilation included)", title="per wall minute")
+    by_wall.set(xlabel=f"wall time on {args.machine} (minutes, compilation included)", title="per wall minute")
     for ax in (by_steps, by_wall):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Brax humanoid on a 2-core CPU")
+        if args.goal is not None:
+            ax.axhline(args.goal, color="grey", linestyle="--", linewidth=0.8)
+    fig.suptitle(f"Brax humanoid on {args.machine}")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
