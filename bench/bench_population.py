@@ -1,5 +1,6 @@
 """Population throughput: PPO on MountainCarContinuous with 1, 8, 64 and 256
-vmapped members in one compiled program (issue 11's benchmark).
+vmapped members in one compiled program (issue 11's benchmark); with
+--experiment NAME, any preset instead (sac_mountaincar, humanoid_ppo, ...).
 
 For each population size P, the runner's own chunk program (`compile_programs`,
 sharded over the local devices as a run would be) is compiled once and timed
@@ -16,6 +17,7 @@ took the most device time are printed (where the time goes, and why the
 speed-up stops growing).
 
     python bench/bench_population.py [--members 1,8,64,256] [--updates 8] [--chunks 3] [--repeats 3] [--json out.json] [--profile DIR]
+    python bench/bench_population.py --experiment sac_mountaincar --updates 4096 --chunks 2
     python bench/bench_population.py --tiny --members 1,2   # a check that it runs, in seconds
 """
 
@@ -44,16 +46,31 @@ SHAPE = {
     "hidden": [256, 256], "activation": "tanh", "normalize_obs": True, "normalize_reward": True,
 }
 TINY = {**SHAPE, "num_envs": 4, "rollout_length": 8, "num_minibatches": 4, "num_epochs": 1, "hidden": [16]}
+QUIET = {"video": {"enabled": False}, "logger": {"backend": "none"}}
 
 
-def measure(members: int, shape: dict, updates: int, chunks: int, repeats: int, profile: Path | None = None) -> dict:
-    """Compile s, total env steps/s and seconds per agent for a population of `members`;
-    with `profile`, also the trace of one more chunk (see `trace_chunk`)."""
+def ppo_base(shape: dict) -> dict:
+    """The run settings of PPO at `shape` on MountainCarContinuous (all but the population and budget)."""
+    env = {"suite": "gymnax", "name": "MountainCarContinuous-v0", "id": "mountaincar_continuous"}
+    return {"algo": {"name": "ppo", **shape}, "env": env, **QUIET}
+
+
+def preset_base(experiment: str) -> dict:
+    """The run settings of `experiment=<name>` as the command line composes them."""
+    from omegaconf import OmegaConf
+
+    from jaxrl.train import compose_config
+
+    return {**OmegaConf.to_container(compose_config([f"experiment={experiment}"]), resolve=True), **QUIET}
+
+
+def measure(members: int, base: dict, updates: int, chunks: int, repeats: int, profile: Path | None = None) -> dict:
+    """Compile s, total env steps/s and seconds per agent for a population of `members` of the run
+    settings `base`; with `profile`, also the trace of one more chunk (see `trace_chunk`)."""
+    steps_per_update = base["algo"]["num_envs"] * base["algo"]["rollout_length"]
     run = from_dict({
-        "algo": {"name": "ppo", **shape},
-        "env": {"suite": "gymnax", "name": "MountainCarContinuous-v0", "id": "mountaincar_continuous"},
-        "seeds": members, "total_timesteps": (chunks + 1) * updates * shape["num_envs"] * shape["rollout_length"],
-        "num_logs": chunks + 1, "video": {"enabled": False}, "logger": {"backend": "none"},
+        **base, "seeds": members, "seed": 0, "sweep": {},
+        "total_timesteps": (chunks + 1) * updates * steps_per_update, "num_logs": chunks + 1,
     })
     algo, _ = build(run)
     schedule = Schedule(num_chunks=chunks + 1, updates_per_chunk=updates, steps_per_update=algo.steps_per_update)
@@ -107,28 +124,30 @@ def trace_chunk(programs, states, out: Path, top: int = 12) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", default="1,8,64,256", help="comma-separated population sizes")
-    parser.add_argument("--updates", type=int, default=8, help="PPO updates per chunk")
+    parser.add_argument("--updates", type=int, default=8, help="updates per chunk (off-policy: one per env step of all envs)")
     parser.add_argument("--chunks", type=int, default=3, help="timed chunks per repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--experiment", help="a preset (configs/experiment/<name>.yaml) instead of PPO at the make bench shape")
     parser.add_argument("--tiny", action="store_true", help="a tiny network and rollout: checks that the script runs")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--profile", type=Path, help="trace one more chunk of each population into this folder")
     args = parser.parse_args()
-    shape = TINY if args.tiny else SHAPE
+    settings = preset_base(args.experiment) if args.experiment else ppo_base(TINY if args.tiny else SHAPE)
     print(f"jax {jax.__version__} on {jax.device_count()} x {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()})")
     print("| members | compile s | total env steps/s | s per agent | speedup over 1 member |")
     print("|---|---|---|---|---|", flush=True)
     rows, base = [], None
     for p in args.members.split(","):
         # printed as measured: a run cut short by a time limit still shows its rows
-        r = measure(int(p), shape, args.updates, args.chunks, args.repeats, args.profile)
+        r = measure(int(p), settings, args.updates, args.chunks, args.repeats, args.profile)
         base = r["sps"] / r["members"] if r["members"] == 1 else base
         r["speedup"] = round(r["sps"] / base, 2) if base else None
         rows.append(r)
         print(f"| {r['members']} | {r['compile_s']} | {r['sps']:,.0f} | {r['s_per_agent']} | {r['speedup'] or '-'} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"jax": jax.__version__, "devices": [str(d) for d in jax.devices()], "shape": shape, "rows": rows}, f, indent=2)
+            json.dump({"jax": jax.__version__, "devices": [str(d) for d in jax.devices()], "experiment": args.experiment,
+                       "algo": settings["algo"], "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

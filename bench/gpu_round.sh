@@ -17,7 +17,9 @@
 # and SAC_ARGS add overrides to those runs;
 # POP_MEMBERS the population sizes (default 1,8,64,256); POP_PROFILE=1 traces
 # one chunk of each into OUTDIR/trace_<P>.json.gz and prints where the device
-# time goes (keep POP_MEMBERS short then: the files that come back are few).
+# time goes (keep POP_MEMBERS short then: the files that come back are few);
+# POP_ARGS adds bench_population.py options, which win over the stage's own
+# (POP_ARGS="--experiment sac_mountaincar --updates 4096" for SAC's population).
 #
 # jaxrl must be installed (not run from this checkout's source: the trainer
 # finds its configs as the installed package jaxrl.configs).
@@ -43,7 +45,7 @@ for stage in ${STAGES:-ppo population sac}; do
   case $stage in
     ppo) train ppo "${PPO_S:-330}" experiment=humanoid_ppo ${PPO_ARGS:-} ;;
     population) timeout "${POP_S:-120}" "$py" "$here/bench_population.py" --members "${POP_MEMBERS:-1,8,64,256}" \
-        --updates 4 --chunks 2 --repeats 2 --json "$out/population.json" ${POP_PROFILE:+--profile "$out"} 2>&1 \
+        --updates 4 --chunks 2 --repeats 2 --json "$out/population.json" ${POP_PROFILE:+--profile "$out"} ${POP_ARGS:-} 2>&1 \
         | tee "$out/population.log" ;;
     sac) train sac "${SAC_S:-90}" experiment=humanoid_sac ${SAC_ARGS:-} ;;
     *) echo "unknown stage $stage (ppo, population, sac)"; exit 2 ;;
