@@ -49,13 +49,13 @@ TINY = {**SHAPE, "num_envs": 4, "rollout_length": 8, "num_minibatches": 4, "num_
 QUIET = {"video": {"enabled": False}, "logger": {"backend": "none"}}
 
 
-def ppo_base(shape: dict) -> dict:
+def ppo_settings(shape: dict) -> dict:
     """The run settings of PPO at `shape` on MountainCarContinuous (all but the population and budget)."""
     env = {"suite": "gymnax", "name": "MountainCarContinuous-v0", "id": "mountaincar_continuous"}
     return {"algo": {"name": "ppo", **shape}, "env": env, **QUIET}
 
 
-def preset_base(experiment: str) -> dict:
+def preset_settings(experiment: str) -> dict:
     """The run settings of `experiment=<name>` as the command line composes them."""
     from omegaconf import OmegaConf
 
@@ -64,12 +64,12 @@ def preset_base(experiment: str) -> dict:
     return {**OmegaConf.to_container(compose_config([f"experiment={experiment}"]), resolve=True), **QUIET}
 
 
-def measure(members: int, base: dict, updates: int, chunks: int, repeats: int, profile: Path | None = None) -> dict:
+def measure(members: int, settings: dict, updates: int, chunks: int, repeats: int, profile: Path | None = None) -> dict:
     """Compile s, total env steps/s and seconds per agent for a population of `members` of the run
-    settings `base`; with `profile`, also the trace of one more chunk (see `trace_chunk`)."""
-    steps_per_update = base["algo"]["num_envs"] * base["algo"]["rollout_length"]
+    settings `settings`; with `profile`, also the trace of one more chunk (see `trace_chunk`)."""
+    steps_per_update = settings["algo"]["num_envs"] * settings["algo"]["rollout_length"]
     run = from_dict({
-        **base, "seeds": members, "seed": 0, "sweep": {},
+        **settings, "seeds": members, "seed": 0, "sweep": {},
         "total_timesteps": (chunks + 1) * updates * steps_per_update, "num_logs": chunks + 1,
     })
     algo, _ = build(run)
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--profile", type=Path, help="trace one more chunk of each population into this folder")
     args = parser.parse_args()
-    settings = preset_base(args.experiment) if args.experiment else ppo_base(TINY if args.tiny else SHAPE)
+    settings = preset_settings(args.experiment) if args.experiment else ppo_settings(TINY if args.tiny else SHAPE)
     print(f"jax {jax.__version__} on {jax.device_count()} x {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()})")
     print("| members | compile s | total env steps/s | s per agent | speedup over 1 member |")
     print("|---|---|---|---|---|", flush=True)
