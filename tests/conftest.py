@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,16 @@ from jaxrl.train import open_sweep_keys
 from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_state
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+# One persistent JAX compilation cache for the session, in this process and in every process the
+# tests start (they inherit the environment): many tests compile the same programs (a killed run,
+# its resume and the uninterrupted run it must equal; a sweep's members trained one by one), and
+# each is then compiled once. A test that needs a real compilation sets
+# JAX_ENABLE_COMPILATION_CACHE=false for its process.
+_JAX_CACHE = tempfile.mkdtemp(prefix="jaxrl-tests-jax-cache-")
+atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JAX_CACHE)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
 class ProbeEnv:
@@ -79,10 +92,10 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 540, **env: str) -> sub
     )
 
 
-def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
+def start_cli(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
     """`python -m jaxrl.train ARGS` in `cwd`, as `run_cli` runs it, without waiting."""
     return subprocess.Popen(
-        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env=_cli_env(),
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env={**_cli_env(), **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

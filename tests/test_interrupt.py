@@ -51,7 +51,8 @@ def test_a_signal_during_training_stops_it_resumably(tmp_path, signum):
 
 
 def test_ctrl_c_during_compilation_leaves_no_folder(tmp_path):
-    proc = start_cli(tmp_path, *LONG, "logger=none")
+    # the session's compilation cache holds this program from the test above: compile for real
+    proc = start_cli(tmp_path, *LONG, "logger=none", JAX_ENABLE_COMPILATION_CACHE="false")
     # the CLI says 'compiling ...' just before compilation starts
     line = proc.stderr.readline()
     assert line.startswith("compiling"), line

@@ -50,23 +50,13 @@ def test_notebooks_share_the_setup_cells():
     assert _read("quickstart").cells[1].metadata.get("tags") == ["parameters"]
 
 
-@pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory) -> Path:
-    """One JAX compilation cache for the notebooks' kernels. The sweeps notebook
-    trains each member alone after the population: identical programs, which
-    the cache compiles once instead of four times (half that notebook's time on
-    2 cores). Its timings are then not a user's; nothing here checks them."""
-    return tmp_path_factory.mktemp("jax-cache")
-
-
 @pytest.mark.parametrize(
     "name", ["quickstart", "sweeps", pytest.param("humanoid", marks=pytest.mark.slow)]
 )
-def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch, compilation_cache):
+def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     monkeypatch.setenv("JAXRL_NOTEBOOK_SMALL", "1")
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(compilation_cache))
     # the kernel is this interpreter, the one that has jaxrl (jupyter_client maps "python" to it too)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     nb = _read(name)
