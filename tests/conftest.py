@@ -28,9 +28,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # its resume and the uninterrupted run it must equal; a sweep's members trained one by one), and
 # each is then compiled once. A test that needs a real compilation sets
 # JAX_ENABLE_COMPILATION_CACHE=false for its process.
-_JAX_CACHE = tempfile.mkdtemp(prefix="jaxrl-tests-jax-cache-")
-atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JAX_CACHE)
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxrl-tests-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
