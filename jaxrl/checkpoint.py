@@ -85,6 +85,25 @@ def _manager(directory: Path, keep: int) -> Any:
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
+def _without_empty(tree: Any) -> Any:
+    """`tree` with its zero-size leaves (a MuJoCo model without actuator
+    activations has `act` [P, 0]) replaced by None: orbax refuses to save them,
+    and they hold no data."""
+    return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
+
+
+def _with_empty(abstract: Any, restored: Any) -> Any:
+    """Puts back the zero-size leaves `_without_empty` left out, as zeros of the
+    shapes, dtypes and shardings in `abstract`."""
+
+    def fill(shape: Any, got: Any) -> Any:
+        if got is not None:
+            return got
+        return jax.numpy.zeros(shape.shape, shape.dtype, device=getattr(shape, "sharding", None))
+
+    return jax.tree.map(fill, abstract, restored)
+
+
 class Checkpointer:
     """Saves and restores a run's checkpoints in `<run_dir>/checkpoints`.
 
@@ -136,7 +155,7 @@ class Checkpointer:
             self._manager.save(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardSave({"states": states, "eval_keys": eval_keys}),
+                    state=ocp.args.StandardSave(_without_empty({"states": states, "eval_keys": eval_keys})),
                     position=ocp.args.JsonSave(dataclasses.asdict(position)),
                 ),
                 force=True,
@@ -194,7 +213,7 @@ class Checkpointer:
                 restored = self._manager.restore(
                     candidate,
                     args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract), position=ocp.args.JsonRestore()
+                        state=ocp.args.StandardRestore(_without_empty(abstract)), position=ocp.args.JsonRestore()
                     ),
                 )
                 position = Position(**restored.position)
@@ -208,7 +227,8 @@ class Checkpointer:
                     stacklevel=2,
                 )
                 continue
-            return restored.state["states"], restored.state["eval_keys"], position
+            state = _with_empty(abstract, restored.state)
+            return state["states"], state["eval_keys"], position
         return None
 
     def newest_position(self) -> Position | None:

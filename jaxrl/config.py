@@ -47,16 +47,17 @@ STRICT = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
-    """Which environment: `suite` (gymnax | brax), the suite's env `name`,
-    a short `id` used in run names, Brax's physics `backend`, and the time
-    limit `episode_length` (None: the env's own; 1000 for Brax)."""
+    """Which environment: `suite` (gymnax | brax | playground), the suite's
+    env `name`, a short `id` used in run names, the physics `backend` (Brax's
+    pipeline, default positional; Playground's MJX impl, default jax), and the
+    time limit `episode_length` (None: the env's own; 1000 for Brax)."""
 
     __pydantic_config__ = STRICT
 
     suite: str
     name: str
     id: str = ""
-    backend: str = "positional"
+    backend: str | None = None
     episode_length: int | None = None
 
 

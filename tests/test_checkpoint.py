@@ -6,6 +6,7 @@ handled; W&B artifacts never hold temporary files."""
 
 from __future__ import annotations
 
+import ctypes.util
 import errno
 import json
 import os
@@ -16,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+import imageio.v3 as iio
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,6 +38,15 @@ SAC = [
     "algo=sac", "seeds=1", "total_timesteps=7680", "num_logs=30", "algo.num_envs=4", "algo.rollout_length=8",
     "algo.gradient_steps=4", "algo.batch_size=64", "algo.warmup_steps=256", "algo.hidden=[32,32]",
     "algo.buffer_size=4096", "eval.every=3", "eval.episodes=2", "video.enabled=false", "checkpoint.every=2",
+    "logger=none",
+]
+
+# MuJoCo Playground's cartpole: its physics state has zero-size arrays (no
+# actuator activations), which orbax refuses to save as they are
+PLAYGROUND = [
+    "env=playground", "env.name=CartpoleBalance", "env.episode_length=100", "algo=ppo", "seeds=2",
+    "total_timesteps=61440", "num_logs=30", "algo.num_envs=8", "algo.rollout_length=64", "algo.hidden=[32,32]",
+    "algo.num_minibatches=4", "algo.num_epochs=2", "eval.every=3", "eval.episodes=2", "checkpoint.every=2",
     "logger=none",
 ]
 
@@ -109,6 +120,16 @@ def test_sac_killed_and_resumed_equals_the_uninterrupted_run_replay_buffer_inclu
     assert_same_run(full, killed)
     buffers = [k for k in final_state(killed) if "buffer" in k]
     assert buffers, "the replay buffer is part of the checkpoint"
+
+
+@pytest.mark.slow
+def test_a_playground_run_killed_and_resumed_equals_the_uninterrupted_run_and_is_filmed(tmp_path):
+    full, killed, _ = kill_and_resume(tmp_path, PLAYGROUND)
+    assert_same_run(full, killed)
+    assert [k for k in final_state(killed) if "['inner']['data']['qpos']" in k], "the physics state is saved"
+    if ctypes.util.find_library("OSMesa") is not None:
+        frames = iio.imread(killed / "videos" / "final.mp4")
+        assert frames.shape[0] == 100 and frames.std() > 10, "the cartpole's episode, drawn"
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +236,17 @@ def test_a_second_signal_ends_the_process_at_once(tmp_path):
 
 def tiny_state() -> dict:
     return {"params": jnp.arange(6.0).reshape(2, 3), "key": jax.random.split(jax.random.PRNGKey(0), 2)}
+
+
+def test_zero_size_arrays_are_saved_and_restored(tmp_path):
+    ckpt = Checkpointer(tmp_path, CheckpointConfig(upload=False))
+    state = {**tiny_state(), "act": jnp.zeros((2, 0), jnp.float32)}
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    ckpt.save(state, keys, Position(1, 4, 100, 1.0, 2.0, {}))
+    states, _, _ = ckpt.restore(jax.eval_shape(lambda: state), 2)
+    assert states["act"].shape == (2, 0) and states["act"].dtype == jnp.float32
+    np.testing.assert_array_equal(states["params"], state["params"])
+    ckpt.close()
 
 
 def test_a_failed_save_warns_keeps_the_previous_checkpoint_and_cleans_up(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The env contract on both adapters: shapes, dtypes, auto-reset, termination vs truncation."""
+"""The env contract on the three adapters: shapes, dtypes, auto-reset, termination vs truncation."""
 
 from __future__ import annotations
 
@@ -95,6 +95,10 @@ def test_unknown_env_names_are_listed():
         make_env("gymnax", "MountainCar-v9")
     with pytest.raises(ValueError, match="unknown brax env 'humanoidd'.*humanoid"):
         make_env("brax", "humanoidd")
+    with pytest.raises(ValueError, match="unknown playground env 'HumanoidWalkk'.*HumanoidWalk"):
+        make_env("playground", "HumanoidWalkk")
+    with pytest.raises(ValueError, match="unknown playground impl env.backend='mjx'; choose one of: jax, warp"):
+        make_env("playground", "CartpoleBalance", backend="mjx")
     with pytest.raises(ValueError, match="unknown env.suite 'dm_control'"):
         make_env("dm_control", "cheetah")
 
@@ -121,3 +125,20 @@ def test_brax_humanoid_contract():
     # after an end the episode counters restart
     first = ends[0]
     assert ts.episode_length[first + 1] == 1
+
+
+def test_playground_contract():
+    # The Control Suite's cartpole never terminates: every episode is truncated.
+    env = make_env("playground", "CartpoleBalance", episode_length=30)
+    assert env.spec.obs_shape == (5,) and env.spec.action_dim == 1
+    assert (env.spec.action_low, env.spec.action_high) == ((-1.0,), (1.0,))
+    ts = run_steps(env, lambda obs: jnp.ones(1), 70)
+    assert ts.obs.shape == (70, 5) and ts.obs.dtype == np.float32 and np.isfinite(ts.obs).all()
+    assert list(np.flatnonzero(ts.done)) == [29, 59]
+    assert ts.truncated[[29, 59]].all() and not ts.terminated.any()
+    assert ts.episode_length[29] == 30 and ts.episode_length[30] == 1
+    # the pre-reset observation is kept for bootstrapping: pushed right for 30
+    # steps, the cart is far from where the next episode starts
+    assert ts.final_obs[29, 0] > 0.4 and abs(ts.obs[29, 0]) < 0.1
+    assert 0 < ts.episode_return[29] <= 30  # Control Suite rewards are in [0, 1]
+    assert make_env("playground", "CartpoleBalance").spec.max_episode_steps == 1000  # the suite's own limit

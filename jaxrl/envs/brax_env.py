@@ -9,8 +9,6 @@ Frames and the HTML viewer come from `brax_render`, beside it.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +17,7 @@ from brax import envs as brax_envs
 from jaxrl.errors import ConfigError
 from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, end_of_step, initial_state, scale_action
 from jaxrl.envs.brax_render import brax_frames, brax_html
+from jaxrl.envs.mujoco_gl import frame_indices
 
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 
@@ -86,19 +85,12 @@ class BraxEnv:
     ) -> Frames:
         """Renders a recorded episode (host arrays [T, ...] from `jaxrl.video.rollout`) with MuJoCo.
 
-        Software OpenGL costs about 0.1 s a frame at 320x240 on a small CPU, so
-        a longer episode is subsampled to every k-th state (k = ceil(T /
-        max_frames); the last state is always kept) and fps divided by k, so
-        the video still plays in real time.
+        An episode longer than `max_frames` is subsampled (`mujoco_gl.frame_indices`).
         Returns Frames [<= max_frames + 1, height, width, 3] uint8 (default 320x240).
         Raises RenderUnavailable when MuJoCo has no OpenGL platform.
         """
-        length = int(np.asarray(steps.reward).shape[0])
-        stride = max(1, math.ceil(length / max_frames))
-        indices = list(range(0, length, stride))
-        if indices[-1] != length - 1:
-            indices.append(length - 1)
-        picked = jax.tree.map(lambda x: x[np.asarray(indices)], states.inner.pipeline_state)
+        indices, stride = frame_indices(int(np.asarray(steps.reward).shape[0]), max_frames)
+        picked = jax.tree.map(lambda x: x[indices], states.inner.pipeline_state)
         frames = brax_frames(self.env.sys, picked, width=width or 320, height=height or 240)
         return Frames(frames, 1.0 / (float(self.env.dt) * stride))
 

@@ -4,42 +4,19 @@ Owns everything that turns Brax physics states into pictures. `brax.io` and
 `mujoco` are imported inside the functions, so this module loads with jax
 alone.
 
-MuJoCo needs an OpenGL platform, chosen by MUJOCO_GL before mujoco is imported
-(`jaxrl.host.configure`): `egl` on an NVIDIA GPU, `osmesa` on a CPU machine
-with libOSMesa (Debian/Ubuntu: `libosmesa6`). Without one, `brax_frames`
-raises RenderUnavailable, and the HTML viewer (`brax_html`) still works.
+Without an OpenGL platform for MuJoCo (see `mujoco_gl`), `brax_frames` raises
+RenderUnavailable, and the HTML viewer (`brax_html`) still works.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import jax
 import numpy as np
 
-from jaxrl.envs.base import RenderUnavailable
+from jaxrl.envs.mujoco_gl import draw, unstack
 
 __all__ = ["brax_frames", "brax_html"]
-
-
-def _unstack(tree: Any) -> list[Any]:
-    leaves, treedef = jax.tree.flatten(jax.device_get(tree))
-    length = leaves[0].shape[0]
-    return [jax.tree.unflatten(treedef, [leaf[i] for leaf in leaves]) for i in range(length)]
-
-
-def _no_gl_reason(err: BaseException) -> str | None:
-    """A reason if `err` means there is no usable OpenGL platform, else None."""
-    text = f"{type(err).__name__}: {err}"
-    gl_words = ("opengl", "egl", "osmesa", "glfw", "gl context", "gl_context", "mjr_makecontext")
-    if not isinstance(err, ImportError) and not any(w in text.lower() for w in gl_words):
-        return None
-    return (
-        f"no OpenGL platform for MuJoCo (MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}): {text}. "
-        "On a CPU machine install libOSMesa (Debian/Ubuntu: apt-get install libosmesa6) and use "
-        "MUJOCO_GL=osmesa; on an NVIDIA GPU use MUJOCO_GL=egl; set it before mujoco is imported."
-    )
 
 
 def _default_camera(sys_: Any) -> str | None:
@@ -73,18 +50,11 @@ def brax_frames(
     """
     from brax.io import image
 
-    states = pipeline_states if isinstance(pipeline_states, list) else _unstack(pipeline_states)
+    states = unstack(pipeline_states)
     if not states:
         return np.zeros((0, height, width, 3), np.uint8)
     camera = camera if camera is not None else _default_camera(sys_)
-    try:
-        frames = image.render_array(sys_, states, height=height, width=width, camera=camera)
-    except Exception as err:  # mujoco raises ImportError, RuntimeError or FatalError here
-        reason = _no_gl_reason(err)
-        if reason is None:
-            raise
-        raise RenderUnavailable(reason) from err
-    return np.stack([np.asarray(f, np.uint8) for f in frames])
+    return draw(lambda: image.render_array(sys_, states, height=height, width=width, camera=camera), width, height)
 
 
 def brax_html(sys_: Any, pipeline_states: Any) -> str:
@@ -97,5 +67,4 @@ def brax_html(sys_: Any, pipeline_states: Any) -> str:
     """
     from brax.io import html
 
-    states = pipeline_states if isinstance(pipeline_states, list) else _unstack(pipeline_states)
-    return html.render(sys_, states)
+    return html.render(sys_, unstack(pipeline_states))

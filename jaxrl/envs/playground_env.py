@@ -1,0 +1,164 @@
+"""Adapter from MuJoCo Playground (`mujoco_playground`, pip `playground<1`) to
+the jaxrl env contract.
+
+Playground is the maintained home of JAX MuJoCo tasks (DeepMind Control Suite,
+locomotion, manipulation); Brax's own envs are no longer maintained. Its envs
+default to the MuJoCo Warp implementation, which on a CPU steps a humanoid a
+few times per second; the JAX implementation (`impl="jax"`, MJX) steps it
+about 2,400 times per second on 2 cores, so jax is the default here and warp
+is for NVIDIA GPUs. The time limit and auto-reset are done here (as for Brax),
+so that truncation is kept apart from termination and the pre-reset
+observation is kept to bootstrap from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl.errors import ConfigError
+from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, end_of_step, initial_state, scale_action
+from jaxrl.envs.mujoco_gl import draw, frame_indices
+
+IMPLS = ("jax", "warp")
+# Playground envs with dict observations give the policy's under this key
+# (the rest, e.g. "privileged_state", is for asymmetric critics).
+POLICY_OBS_KEY = "state"
+
+
+def _registry():
+    try:
+        from mujoco_playground import registry
+    except ImportError as err:
+        raise ConfigError(
+            f"env.suite=playground needs MuJoCo Playground, which is not installed ({err}); "
+            "install it with: pip install 'jaxrl[playground]'  (or: pip install 'playground<1')"
+        ) from None
+    return registry
+
+
+class PlaygroundEnv:
+    """A MuJoCo Playground environment behind the jaxrl contract (see `jaxrl.envs.base`).
+
+    name: a Playground env name, e.g. "HumanoidWalk", "CartpoleBalance".
+    impl: MJX implementation, "jax" (any device) or "warp" (NVIDIA GPUs).
+    episode_length: the time limit; None keeps the env's own (1000 for the
+        Control Suite).
+    """
+
+    def __init__(self, name: str, impl: str = "jax", episode_length: int | None = None):
+        registry = _registry()
+        if name not in registry.ALL_ENVS:
+            raise ConfigError(f"unknown playground env {name!r}; playground knows: {', '.join(registry.ALL_ENVS)}")
+        if impl not in IMPLS:
+            raise ConfigError(f"unknown playground impl env.backend={impl!r}; choose one of: {', '.join(IMPLS)}")
+        self.name = name
+        config = registry.get_default_config(name)
+        self.env = registry.load(name, config_overrides={"impl": impl})
+        obs_size = self.env.observation_size
+        if isinstance(obs_size, dict):
+            if POLICY_OBS_KEY not in obs_size:
+                raise ConfigError(
+                    f"playground env {name!r} has observations {sorted(obs_size)} and none named {POLICY_OBS_KEY!r}, "
+                    "the policy's; jaxrl cannot tell which to act on"
+                )
+            obs_size = obs_size[POLICY_OBS_KEY]
+        obs_shape = (int(np.prod(obs_size)),)
+        ctrl = np.asarray(self.env.mj_model.actuator_ctrlrange, np.float64)
+        limited = bool(self.env.mj_model.actuator_ctrllimited.all()) and bool((ctrl[:, 1] > ctrl[:, 0]).all())
+        action_dim = int(self.env.action_size)
+        self.spec = EnvSpec(
+            obs_shape=obs_shape,
+            action_dim=action_dim,
+            discrete=False,
+            action_low=tuple(float(x) for x in ctrl[:, 0]) if limited else (-1.0,) * action_dim,
+            action_high=tuple(float(x) for x in ctrl[:, 1]) if limited else (1.0,) * action_dim,
+            max_episode_steps=int(episode_length or config.episode_length),
+        )
+
+    def _obs(self, obs: Any) -> jax.Array:
+        obs = obs[POLICY_OBS_KEY] if isinstance(obs, dict) else obs
+        return obs.reshape(self.spec.obs_shape).astype(jnp.float32)
+
+    def reset(self, key: jax.Array) -> tuple[EnvState, jax.Array]:
+        """Starts an episode: (state, obs [obs_size] float32)."""
+        inner = self.env.reset(key)
+        return initial_state(inner), self._obs(inner.obs)
+
+    def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
+        """One step with a normalised action [action_size] in [-1, 1]."""
+        stepped = self.env.step(state.inner, scale_action(self.spec, action))
+        terminated = stepped.done.astype(bool)
+        truncated = jnp.logical_and(state.episode_length + 1 >= self.spec.max_episode_steps, ~terminated)
+        done = terminated | truncated
+        fresh = self.env.reset(key)
+        inner = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
+        return end_of_step(
+            inner,
+            state,
+            self._obs(inner.obs),
+            jnp.asarray(stepped.reward, jnp.float32),
+            terminated,
+            truncated,
+            self._obs(stepped.obs),
+        )
+
+    def render_unavailable(self) -> str | None:
+        """None: every Playground env can be drawn (OpenGL permitting, which only `render` finds out)."""
+        return None
+
+    def render(
+        self,
+        states: EnvState,
+        steps: TimeStep,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        max_frames: int = 250,
+    ) -> Frames:
+        """Renders a recorded episode (host arrays [T, ...] from `jaxrl.video.rollout`) with MuJoCo,
+        from the model's first camera that follows the body (else its first camera, else the free one).
+
+        An episode longer than `max_frames` is subsampled (`mujoco_gl.frame_indices`).
+        Returns Frames [<= max_frames + 1, height, width, 3] uint8 (default 320x240).
+        Raises RenderUnavailable when MuJoCo has no OpenGL platform.
+        """
+        width, height = width or 320, height or 240
+        indices, stride = frame_indices(int(np.asarray(steps.reward).shape[0]), max_frames)
+        data = states.inner.data
+        frames = draw(lambda: self._draw(data, indices, width, height), width, height)
+        return Frames(frames, 1.0 / (float(self.env.dt) * stride))
+
+    def _draw(self, data: Any, indices: np.ndarray, width: int, height: int) -> list[np.ndarray]:
+        # Playground's own `render` does the same but prints a progress bar.
+        import mujoco
+
+        model = self.env.mj_model
+        scratch = mujoco.MjData(model)
+        renderer = mujoco.Renderer(model, height=height, width=width)
+        camera = self._camera()
+        frames = []
+        try:
+            for t in indices:
+                scratch.qpos, scratch.qvel = data.qpos[t], data.qvel[t]
+                scratch.mocap_pos, scratch.mocap_quat = data.mocap_pos[t], data.mocap_quat[t]
+                mujoco.mj_forward(model, scratch)
+                renderer.update_scene(scratch, camera=camera)
+                frames.append(renderer.render())
+        finally:
+            renderer.close()
+        return frames
+
+    def _camera(self) -> int:
+        """The model's first camera that follows the body, else its first, else the free one (-1)."""
+        import mujoco
+
+        model = self.env.mj_model
+        tracking = (mujoco.mjtCamLight.mjCAMLIGHT_TRACK, mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM)
+        for cam in range(model.ncam):
+            if model.cam_mode[cam] in tracking:
+                return cam
+        return 0 if model.ncam else -1
