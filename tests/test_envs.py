@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from jaxrl.envs import make_env
 from jaxrl.envs.base import EnvSpec, RenderUnavailable, scale_action
 
@@ -142,3 +145,24 @@ def test_playground_contract():
     assert ts.final_obs[29, 0] > 0.4 and abs(ts.obs[29, 0]) < 0.1
     assert 0 < ts.episode_return[29] <= 30  # Control Suite rewards are in [0, 1]
     assert make_env("playground", "CartpoleBalance").spec.max_episode_steps == 1000  # the suite's own limit
+
+
+def test_a_playground_task_whose_robot_models_cannot_be_fetched_is_refused_in_one_line(tmp_path):
+    # Playground clones MuJoCo Menagerie with git on first use; here git fails as it does offline.
+    from mujoco_playground._src import mjx_env
+
+    if mjx_env.MENAGERIE_PATH.exists():
+        pytest.skip(f"Menagerie is already at {mjx_env.MENAGERIE_PATH}: nothing to fetch")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "git").write_text("#!/bin/sh\necho 'fatal: unable to access github.com' >&2\nexit 128\n")
+    (fake_bin / "git").chmod(0o755)
+    proc = run_cli(
+        ["env=playground", "env.name=Go1JoystickFlatTerrain", "run_dir=run"], tmp_path,
+        PATH=f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "needs robot models from MuJoCo Menagerie" in errors[0]
+    assert str(mjx_env.MENAGERIE_PATH) in errors[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists() and not mjx_env.MENAGERIE_PATH.exists()

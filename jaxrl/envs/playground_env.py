@@ -13,6 +13,7 @@ observation is kept to bootstrap from.
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import jax
@@ -40,6 +41,19 @@ def _registry():
     return registry
 
 
+def _menagerie_failure(name: str, err: BaseException) -> str:
+    """Why `name` failed to load when Playground's clone of MuJoCo Menagerie failed, and the fix."""
+    from mujoco_playground._src import mjx_env
+
+    return (
+        f"playground env {name!r} needs robot models from MuJoCo Menagerie, which Playground clones "
+        f"from GitHub the first time, and the clone failed ({type(err).__name__}: {str(err).rstrip('.')}). Run it once "
+        "with internet access, or clone https://github.com/deepmind/mujoco_menagerie at commit "
+        f"{mjx_env.MENAGERIE_COMMIT_SHA} into {mjx_env.MENAGERIE_PATH}. The Control Suite's tasks "
+        "(CartpoleBalance, HumanoidWalk, ...) need no download."
+    )
+
+
 class PlaygroundEnv:
     """A MuJoCo Playground environment behind the jaxrl contract (see `jaxrl.envs.base`).
 
@@ -57,7 +71,10 @@ class PlaygroundEnv:
             raise ConfigError(f"unknown playground impl env.backend={impl!r}; choose one of: {', '.join(IMPLS)}")
         self.name = name
         config = registry.get_default_config(name)
-        self.env = registry.load(name, config_overrides={"impl": impl})
+        try:
+            self.env = registry.load(name, config_overrides={"impl": impl})
+        except (subprocess.CalledProcessError, FileNotFoundError) as err:
+            raise ConfigError(_menagerie_failure(name, err)) from None
         obs_size = self.env.observation_size
         if isinstance(obs_size, dict):
             if POLICY_OBS_KEY not in obs_size:
