@@ -14,7 +14,7 @@ adapter family draws its own recorded episodes (`Env.render`), so that
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import numpy as np
@@ -212,6 +212,26 @@ def end_of_step(
         episode_length=ep_length,
     )
     return state, step
+
+
+def auto_reset(
+    spec: EnvSpec, prev: EnvState, stepped: Any, fresh: Any, obs: Callable[[Any], jax.Array]
+) -> tuple[EnvState, TimeStep]:
+    """Ends a step of a backend whose states carry `obs`, `reward` and `done`
+    (Brax, MuJoCo Playground): the time limit truncates, the state restarts
+    from `fresh` where the episode ended, and the pre-reset observation is kept.
+
+    prev: the EnvState the step started from; stepped: the backend state after
+    the step; fresh: a newly reset backend state; obs: the backend's
+    observation -> [*obs_shape] float32.
+    """
+    jnp = jax.numpy
+    terminated = stepped.done.astype(bool)
+    truncated = jnp.logical_and(prev.episode_length + 1 >= spec.max_episode_steps, ~terminated)
+    done = terminated | truncated
+    inner = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
+    reward = jnp.asarray(stepped.reward, jnp.float32)
+    return end_of_step(inner, prev, obs(inner.obs), reward, terminated, truncated, obs(stepped.obs))
 
 
 def initial_state(inner: Any) -> EnvState:

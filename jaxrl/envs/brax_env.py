@@ -15,7 +15,7 @@ import numpy as np
 from brax import envs as brax_envs
 
 from jaxrl.errors import ConfigError
-from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, end_of_step, initial_state, scale_action
+from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, initial_state, scale_action
 from jaxrl.envs.brax_render import brax_frames, brax_html
 from jaxrl.envs.mujoco_gl import frame_indices
 
@@ -55,20 +55,7 @@ class BraxEnv:
     def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
         """One step with a normalised action [action_size] in [-1, 1]."""
         stepped = self.env.step(state.inner, scale_action(self.spec, action))
-        terminated = stepped.done.astype(bool)
-        truncated = jnp.logical_and(state.episode_length + 1 >= self.spec.max_episode_steps, ~terminated)
-        done = terminated | truncated
-        fresh = self.env.reset(key)
-        inner = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
-        return end_of_step(
-            inner,
-            state,
-            inner.obs.astype(jnp.float32),
-            jnp.asarray(stepped.reward, jnp.float32),
-            terminated,
-            truncated,
-            stepped.obs.astype(jnp.float32),
-        )
+        return auto_reset(self.spec, state, stepped, self.env.reset(key), lambda obs: obs.astype(jnp.float32))
 
     def render_unavailable(self) -> str | None:
         """None: every Brax env can be drawn (OpenGL permitting, which only `render` finds out)."""

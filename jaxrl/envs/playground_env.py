@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.errors import ConfigError
-from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, end_of_step, initial_state, scale_action
+from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, initial_state, scale_action
 from jaxrl.envs.mujoco_gl import draw, frame_indices
 
 IMPLS = ("jax", "warp")
@@ -108,20 +108,7 @@ class PlaygroundEnv:
     def step(self, key: jax.Array, state: EnvState, action: jax.Array) -> tuple[EnvState, TimeStep]:
         """One step with a normalised action [action_size] in [-1, 1]."""
         stepped = self.env.step(state.inner, scale_action(self.spec, action))
-        terminated = stepped.done.astype(bool)
-        truncated = jnp.logical_and(state.episode_length + 1 >= self.spec.max_episode_steps, ~terminated)
-        done = terminated | truncated
-        fresh = self.env.reset(key)
-        inner = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
-        return end_of_step(
-            inner,
-            state,
-            self._obs(inner.obs),
-            jnp.asarray(stepped.reward, jnp.float32),
-            terminated,
-            truncated,
-            self._obs(stepped.obs),
-        )
+        return auto_reset(self.spec, state, stepped, self.env.reset(key), self._obs)
 
     def render_unavailable(self) -> str | None:
         """None: every Playground env can be drawn (OpenGL permitting, which only `render` finds out)."""
