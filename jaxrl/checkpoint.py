@@ -87,7 +87,7 @@ def _manager(directory: Path, keep: int) -> Any:
 
 def _without_empty(tree: Any) -> Any:
     """`tree` with its zero-size leaves (a MuJoCo model without actuator
-    activations has `act` [P, 0]) replaced by None: orbax refuses to save them,
+    activations has `act` [P, num_envs, 0]) replaced by None: orbax refuses to save them,
     and they hold no data."""
     return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
 

@@ -102,6 +102,8 @@ def test_unknown_env_names_are_listed():
         make_env("playground", "HumanoidWalkk")
     with pytest.raises(ValueError, match="unknown playground impl env.backend='mjx'; choose one of: jax, warp"):
         make_env("playground", "CartpoleBalance", backend="mjx")
+    with pytest.raises(ValueError, match="'AeroCubeRotateZAxis' has no choice of MJX implementation; leave env.backend at jax"):
+        make_env("playground", "AeroCubeRotateZAxis", backend="warp")
     with pytest.raises(ValueError, match="unknown env.suite 'dm_control'"):
         make_env("dm_control", "cheetah")
 

@@ -45,7 +45,7 @@ class EnvSpec:
 class EnvState:
     """Per-environment state: the backend's state plus episode statistics.
 
-    inner: the backend state (gymnax `EnvState` or brax `State`).
+    inner: the backend state (gymnax `EnvState`, brax `State` or Playground `State`).
     episode_return: [] float32, return of the running episode so far.
     episode_length: [] int32, steps of the running episode so far.
     """

@@ -71,34 +71,44 @@ class PlaygroundEnv:
             raise ConfigError(f"unknown playground impl env.backend={impl!r}; choose one of: {', '.join(IMPLS)}")
         self.name = name
         config = registry.get_default_config(name)
+        if "impl" in config:
+            overrides = {"impl": impl}
+        elif impl == "jax":
+            overrides = {}
+        else:
+            raise ConfigError(f"playground env {name!r} has no choice of MJX implementation; leave env.backend at jax")
         try:
-            self.env = registry.load(name, config_overrides={"impl": impl})
+            self.env = registry.load(name, config_overrides=overrides)
         except (subprocess.CalledProcessError, FileNotFoundError) as err:
             raise ConfigError(_menagerie_failure(name, err)) from None
-        obs_size = self.env.observation_size
-        if isinstance(obs_size, dict):
-            if POLICY_OBS_KEY not in obs_size:
+        obs = jax.eval_shape(self.env.reset, jax.random.PRNGKey(0)).obs
+        if isinstance(obs, dict):
+            if POLICY_OBS_KEY not in obs:
                 raise ConfigError(
-                    f"playground env {name!r} has observations {sorted(obs_size)} and none named {POLICY_OBS_KEY!r}, "
+                    f"playground env {name!r} has observations {sorted(obs)} and none named {POLICY_OBS_KEY!r}, "
                     "the policy's; jaxrl cannot tell which to act on"
                 )
-            obs_size = obs_size[POLICY_OBS_KEY]
-        obs_shape = (int(np.prod(obs_size)),)
-        ctrl = np.asarray(self.env.mj_model.actuator_ctrlrange, np.float64)
-        limited = bool(self.env.mj_model.actuator_ctrllimited.all()) and bool((ctrl[:, 1] > ctrl[:, 0]).all())
+            obs = obs[POLICY_OBS_KEY]
+        if len(obs.shape) != 1:
+            raise ConfigError(
+                f"playground env {name!r} observes arrays of shape {obs.shape}; jaxrl's networks are MLPs "
+                "over vectors, so pixel observations are not supported"
+            )
         action_dim = int(self.env.action_size)
+        # Playground's envs take actions in [-1, 1] and map them to their
+        # actuators themselves (a joint's default pose plus a scaled offset, say)
         self.spec = EnvSpec(
-            obs_shape=obs_shape,
+            obs_shape=tuple(obs.shape),
             action_dim=action_dim,
             discrete=False,
-            action_low=tuple(float(x) for x in ctrl[:, 0]) if limited else (-1.0,) * action_dim,
-            action_high=tuple(float(x) for x in ctrl[:, 1]) if limited else (1.0,) * action_dim,
+            action_low=(-1.0,) * action_dim,
+            action_high=(1.0,) * action_dim,
             max_episode_steps=int(episode_length or config.episode_length),
         )
 
     def _obs(self, obs: Any) -> jax.Array:
         obs = obs[POLICY_OBS_KEY] if isinstance(obs, dict) else obs
-        return obs.reshape(self.spec.obs_shape).astype(jnp.float32)
+        return obs.astype(jnp.float32)
 
     def reset(self, key: jax.Array) -> tuple[EnvState, jax.Array]:
         """Starts an episode: (state, obs [obs_size] float32)."""
@@ -124,7 +134,7 @@ class PlaygroundEnv:
         max_frames: int = 250,
     ) -> Frames:
         """Renders a recorded episode (host arrays [T, ...] from `jaxrl.video.rollout`) with MuJoCo,
-        from the model's first camera that follows the body (else its first camera, else the free one).
+        from the model's first camera, which follows the body in the Control Suite's walkers.
 
         An episode longer than `max_frames` is subsampled (`mujoco_gl.frame_indices`).
         Returns Frames [<= max_frames + 1, height, width, 3] uint8 (default 320x240).
@@ -143,7 +153,7 @@ class PlaygroundEnv:
         model = self.env.mj_model
         scratch = mujoco.MjData(model)
         renderer = mujoco.Renderer(model, height=height, width=width)
-        camera = self._camera()
+        camera = 0 if model.ncam else -1  # the model's first camera (its author's main view), else the free one
         frames = []
         try:
             for t in indices:
@@ -155,14 +165,3 @@ class PlaygroundEnv:
         finally:
             renderer.close()
         return frames
-
-    def _camera(self) -> int:
-        """The model's first camera that follows the body, else its first, else the free one (-1)."""
-        import mujoco
-
-        model = self.env.mj_model
-        tracking = (mujoco.mjtCamLight.mjCAMLIGHT_TRACK, mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM)
-        for cam in range(model.ncam):
-            if model.cam_mode[cam] in tracking:
-                return cam
-        return 0 if model.ncam else -1
