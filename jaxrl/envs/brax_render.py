@@ -12,11 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
 
-from jaxrl.envs.mujoco_gl import draw, unstack
+from jaxrl.envs.mujoco_gl import draw
 
 __all__ = ["brax_frames", "brax_html"]
+
+
+def _unstack(tree: Any) -> list[Any]:
+    """A pytree with leaves [T, ...] -> a list of T pytrees of host arrays (a list passes through)."""
+    if isinstance(tree, list):
+        return tree
+    leaves, treedef = jax.tree.flatten(jax.device_get(tree))
+    length = leaves[0].shape[0]
+    return [jax.tree.unflatten(treedef, [leaf[i] for leaf in leaves]) for i in range(length)]
 
 
 def _default_camera(sys_: Any) -> str | None:
@@ -50,7 +60,7 @@ def brax_frames(
     """
     from brax.io import image
 
-    states = unstack(pipeline_states)
+    states = _unstack(pipeline_states)
     if not states:
         return np.zeros((0, height, width, 3), np.uint8)
     camera = camera if camera is not None else _default_camera(sys_)
@@ -67,4 +77,4 @@ def brax_html(sys_: Any, pipeline_states: Any) -> str:
     """
     from brax.io import html
 
-    return html.render(sys_, unstack(pipeline_states))
+    return html.render(sys_, _unstack(pipeline_states))

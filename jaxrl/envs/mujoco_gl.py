@@ -1,5 +1,5 @@
-"""What the two MuJoCo-drawn adapters (Brax, Playground) share: splitting a
-recorded episode into per-step states, and turning "no OpenGL here" into
+"""What the two MuJoCo-drawn adapters (Brax, Playground) share: which states
+of a recorded episode to draw, and turning "no OpenGL here" into
 `RenderUnavailable` with a reason a user can act on.
 
 MuJoCo needs an OpenGL platform, chosen by MUJOCO_GL before mujoco is imported
@@ -13,21 +13,11 @@ import math
 import os
 from typing import Any, Callable
 
-import jax
 import numpy as np
 
 from jaxrl.envs.base import RenderUnavailable
 
-__all__ = ["draw", "frame_indices", "unstack"]
-
-
-def unstack(tree: Any) -> list[Any]:
-    """A pytree with leaves [T, ...] -> a list of T pytrees of host arrays (a list passes through)."""
-    if isinstance(tree, list):
-        return tree
-    leaves, treedef = jax.tree.flatten(jax.device_get(tree))
-    length = leaves[0].shape[0]
-    return [jax.tree.unflatten(treedef, [leaf[i] for leaf in leaves]) for i in range(length)]
+__all__ = ["draw", "frame_indices"]
 
 
 def frame_indices(length: int, max_frames: int) -> tuple[np.ndarray, int]:
