@@ -208,6 +208,9 @@ class RunConfig:
     run_dir: str | None = None
     resume: str | None = None
     deterministic: bool = False
+    # configs/config.yaml gives CLI and notebook runs a folder; None (no cache) for
+    # programs that build a RunConfig themselves, such as benchmarks that time compilation
+    compile_cache: str | None = None
     sweep: Sweep = Sweep()
 
     def members(self) -> list[dict[str, Any]]:

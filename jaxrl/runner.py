@@ -28,6 +28,7 @@ import numpy as np
 import psutil
 import yaml
 
+from jaxrl import compile_cache
 from jaxrl.alerts import NONFINITE_METRIC, inject_nan, nonfinite
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
@@ -457,7 +458,8 @@ def train(
     # XLA compiles in C, where no signal can interrupt it; a KeyboardInterrupt
     # raised when Python resumes can land in one of jax's garbage-collector
     # callbacks, which swallow it, so a signal here is raised once compiling ends
-    with StopOnSignal() as stop:
+    cache_dir = compile_cache.enable(run.compile_cache)
+    with StopOnSignal() as stop, compile_cache.CacheCount() as cached:
         programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes)
     if stop.requested:
         raise Interrupted(stop.requested)
@@ -497,6 +499,7 @@ def train(
             "env_steps": position.env_steps,
             "wall_s": round(elapsed(), 3),
             "compile_s": round(programs.seconds, 3),
+            "compile_cache": cached.summary(cache_dir) if cache_dir else None,
             "train_s": round(position.train_s, 3),
             # XLA reads them once, at start: what decided this session's speed
             "xla_flags": os.environ.get("XLA_FLAGS", ""),

@@ -117,7 +117,7 @@ OVERRIDES_FILE = "overrides.yaml"
 # What a resumed run may change: how it is logged, filmed, checkpointed and
 # alerted, and how long it trains; not what it trains.
 RESUME_MAY_CHANGE = ("total_timesteps", "logger", "video", "checkpoint", "alerts", "runs_root", "run_dir", "resume",
-                     "deterministic")
+                     "deterministic", "compile_cache")
 
 
 class _KeepOverrides(Hook):

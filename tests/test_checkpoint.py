@@ -175,8 +175,11 @@ def test_a_padded_population_checkpoints_its_own_members_and_resumes_on_one_devi
 
 
 def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
-    args = [*PPO, "total_timesteps=100000", "num_logs=50", "checkpoint.every=0", "runs_root=runs"]
-    proc = start_cli(tmp_path, *args)
+    args = [*PPO, "total_timesteps=100000", "num_logs=50", "checkpoint.every=0", "runs_root=runs",
+            f"compile_cache={tmp_path / 'xla'}"]
+    # the run's own compile_cache, not the suite's JAX_COMPILATION_CACHE_DIR (which would win)
+    own_cache = {"JAX_COMPILATION_CACHE_DIR": ""}
+    proc = start_cli(tmp_path, *args, **own_cache)
     wait_while_running(lambda: any(tmp_path.glob("runs/*/metrics.jsonl")) and
                next(tmp_path.glob("runs/*/metrics.jsonl")).read_text().count("\n") >= 4, proc)
     proc.send_signal(signal.SIGTERM)
@@ -186,17 +189,21 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
     (run_dir,) = tmp_path.glob("runs/*")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "stopped"
+    assert summary["compile_cache"]["dir"] == str(tmp_path / "xla") and summary["compile_cache"]["hits"] == 0
     # the checkpoint is the state right after the last logged chunk (within one chunk of the signal)
     assert checkpoint_steps(run_dir) == [summary["env_steps"]]
     assert max(r["step"] for r in rows(run_dir)) == summary["env_steps"]
 
-    result = run_cli([*args, "resume=auto"], tmp_path)
+    result = run_cli([*args, "resume=auto"], tmp_path, **own_cache)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming {run_dir.relative_to(tmp_path)} at step {summary['env_steps']}" in result.stderr
     assert [p.name for p in tmp_path.glob("runs/*")] == [run_dir.name]
     steps = [r["step"] for r in rows(run_dir) if r["member"] == 0]
     assert steps == list(range(2048, 100352 + 1, 2048))
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    # the resumed session loaded the training chunk the first one compiled, instead of compiling it
+    assert summary["compile_cache"]["hits"] >= 1 and any((tmp_path / "xla").glob("jit_chunk-*")), summary
 
 
 def test_a_second_signal_ends_the_process_at_once(tmp_path):

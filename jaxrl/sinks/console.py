@@ -129,7 +129,9 @@ class ConsoleSink(Sink):
             table.add_row(*cells)
         self.console.print(table)
         if "sps" in summary:
+            cache = summary.get("compile_cache") or {}
+            cached = f", {cache['hits']} programs from the compile cache" if cache.get("hits") else ""
             self.console.print(
                 f"{summary['env_steps']:,} env steps per member in {summary['wall_s']:.1f} s "
-                f"(compile {summary['compile_s']:.1f} s, {summary['sps']:,.0f} steps/s) -> {self._run.run_dir}"
+                f"(compile {summary['compile_s']:.1f} s{cached}, {summary['sps']:,.0f} steps/s) -> {self._run.run_dir}"
             )
