@@ -29,14 +29,14 @@ def enable(folder: str | None) -> str | None:
     missing) and returns the folder in use, or None when there is none.
 
     A non-empty JAX_COMPILATION_CACHE_DIR wins over `folder` (jax reads it
-    itself), so one cache can serve all of a user's JAX programs. A folder
+    itself), so one cache can serve all of a user's JAX programs. None sets
+    no folder and leaves one JAX already has (from `jax.config`, or from an
+    earlier run in this process) in place, which is then the one returned. A folder
     that cannot be written is reported on stderr and the run compiles without
     a cache: the cache saves time, it is never worth failing a run for.
     """
-    if os.environ.get(ENV_VAR):
-        return jax.config.jax_compilation_cache_dir
-    if folder is None:
-        return None
+    if os.environ.get(ENV_VAR) or folder is None:
+        return jax.config.jax_compilation_cache_dir or None
     path = Path(folder).expanduser().absolute()
     try:
         path.mkdir(parents=True, exist_ok=True)

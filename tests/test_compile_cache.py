@@ -17,9 +17,16 @@ def test_the_users_jax_compilation_cache_dir_wins(monkeypatch, tmp_path):
     assert not (tmp_path / "mine").exists()
 
 
-def test_null_means_no_cache(monkeypatch):
+def test_null_sets_no_cache_and_reports_the_one_jax_has(monkeypatch):
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "")
-    assert compile_cache.enable(None) is None
+    # the suite's own cache, set by conftest through jax.config
+    assert compile_cache.enable(None) == jax.config.jax_compilation_cache_dir
+    suite_cache = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        assert compile_cache.enable(None) is None
+    finally:
+        jax.config.update("jax_compilation_cache_dir", suite_cache)
 
 
 def test_a_folder_that_cannot_be_written_warns_and_the_run_goes_on_without(monkeypatch, tmp_path, capsys):
