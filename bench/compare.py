@@ -1,10 +1,11 @@
-"""The runner's PPO throughput in two checkouts, alternating, for a refactor's before/after.
+"""The CLI's PPO throughput in two checkouts, alternating, for a refactor's before/after.
 
-Each round trains the `make bench` configuration (one seed, metrics.jsonl only)
-once per checkout, each in a fresh subprocess that imports jaxrl from that
-checkout; alternating spreads the machine's noise over both. Prints each
-run's steps/s (training only, compilation excluded), the medians and their
-ratio.
+Each round trains the `make bench` configuration (one seed, metrics.jsonl
+only) once per checkout, each as `python -m jaxrl.train` in a fresh process
+that imports jaxrl from that checkout, as a user runs it: with the XLA flags
+that checkout's CLI chooses (`summary.json`'s `xla_flags`). Alternating
+spreads the machine's noise over both. Prints each run's steps/s (training
+only, compilation excluded), the medians and their ratio.
 
     git worktree add /tmp/before <commit>
     python bench/compare.py /tmp/before . [--steps 491520] [--rounds 3]
@@ -18,46 +19,32 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-# The program each subprocess runs; it uses only the API both sides share.
-PROGRAM = """
-import json, sys, tempfile
-from pathlib import Path
-import jaxrl
-from jaxrl.config import from_dict
-from jaxrl.runner import train
-from jaxrl.sinks.jsonl import JsonlSink
-raw = json.loads(sys.argv[1])
-with tempfile.TemporaryDirectory() as tmp:
-    summary = train(from_dict(raw), Path(tmp) / "run", [JsonlSink()], raw)
-print(json.dumps({"sps": summary["sps"], "compile_s": summary["compile_s"]}))
-"""
 
-
-def config(steps: int) -> dict:
+def overrides(steps: int) -> list[str]:
     """bench_ppo.py's configuration: 16 envs x 256 steps, 4 epochs x 32 minibatches, 2x256 tanh."""
-    return {
-        "algo": {
-            "name": "ppo", "num_envs": 16, "rollout_length": 256, "num_epochs": 4, "num_minibatches": 32,
-            "hidden": [256, 256], "activation": "tanh", "normalize_obs": True, "normalize_reward": True,
-        },
-        "env": {"suite": "gymnax", "name": "MountainCarContinuous-v0", "id": "mountaincar_continuous"},
-        "seeds": 1, "total_timesteps": steps, "num_logs": 20,
-        "eval": {"every": 1000, "episodes": 4}, "video": {"enabled": False},
-        "logger": {"backend": "none"},
-    }
+    return [
+        "algo=ppo", "algo.num_envs=16", "algo.rollout_length=256", "algo.num_epochs=4", "algo.num_minibatches=32",
+        "algo.hidden=[256,256]", "algo.activation=tanh", "algo.normalize_obs=true", "algo.normalize_reward=true",
+        "env=mountaincar_continuous", "seeds=1", f"total_timesteps={steps}", "num_logs=20",
+        "eval.every=1000", "eval.episodes=4", "video.enabled=false", "logger=none", "alerts=none",
+        "checkpoint.enabled=false",
+    ]
 
 
 def run(tree: Path, steps: int) -> dict:
-    """One training run with jaxrl imported from `tree`."""
+    """One training run of `python -m jaxrl.train` with jaxrl imported from `tree`."""
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-    env.pop("XLA_FLAGS", None)  # each side installs its own CPU guard
-    out = subprocess.run(
-        [sys.executable, "-c", PROGRAM, json.dumps(config(steps))],
-        env=env, cwd=tree, capture_output=True, text=True, check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    env.pop("XLA_FLAGS", None)  # each side chooses its own
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "jaxrl.train", *overrides(steps), f"run_dir={tmp}/run"],
+            env=env, cwd=tree, capture_output=True, text=True, check=True,
+        )
+        summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
+    return {key: summary[key] for key in ("sps", "compile_s", "xla_flags")}
 
 
 def main() -> None:
@@ -72,7 +59,11 @@ def main() -> None:
         for side in ("before", "after"):
             result = run(getattr(args, side), args.steps)
             rates[side].append(result["sps"])
-            print(f"round {i + 1} {side:6s} {result['sps']:>9,.0f} steps/s  compile {result['compile_s']:.1f} s", flush=True)
+            print(
+                f"round {i + 1} {side:6s} {result['sps']:>9,.0f} steps/s  compile {result['compile_s']:.1f} s  "
+                f"XLA_FLAGS={result['xla_flags']!r}",
+                flush=True,
+            )
     before, after = statistics.median(rates["before"]), statistics.median(rates["after"])
     print(json.dumps({"before_sps": round(before), "after_sps": round(after), "after_over_before": round(after / before, 3)}))
 

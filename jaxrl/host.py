@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+import re
 import sys
+from collections.abc import Iterable
 
 __all__ = [
-    "CPU_GUARD", "choose_mujoco_gl", "configure", "guard_cpu_deadlock", "make_deterministic", "set_mujoco_gl",
+    "CPU_GUARD", "LAPACK_FREE_ENVS", "batched_lapack_calls", "check_cpu_guard", "choose_mujoco_gl", "configure", "guard_cpu_deadlock", "make_deterministic",
+    "needs_cpu_guard", "relax_cpu_guard", "set_mujoco_gl",
 ]
 
 # The OpenGL platforms mujoco's Python bindings can run headless on Linux; the
@@ -60,23 +63,104 @@ def configure() -> None:
 
 
 CPU_GUARD = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-"""The XLA flag that keeps jaxlib 0.10's CPU scheduler from deadlocking training programs."""
+"""The XLA flag that keeps jaxlib 0.10's CPU runtime from deadlocking on batched LAPACK calls."""
+
+# Env suites and physics backends whose step, reset and observation hold no
+# batched LAPACK call (tests/test_host.py lowers them to check), so that with
+# jaxrl's own networks (`jaxrl.networks.orthogonal`) a run's programs have none.
+LAPACK_FREE_ENVS = {"gymnax": None, "brax": ("positional", "spring")}
+
+_guard_is_ours = False
 
 
 def guard_cpu_deadlock() -> None:
     """Turns off XLA's concurrency-optimised CPU scheduler unless XLA_FLAGS is set.
 
-    With jaxlib 0.10 that scheduler can deadlock training programs on the
-    CPU: after compiling, every XLA thread waits on a futex and the process
-    sits at 0% CPU. It was seen with vmapped populations and with a single
-    SAC member on Brax humanoid (32 envs, 4 gradient steps per update), so
-    the guard stays on for every run, although one PPO seed trains about
-    1.1x faster without it (docs/benchmarks.md). XLA reads the flag when its
-    backend starts, so this must run before the first computation; the flag
-    only affects the CPU backend. A user's own XLA_FLAGS are left alone.
+    jaxlib 0.10's CPU LAPACK kernels (QR, Cholesky, LU, ...) run a batch of
+    matrices by handing its pieces to XLA's intra-op thread pool and blocking
+    a pool thread until they are done. When that scheduler runs as many such
+    calls at once as the pool has threads (two on 2 cores), every thread waits
+    for pieces no thread is free to run: the process sits at 0% CPU forever
+    (a native stack of the hang: docs/benchmarks.md). Without the scheduler,
+    independent ops run one at a time. `import jaxrl` sets this guard, so
+    whatever a user computes is safe; `relax_cpu_guard` takes it back, before
+    XLA starts, for a run whose programs hold no batched LAPACK call. XLA reads
+    the flag when its backend starts; it only affects the CPU backend. A
+    user's own XLA_FLAGS are left alone.
     """
+    global _guard_is_ours
     if "XLA_FLAGS" not in os.environ:
         os.environ["XLA_FLAGS"] = CPU_GUARD
+        _guard_is_ours = True
+
+
+def needs_cpu_guard(suite: str, backend: str | None) -> bool:
+    """Whether programs training on env `suite` (with physics `backend`) may
+    hold a batched LAPACK call, and so need `CPU_GUARD` on the CPU."""
+    if suite not in LAPACK_FREE_ENVS:
+        return True
+    backends = LAPACK_FREE_ENVS[suite]
+    return backends is not None and backend not in backends
+
+
+def relax_cpu_guard(envs: Iterable[tuple[str, str | None]]) -> bool:
+    """Removes the guard `import jaxrl` set when no run this process will
+    start trains on an env that needs it: `envs` holds their (suite, backend)
+    pairs (`needs_cpu_guard`). XLA's scheduler may then run independent ops
+    (the actor's and the critic's) on several cores at once.
+
+    Only before XLA's backend starts, and only a guard jaxrl set itself: a
+    user's own XLA_FLAGS, or a process that has computed something already,
+    keep what they have. The CLI calls this for its own process; `jaxrl.run`
+    does not, since a notebook may train on other envs later. Returns whether
+    the guard was removed.
+    """
+    from jax._src import xla_bridge
+
+    global _guard_is_ours
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    if not _guard_is_ours or CPU_GUARD not in flags or xla_bridge.backends_are_initialized():
+        return False
+    if any(needs_cpu_guard(suite, backend) for suite, backend in envs):
+        return False
+    flags.remove(CPU_GUARD)
+    if flags:
+        os.environ["XLA_FLAGS"] = " ".join(flags)
+    else:
+        del os.environ["XLA_FLAGS"]
+    _guard_is_ours = False
+    return True
+
+
+# A custom call to one of jaxlib's CPU LAPACK kernels, with the number of
+# batch dimensions jax records on it ("0": one matrix, which runs inline).
+_LAPACK_CALL = re.compile(r'custom_call @(lapack_\w+)\(.*?num_batch_dims = "(\d+)"')
+
+
+def batched_lapack_calls(program_text: str) -> list[str]:
+    """The batched LAPACK calls (`lapack_sgeqrf_ffi`, ...) in a lowered
+    program's StableHLO text (`jax.jit(f).lower(...).as_text()`): the calls
+    that deadlock XLA:CPU without `CPU_GUARD`."""
+    return [name for name, batch_dims in _LAPACK_CALL.findall(program_text) if batch_dims != "0"]
+
+
+def check_cpu_guard(program_text: str, name: str) -> None:
+    """Raises ConfigError, before compiling, when XLA started on the CPU
+    without `CPU_GUARD` and the lowered program `name` holds a batched LAPACK
+    call: such a program can hang forever instead of failing."""
+    import jax
+
+    if jax.default_backend() != "cpu" or CPU_GUARD in os.environ.get("XLA_FLAGS", "").split():
+        return
+    from jaxrl.errors import ConfigError
+
+    calls = batched_lapack_calls(program_text)
+    if calls:
+        raise ConfigError(
+            f"the {name} program holds batched LAPACK calls ({', '.join(sorted(set(calls)))}), which can deadlock "
+            f"jaxlib 0.10's CPU runtime; this process's XLA started without the guard against it. "
+            f"Start the run again with {CPU_GUARD} in XLA_FLAGS"
+        )
 
 
 def set_mujoco_gl() -> None:

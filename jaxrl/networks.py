@@ -18,8 +18,36 @@ import numpy as np
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "silu": nn.silu}
 
 
+def orthogonal(gain: float) -> nn.initializers.Initializer:
+    """flax's orthogonal initialiser, whose QR never runs batched.
+
+    Under vmap (QEnsemble's stacked critics, a vmapped population) flax's
+    initialiser becomes one batched LAPACK QR, and jaxlib 0.10's CPU kernels
+    run a batch by handing its pieces to XLA's intra-op thread pool and
+    blocking a pool thread until they finish. Two such calls at once block
+    both threads of a 2-core pool for good: the CPU deadlock of
+    docs/benchmarks.md. Here a batch of keys becomes a loop of single QRs
+    (same values, bit for bit), so no program jaxrl builds needs the
+    deadlock guard on that account (`jaxrl.host`).
+    """
+    base = nn.initializers.orthogonal(gain)
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        @jax.custom_batching.custom_vmap
+        def draw(key):
+            return base(key, shape, dtype)
+
+        @draw.def_vmap
+        def _one_at_a_time(axis_size, in_batched, key):
+            return jax.lax.map(draw, key), True
+
+        return draw(key)
+
+    return init
+
+
 def _dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):
@@ -167,7 +195,7 @@ class TanhGaussianPolicy(nn.Module):
         mean = _dense(self.action_dim, 0.01)(x)
         log_std = nn.Dense(
             self.action_dim,
-            kernel_init=nn.initializers.orthogonal(0.01),
+            kernel_init=orthogonal(0.01),
             bias_init=nn.initializers.constant(self.log_std_init),
         )(x)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)

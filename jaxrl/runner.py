@@ -38,6 +38,7 @@ from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
 from jaxrl.files import write_atomically
+from jaxrl.host import check_cpu_guard
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
@@ -279,14 +280,19 @@ def compile_programs(
     def init_population(keys, hp):
         # member after member (lax.map), not vmap: jaxlib 0.10.2's CPU runtime
         # deadlocked (every thread idle, forever) running the vmapped init of
-        # 100 or more 2x256 PPO members on 2 cores; init runs once per run, so
-        # the loop costs nothing that matters
+        # 100 or more 2x256 PPO members on 2 cores, before the networks' QRs
+        # were kept unbatched (`networks.orthogonal`); init runs once per run,
+        # so the loop costs nothing that matters
         return jax.lax.map(lambda member: algo.init(*member), (keys, hp))
 
-    init = layout.jit(init_population, (layout.inputs, layout.inputs), layout.states).lower(keys, hp).compile()
-    chunk = layout.jit(chunk, (layout.states,), (layout.states, layout.metrics), donate_argnums=0).lower(shapes).compile()
-    evaluate_ = layout.jit(jax.vmap(evaluate_member), (layout.states, layout.inputs), layout.results)
-    evaluate_ = evaluate_.lower(shapes, keys).compile()
+    lowered = {
+        "init": layout.jit(init_population, (layout.inputs, layout.inputs), layout.states).lower(keys, hp),
+        "chunk": layout.jit(chunk, (layout.states,), (layout.states, layout.metrics), donate_argnums=0).lower(shapes),
+        "evaluate": layout.jit(jax.vmap(evaluate_member), (layout.states, layout.inputs), layout.results).lower(shapes, keys),
+    }
+    for name, program in lowered.items():
+        check_cpu_guard(program.as_text(), name)
+    init, chunk, evaluate_ = (program.compile() for program in lowered.values())
     init = layout.placed(init, (layout.inputs, layout.inputs))
     # states from init are in place already, but restored ones (a checkpoint) are not
     chunk = layout.placed(chunk, (layout.states,))

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
 from jaxrl.files import write_atomically
+from jaxrl.host import relax_cpu_guard
 from jaxrl.events import Hook
 from jaxrl.multirun import job_dir
 from jaxrl.sweeps import quote_distributions
@@ -55,11 +56,13 @@ def run_dir_for(run: RunConfig) -> Path:
     return path
 
 
-def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = ()) -> dict[str, Any]:
+def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_process: bool = False) -> dict[str, Any]:
     """Composes the config of `python -m jaxrl.train OVERRIDES`, finds the run
     to resume when `resume=` asks for one, trains, and returns the summary.
     `hooks` hear the run's events after the built-in ones (`jaxrl.api.run`
-    learns its run folder so)."""
+    learns its run folder so). `own_process`: this run is all the process
+    will compute, so XLA may start without the CPU guard where the env does
+    not need it (`jaxrl.host.relax_cpu_guard`)."""
     cfg = compose_config(overrides)
     resume_dir = resume_target(cfg)
     if resume_dir is not None:
@@ -69,6 +72,8 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = ()) -> dict
         except ConfigError as err:
             raise ConfigError(f"cannot resume {resume_dir} with this command line: {err}") from None
         check_resumable(resume_dir, cfg)
+    if own_process:
+        relax_cpu_guard([(cfg.env.suite, cfg.env.backend)])
     return run_from_config(cfg, overrides, resume_dir, hooks)
 
 
@@ -317,9 +322,10 @@ def compose_config(overrides: list[str]) -> DictConfig:
         raise _hydra_error(err, overrides) from None
 
 
-def check_sweep(overrides: list[str]) -> None:
+def check_sweep(overrides: list[str]) -> list[RunConfig]:
     """Composes and validates every job of a multirun (`-m`) before Hydra
-    launches any, so bad input fails before a sweep folder is made."""
+    launches any, so bad input fails before a sweep folder is made; returns
+    the jobs' configs."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -328,10 +334,12 @@ def check_sweep(overrides: list[str]) -> None:
         jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
     except HydraException as err:
         raise _hydra_error(err, overrides) from None
+    runs = []
     for job in jobs:
         cfg = compose_config(job)
         check_multirun_resume(cfg)
-        from_dict(OmegaConf.to_container(cfg, resolve=True))
+        runs.append(from_dict(OmegaConf.to_container(cfg, resolve=True)))
+    return runs
 
 
 def check_multirun_resume(cfg: DictConfig) -> None:
@@ -406,10 +414,11 @@ def main() -> None:
     overrides = [a for a in args if not a.startswith("-")]
     with exit_status():
         if not flags:
-            run_from_overrides(overrides)
+            run_from_overrides(overrides, own_process=True)
             return
         if set(flags) <= set(MULTIRUN_FLAGS):
-            check_sweep(overrides)
+            # the basic launcher runs every job in this process
+            relax_cpu_guard([(run.env.suite, run.env.backend) for run in check_sweep(overrides)])
     sys.argv[1:] = args
     hydra_main()
 

@@ -1,4 +1,6 @@
-"""The CPU deadlock guard: on for every run jaxrl starts, never over the user's own XLA_FLAGS."""
+"""The CPU deadlock guard: set on import, never over the user's own XLA_FLAGS,
+taken back by the CLI where no program can need it, and a refusal, before
+compiling, of a program that does need it when XLA started without it."""
 
 from __future__ import annotations
 
@@ -7,15 +9,14 @@ import os
 import subprocess
 import sys
 
-from conftest import run_cli
+import flax.linen as nn
+import jax
+import pytest
 
-from jaxrl.host import CPU_GUARD
-
-TINY = [
-    "algo.num_envs=4", "algo.rollout_length=32", "algo.hidden=[32,32]", "algo.num_minibatches=4", "eval.episodes=2",
-    "total_timesteps=512", "num_logs=2", "eval.every=1", "logger=none", "video.enabled=false",
-]
-
+from conftest import run_cli, run_config
+from jaxrl.host import CPU_GUARD, batched_lapack_calls, needs_cpu_guard
+from jaxrl.networks import orthogonal
+from jaxrl.runner import build, member_keys, population_hyperparams
 
 def test_import_sets_the_guard_unless_the_user_set_xla_flags():
     clean = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
@@ -25,9 +26,60 @@ def test_import_sets_the_guard_unless_the_user_set_xla_flags():
     assert own.stdout.strip() == ""
 
 
-def test_a_one_seed_cli_run_keeps_the_guard(tmp_path):
-    # one SAC member on Brax humanoid deadlocked without it (jaxrl/host.py)
-    proc = run_cli(["seeds=1", *TINY, "run_dir=one"], cwd=tmp_path, timeout=300)
+def test_a_cli_run_on_an_env_without_lapack_starts_xla_without_the_guard_and_finishes(tmp_path):
+    # SAC on Brax ant (spring): before `networks.orthogonal`, its twin critics'
+    # batched QR hung this very command without the guard in 5 of 6 tries
+    # (docs/benchmarks.md); it now finishes in about 30 s
+    sac = ["env=brax", "env.name=ant", "env.backend=spring", "algo=sac", "seeds=1", "algo.num_envs=8",
+           "algo.warmup_steps=256", "algo.batch_size=32", "total_timesteps=1024", "num_logs=2", "eval.episodes=2",
+           "logger=none", "video.enabled=false", "compile_cache=null"]
+    proc = run_cli([*sac, "run_dir=sac"], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["xla_flags"] == CPU_GUARD
+    summary = json.loads((tmp_path / "sac" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["xla_flags"] == ""
+
+
+def test_a_program_that_needs_the_guard_is_refused_without_it(tmp_path):
+    # XLA_FLAGS set by the user: jaxrl adds no guard, and MJX's batched Cholesky could hang
+    proc = run_cli(
+        ["experiment=playground_cartpole", "algo.num_envs=4", "algo.rollout_length=8", "algo.num_minibatches=1",
+         "total_timesteps=32", "run_dir=mjx"],
+        cwd=tmp_path, timeout=300, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "batched LAPACK calls (lapack_spotrf_ffi" in proc.stderr and CPU_GUARD in proc.stderr
+
+
+def _program_texts(*overrides: str) -> str:
+    """The lowered StableHLO of a population's init and vmapped update."""
+    run = run_config(*overrides)
+    algo, _ = build(run)
+    keys, hp = member_keys(run), population_hyperparams(run)
+    init = jax.jit(jax.vmap(algo.init)).lower(keys, hp)
+    update = jax.jit(jax.vmap(algo.update)).lower(jax.eval_shape(jax.vmap(algo.init), keys, hp))
+    return init.as_text() + update.as_text()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("algo=sac", "seeds=2"),
+        ("algo=ppo", "seeds=2"),
+        ("env=brax", "env.backend=spring", "algo=td3", "algo.num_envs=4", "seeds=2"),
+        ("env=brax", "env.backend=positional", "algo.num_envs=4", "seeds=2"),
+        ("env=brax", "env.backend=generalized", "algo.num_envs=4", "seeds=2"),
+    ],
+    ids=["gymnax-sac", "gymnax-ppo", "brax-spring-td3", "brax-positional-ppo", "brax-generalized-ppo"],
+)
+def test_envs_said_to_need_no_guard_hold_no_batched_lapack_call(overrides):
+    run = run_config(*overrides)
+    calls = batched_lapack_calls(_program_texts(*overrides))
+    assert bool(calls) == needs_cpu_guard(run.env.suite, run.env.backend), calls
+
+
+def test_orthogonal_init_keeps_flax_values_and_never_batches_its_qr():
+    keys = jax.random.split(jax.random.key(0), 3)
+    ours = jax.vmap(lambda k: orthogonal(2.0)(k, (64, 16)))
+    assert (ours(keys) == jax.vmap(lambda k: nn.initializers.orthogonal(2.0)(k, (64, 16)))(keys)).all()
+    assert batched_lapack_calls(jax.jit(jax.vmap(ours)).lower(jax.numpy.stack([keys, keys])).as_text()) == []
+    assert batched_lapack_calls(jax.jit(jax.vmap(jax.numpy.linalg.qr)).lower(jax.numpy.ones((2, 4, 4))).as_text())

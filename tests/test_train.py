@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from jaxrl import load_policy
-from jaxrl.host import CPU_GUARD
 from jaxrl.runner import POLICY_FILE, train
 from jaxrl.sinks.jsonl import JsonlSink
 
@@ -57,8 +56,9 @@ def test_run_folder_contents(solved_run):
     for key in ("wall_s", "compile_s", "sps"):
         assert summary[key] > 0
     assert summary["wall_s"] > summary["compile_s"]
-    # a population trains with the CPU deadlock guard, and did not hang with it
-    assert summary["xla_flags"] == CPU_GUARD
+    # a population on a gymnax env trains without the CPU deadlock guard (its
+    # programs hold no batched LAPACK call), and did not hang
+    assert summary["xla_flags"] == ""
     assert set(summary["final"]) >= {"eval/return_mean", "eval/return_std"}
     config = yaml.safe_load((solved_run / "config.yaml").read_text())
     assert config["algo"]["name"] == "ppo" and config["seeds"] == 4 and config["env"]["name"] == "MountainCarContinuous-v0"
