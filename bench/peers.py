@@ -27,8 +27,9 @@ holding the requirement list makes later runs skip the install.
 
 Every side runs with XLA_FLAGS unset: the peers as their users run them
 (no CPU-scheduler guard), and jaxrl through `python -m jaxrl.train`, which
-sets its own guard against the CPU scheduler's deadlock (README,
-Architecture); summary.json's xla_flags says what each jaxrl run had. Run it on
+chooses for itself whether the env needs its guard against the CPU
+runtime's deadlock (README, Architecture; none of the envs here does);
+summary.json's xla_flags says what each jaxrl run had. Run it on
 a quiet machine: PyTorch's default OpenMP threads slow down tenfold when
 another process holds a core (--torch-threads 1 shows it), so the load
 average at the start is part of the record.
@@ -175,7 +176,7 @@ def ppo_purejaxrl(steps: int) -> Comparison:
                  "algo.activation=tanh", "algo.normalize_obs=true", "algo.normalize_reward=true", "algo.clip_value=true"]
     return Comparison("ppo-purejaxrl", s, {"jaxrl": jaxrl_side(overrides), "bare": script_side(sys.executable, "bare_ppo.py", s)},
                       "both: the whole compiled training run, compilation excluded; both started without XLA_FLAGS "
-                      "(bare runs as a user runs it, jaxrl sets its CPU-scheduler guard)")
+                      "(bare runs as a user runs it, jaxrl chooses its own XLA flags)")
 
 
 def ppo1_sb3(steps: int, warmup: int, torch_threads: int | None) -> Comparison:
