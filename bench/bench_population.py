@@ -27,6 +27,7 @@ import argparse
 import collections
 import gzip
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -38,6 +39,7 @@ import jaxrl  # noqa: F401  (installs the CPU guard before jax starts)
 import jax
 
 from jaxrl.config import from_dict
+from jaxrl.host import relax_cpu_guard
 from jaxrl.runner import Schedule, build, compile_programs, member_keys, population_hyperparams
 
 # The configuration of bench_ppo.py (the core issue's benchmark shape).
@@ -133,7 +135,10 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="trace one more chunk of each population into this folder")
     args = parser.parse_args()
     settings = preset_settings(args.experiment) if args.experiment else ppo_settings(TINY if args.tiny else SHAPE)
-    print(f"jax {jax.__version__} on {jax.device_count()} x {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()})")
+    # before jax starts: the XLA flags `python -m jaxrl.train` would run this env with (README, Architecture)
+    relax_cpu_guard([(settings["env"]["suite"], settings["env"].get("backend"))])
+    print(f"jax {jax.__version__} on {jax.device_count()} x {jax.devices()[0].device_kind} "
+          f"({platform.processor() or platform.machine()}), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print("| members | compile s | total env steps/s | s per agent | speedup over 1 member |")
     print("|---|---|---|---|---|", flush=True)
     rows, base = [], None
@@ -147,7 +152,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"jax": jax.__version__, "devices": [str(d) for d in jax.devices()], "experiment": args.experiment,
-                       "algo": settings["algo"], "rows": rows}, f, indent=2)
+                       "xla_flags": os.environ.get("XLA_FLAGS", ""), "algo": settings["algo"], "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

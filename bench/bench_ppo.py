@@ -22,7 +22,12 @@ import time
 from pathlib import Path
 
 import jaxrl  # noqa: F401  (installs the CPU guard before jax starts)
-import jax
+from jaxrl.host import relax_cpu_guard
+
+# gymnax programs need no guard: measure what `python -m jaxrl.train` runs (README, Architecture)
+relax_cpu_guard([("gymnax", None)])
+
+import jax  # noqa: E402
 
 from jaxrl.algos.base import hyperparams
 from jaxrl.config import from_dict
