@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "CPU_GUARD", "LAPACK_FREE_ENVS", "batched_lapack_calls", "check_cpu_guard", "choose_mujoco_gl", "configure", "guard_cpu_deadlock", "make_deterministic",
@@ -118,16 +119,12 @@ def relax_cpu_guard(envs: Iterable[tuple[str, str | None]]) -> bool:
     from jax._src import xla_bridge
 
     global _guard_is_ours
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    if not _guard_is_ours or CPU_GUARD not in flags or xla_bridge.backends_are_initialized():
+    # ours and untouched since import: XLA_FLAGS holds the guard alone
+    if not _guard_is_ours or os.environ.get("XLA_FLAGS") != CPU_GUARD or xla_bridge.backends_are_initialized():
         return False
     if any(needs_cpu_guard(suite, backend) for suite, backend in envs):
         return False
-    flags.remove(CPU_GUARD)
-    if flags:
-        os.environ["XLA_FLAGS"] = " ".join(flags)
-    else:
-        del os.environ["XLA_FLAGS"]
+    del os.environ["XLA_FLAGS"]
     _guard_is_ours = False
     return True
 
@@ -144,23 +141,25 @@ def batched_lapack_calls(program_text: str) -> list[str]:
     return [name for name, batch_dims in _LAPACK_CALL.findall(program_text) if batch_dims != "0"]
 
 
-def check_cpu_guard(program_text: str, name: str) -> None:
+def check_cpu_guard(programs: dict[str, Any]) -> None:
     """Raises ConfigError, before compiling, when XLA started on the CPU
-    without `CPU_GUARD` and the lowered program `name` holds a batched LAPACK
-    call: such a program can hang forever instead of failing."""
+    without `CPU_GUARD` and one of the lowered `programs` ({name: jax
+    Lowered}) holds a batched LAPACK call: such a program can hang forever
+    instead of failing. With the guard (or off the CPU) nothing is read."""
     import jax
 
     if jax.default_backend() != "cpu" or CPU_GUARD in os.environ.get("XLA_FLAGS", "").split():
         return
     from jaxrl.errors import ConfigError
 
-    calls = batched_lapack_calls(program_text)
-    if calls:
-        raise ConfigError(
-            f"the {name} program holds batched LAPACK calls ({', '.join(sorted(set(calls)))}), which can deadlock "
-            f"jaxlib 0.10's CPU runtime; this process's XLA started without the guard against it. "
-            f"Start the run again with {CPU_GUARD} in XLA_FLAGS"
-        )
+    for name, program in programs.items():
+        calls = batched_lapack_calls(program.as_text())
+        if calls:
+            raise ConfigError(
+                f"the {name} program holds batched LAPACK calls ({', '.join(sorted(set(calls)))}), which can deadlock "
+                f"jaxlib 0.10's CPU runtime; this process's XLA started without the guard against it. "
+                f"Start the run again with {CPU_GUARD} in XLA_FLAGS"
+            )
 
 
 def set_mujoco_gl() -> None:

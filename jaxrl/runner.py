@@ -290,8 +290,7 @@ def compile_programs(
         "chunk": layout.jit(chunk, (layout.states,), (layout.states, layout.metrics), donate_argnums=0).lower(shapes),
         "evaluate": layout.jit(jax.vmap(evaluate_member), (layout.states, layout.inputs), layout.results).lower(shapes, keys),
     }
-    for name, program in lowered.items():
-        check_cpu_guard(program.as_text(), name)
+    check_cpu_guard(lowered)
     init, chunk, evaluate_ = (program.compile() for program in lowered.values())
     init = layout.placed(init, (layout.inputs, layout.inputs))
     # states from init are in place already, but restored ones (a checkpoint) are not
