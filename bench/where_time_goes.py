@@ -1,0 +1,123 @@
+"""Where one update's time goes, for any `python -m jaxrl.train` command line.
+
+Times, for the config the CLI would run (one member, with the XLA flags the
+CLI would choose):
+  - update:  jit(scan(algo.update)), ms per update;
+  - collect: jit(scan(algo.collect)) and learn: jit(scan(algo.learn)) on one
+    fixed rollout, for the on-policy algorithms (PPO, A2C, TRPO);
+then records one jax.profiler trace of 4 updates and prints their ops
+grouped by how often they run per update (a minibatch step of PPO's humanoid
+settings runs 64 times per update, a physics substep 100 times), the costliest
+first. Op times are summed over XLA's threads, so they add up to more than
+the wall time when ops run side by side. Medians of --repeats.
+
+    python bench/where_time_goes.py experiment=humanoid_ppo env.backend=spring \\
+        algo.num_envs=128 algo.rollout_length=10 algo.num_minibatches=8 [--updates 20] [--top 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import jaxrl  # noqa: F401  (installs the CPU guard before jax starts)
+from jaxrl.host import relax_cpu_guard
+from jaxrl.train import compose_config
+
+
+def timed(program, args, updates: int, repeats: int) -> float:
+    """Median ms per update of `program(*args)`, compiled and warmed first."""
+    import jax
+
+    jax.block_until_ready(program(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(program(*args))
+        times.append(1000 * (time.perf_counter() - start) / updates)
+    return statistics.median(times)
+
+
+def op_table(program, args, updates: int, top: int) -> list[str]:
+    """One profiler trace of `program(*args)`: per-update op time, grouped by how often an op runs per update."""
+    import jax
+
+    jax.block_until_ready(program(*args))  # compiled outside the trace
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp):
+            jax.block_until_ready(program(*args))
+        (path,) = Path(tmp).rglob("*.trace.json.gz")
+        events = json.loads(gzip.decompress(path.read_bytes()))["traceEvents"]
+    total, count = collections.Counter(), collections.Counter()
+    for e in events:
+        name = e.get("name", "")
+        # XLA's leaf ops only: not loops and calls that enclose others, nor the runtime's and Python's spans
+        enclosing = name.startswith(("$", "end: ", "while", "call", "conditional", "Pjit", "CommonPjRt"))
+        if e.get("ph") == "X" and not (enclosing or "Thunk" in name or "ThreadPool" in name):
+            total[name] += e.get("dur", 0)
+            count[name] += 1
+    groups: dict[int, list[str]] = collections.defaultdict(list)
+    for name, n in count.items():
+        groups[n // updates].append(name)
+    lines = []
+    for per_update, names in sorted(groups.items(), key=lambda g: -sum(total[n] for n in g[1])):
+        ms = sum(total[n] for n in names) / 1000 / updates
+        if ms < 0.05:
+            continue
+        costly = sorted(names, key=lambda n: -total[n])[:top]
+        lines.append(f"{per_update:5d}x per update: {ms:8.2f} ms in {len(names)} ops; costliest: "
+                     + ", ".join(f"{n} {total[n] / count[n]:.0f}us" for n in costly))
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="the CLI's overrides (seeds is forced to 1)")
+    parser.add_argument("--updates", type=int, default=20, help="updates per timed program")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--top", type=int, default=6, help="ops named per group")
+    args = parser.parse_args()
+
+    from omegaconf import OmegaConf
+
+    cfg = compose_config([*args.overrides, "seeds=1"])
+    relax_cpu_guard([(cfg.env.suite, cfg.env.backend)])
+    import jax
+
+    from jaxrl.algos.base import hyperparams
+    from jaxrl.algos.onpolicy import OnPolicy
+    from jaxrl.config import from_dict
+    from jaxrl.runner import build
+
+    run = from_dict(OmegaConf.to_container(cfg, resolve=True))
+    algo, _ = build(run)
+    state = jax.jit(algo.init)(jax.random.PRNGKey(run.seed), hyperparams(run.algo))
+    n = args.updates
+
+    def scanned(step, length=n):
+        return jax.jit(lambda s, *rest: jax.lax.scan(lambda c, _: (step(c, *rest), None), s, None, length=length)[0])
+
+    update = scanned(lambda s: algo.update(s)[0])
+    print(f"{jax.devices()[0].device_kind}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"update:  {timed(update, (state,), n, args.repeats):8.2f} ms")
+    if isinstance(algo, OnPolicy):
+        key = jax.random.PRNGKey(1)
+        _, batch, _ = jax.jit(algo.collect)(state, key)
+        collect = scanned(lambda s: algo.collect(s, key)[0])
+        learn = scanned(lambda s, b: algo.learn(s, b, key)[0])
+        print(f"collect: {timed(collect, (state,), n, args.repeats):8.2f} ms")
+        print(f"learn:   {timed(learn, (state, batch), n, args.repeats):8.2f} ms")
+    # a short program for the trace: the profiler drops events past its buffer
+    traced = min(n, 4)
+    print("\n".join(op_table(scanned(lambda s: algo.update(s)[0], traced), (state,), traced, args.top)))
+
+
+if __name__ == "__main__":
+    main()
