@@ -1,7 +1,7 @@
 """Where one update's time goes, for any `python -m jaxrl.train` command line.
 
 Times, for the config the CLI would run (one member, with the XLA flags the
-CLI would choose):
+CLI would choose; off-policy algorithms from the end of their random warm-up):
   - update:  jit(scan(algo.update)), ms per update;
   - collect: jit(scan(algo.collect)) and learn: jit(scan(algo.learn)) on one
     fixed rollout, for the on-policy algorithms (PPO, A2C, TRPO);
@@ -59,7 +59,7 @@ def op_table(program, args, updates: int, top: int) -> list[str]:
     for e in events:
         name = e.get("name", "")
         # XLA's leaf ops only: not loops and calls that enclose others, nor the runtime's and Python's spans
-        enclosing = name.startswith(("$", "end: ", "while", "call", "conditional", "Pjit", "CommonPjRt"))
+        enclosing = name.startswith(("$", "end: ", "while", "call", "cond", "Pjit", "CommonPjRt"))
         if e.get("ph") == "X" and not (enclosing or "Thunk" in name or "ThreadPool" in name):
             total[name] += e.get("dur", 0)
             count[name] += 1
@@ -100,6 +100,10 @@ def main() -> None:
     algo, _ = build(run)
     state = jax.jit(algo.init)(jax.random.PRNGKey(run.seed), hyperparams(run.algo))
     n = args.updates
+    # off-policy algorithms: time updates that learn, past the random warm-up
+    warmup = -(-getattr(run.algo, "warmup_steps", 0) // algo.steps_per_update)
+    if warmup:
+        state = jax.jit(lambda s: jax.lax.scan(lambda c, _: (algo.update(c)[0], None), s, None, length=warmup)[0])(state)
 
     def scanned(step, length=n):
         return jax.jit(lambda s, *rest: jax.lax.scan(lambda c, _: (step(c, *rest), None), s, None, length=length)[0])
