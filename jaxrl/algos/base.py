@@ -128,13 +128,23 @@ class Algorithm(Protocol):
     config: Any
     steps_per_update: int  # env steps one `update` takes (all of its envs)
 
-    def init(self, key: jax.Array, hp: Any) -> Any: ...
+    def init(self, key: jax.Array, hp: Any) -> Any:
+        """A fresh training state of one member, from a PRNG key and its
+        hyperparameters `hp` (the algorithm's config as a pytree)."""
+        ...
 
-    def update(self, state: Any) -> tuple[Any, dict[str, jax.Array]]: ...
+    def update(self, state: Any) -> tuple[Any, dict[str, jax.Array]]:
+        """One iteration (collect `steps_per_update` env steps, learn): the next
+        state and this iteration's metrics ({name: [] scalar})."""
+        ...
 
-    def policy_params(self, state: Any) -> Any: ...
+    def policy_params(self, state: Any) -> Any:
+        """What `policy` needs from a state (saved in policy.msgpack)."""
+        ...
 
-    def policy(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array: ...
+    def policy(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        """obs [*obs_shape] -> normalised action ([action_dim] in [-1, 1], or an int)."""
+        ...
 
 
 def episode_metrics(steps: TimeStep) -> dict[str, jax.Array]:
