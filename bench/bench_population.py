@@ -24,14 +24,10 @@ speed-up stops growing).
 from __future__ import annotations
 
 import argparse
-import collections
-import gzip
 import json
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +37,7 @@ import jax
 from jaxrl.config import from_dict
 from jaxrl.host import relax_cpu_guard
 from jaxrl.runner import Schedule, build, compile_programs, member_keys, population_hyperparams
+from op_times import op_times, record
 
 # The configuration of bench_ppo.py (the core issue's benchmark shape).
 SHAPE = {
@@ -98,25 +95,11 @@ def measure(members: int, settings: dict, updates: int, chunks: int, repeats: in
 def trace_chunk(programs, states, out: Path, top: int = 12) -> None:
     """Run one chunk under jax.profiler, keep its Perfetto trace at `out`, and print
     the `top` operations by total time on the accelerator (a CPU trace is only kept)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        with jax.profiler.trace(tmp, create_perfetto_trace=True):
-            jax.block_until_ready(programs.chunk(states))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(next(Path(tmp).rglob("perfetto_trace.json.gz")), out)
-    events = json.loads(gzip.decompress(out.read_bytes()))["traceEvents"]
-    meta = {(e["name"], e["pid"], e.get("tid")): e["args"]["name"] for e in events if e.get("ph") == "M" and "name" in e.get("args", {})}
-    device = {pid for (kind, pid, _), name in meta.items() if kind == "process_name" and ("GPU" in name or "TPU" in name)}
-    lines = {(pid, tid): name for (kind, pid, tid), name in meta.items() if kind == "thread_name" and pid in device}
-    # the device's "XLA Ops" line holds one event per HLO operation; without it, its streams' kernels
-    ops = {key for key, name in lines.items() if name == "XLA Ops"} or {key for key, name in lines.items() if "Stream" in name}
-    if not ops:
+    events = record(lambda: jax.block_until_ready(programs.chunk(states)), keep=out)
+    totals, counts, on_device = op_times(events)
+    if not on_device:
         print(f"  trace of one chunk -> {out} (no accelerator in it: open it in ui.perfetto.dev)")
         return
-    totals, counts = collections.Counter(), collections.Counter()
-    for e in events:
-        if e.get("ph") == "X" and (e["pid"], e.get("tid")) in ops:
-            totals[e["name"]] += e["dur"]
-            counts[e["name"]] += 1
     busy = sum(totals.values())
     print(f"  trace of one chunk -> {out}: {busy / 1e3:,.1f} ms busy on the device in {sum(counts.values()):,} operations")
     for name, dur in totals.most_common(top):

@@ -8,8 +8,9 @@ CLI would choose; off-policy algorithms from the end of their random warm-up):
 then records one jax.profiler trace of 4 updates and prints their ops
 grouped by how often they run per update (a minibatch step of PPO's humanoid
 settings runs 64 times per update, a physics substep 100 times), the costliest
-first. Op times are summed over XLA's threads, so they add up to more than
-the wall time when ops run side by side. Medians of --repeats.
+first (`op_times`: the device's operations on an accelerator; on the CPU they
+are summed over XLA's threads, so they add up to more than the wall time when
+ops run side by side). Medians of --repeats.
 
     python bench/where_time_goes.py experiment=humanoid_ppo env.backend=spring \\
         algo.num_envs=128 algo.rollout_length=10 algo.num_minibatches=8 [--updates 20] [--top 12]
@@ -19,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
-import json
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import jaxrl  # noqa: F401  (installs the CPU guard before jax starts)
 from jaxrl.host import relax_cpu_guard
 from jaxrl.train import compose_config
+from op_times import op_times, record
 
 
 def timed(program, args, updates: int, repeats: int) -> float:
@@ -50,19 +48,7 @@ def op_table(program, args, updates: int, top: int) -> list[str]:
     import jax
 
     jax.block_until_ready(program(*args))  # compiled outside the trace
-    with tempfile.TemporaryDirectory() as tmp:
-        with jax.profiler.trace(tmp):
-            jax.block_until_ready(program(*args))
-        (path,) = Path(tmp).rglob("*.trace.json.gz")
-        events = json.loads(gzip.decompress(path.read_bytes()))["traceEvents"]
-    total, count = collections.Counter(), collections.Counter()
-    for e in events:
-        name = e.get("name", "")
-        # XLA's leaf ops only: not loops and calls that enclose others, nor the runtime's and Python's spans
-        enclosing = name.startswith(("$", "end: ", "while", "call", "cond", "Pjit", "CommonPjRt"))
-        if e.get("ph") == "X" and not (enclosing or "Thunk" in name or "ThreadPool" in name):
-            total[name] += e.get("dur", 0)
-            count[name] += 1
+    total, count, _ = op_times(record(lambda: jax.block_until_ready(program(*args))))
     groups: dict[int, list[str]] = collections.defaultdict(list)
     for name, n in count.items():
         groups[n // updates].append(name)

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
-    "CPU_GUARD", "LAPACK_FREE_ENVS", "batched_lapack_calls", "check_cpu_guard", "choose_mujoco_gl", "configure", "guard_cpu_deadlock", "make_deterministic",
-    "needs_cpu_guard", "relax_cpu_guard", "set_mujoco_gl",
+    "CPU_GUARD", "LAPACK_FREE_ENVS", "batched_lapack_calls", "check_cpu_guard", "choose_mujoco_gl", "configure",
+    "guard_cpu_deadlock", "make_deterministic", "needs_cpu_guard", "relax_cpu_guard", "set_mujoco_gl",
 ]
 
 # The OpenGL platforms mujoco's Python bindings can run headless on Linux; the

@@ -278,11 +278,10 @@ def compile_programs(
         return evaluate(algo.env, lambda obs, k: algo.policy(params, obs, k, True), key, eval_episodes)
 
     def init_population(keys, hp):
-        # member after member (lax.map), not vmap: jaxlib 0.10.2's CPU runtime
-        # deadlocked (every thread idle, forever) running the vmapped init of
-        # 100 or more 2x256 PPO members on 2 cores, before the networks' QRs
-        # were kept unbatched (`networks.orthogonal`); init runs once per run,
-        # so the loop costs nothing that matters
+        # member after member (lax.map), not vmap: each member's init is then
+        # the same program whatever the population size, and init runs once per
+        # run, so the loop costs nothing that matters. (It was first the
+        # workaround for the CPU deadlock that `networks.orthogonal` removed.)
         return jax.lax.map(lambda member: algo.init(*member), (keys, hp))
 
     lowered = {
