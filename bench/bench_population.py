@@ -118,16 +118,18 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="trace one more chunk of each population into this folder")
     args = parser.parse_args()
     settings = preset_settings(args.experiment) if args.experiment else ppo_settings(TINY if args.tiny else SHAPE)
-    # before jax starts: the XLA flags `python -m jaxrl.train` would run this env with (README, Architecture)
-    relax_cpu_guard([(settings["env"]["suite"], settings["env"].get("backend"))])
+    sizes = [int(p) for p in args.members.split(",")]
+    # before jax starts: the XLA flags `python -m jaxrl.train` would choose for the
+    # largest population (README, Architecture), the same for every size so that they compare
+    relax_cpu_guard([(settings["env"]["suite"], settings["env"].get("backend"))], max(sizes))
     print(f"jax {jax.__version__} on {jax.device_count()} x {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print("| members | compile s | total env steps/s | s per agent | speedup over 1 member |")
     print("|---|---|---|---|---|", flush=True)
     rows, base = [], None
-    for p in args.members.split(","):
+    for p in sizes:
         # printed as measured: a run cut short by a time limit still shows its rows
-        r = measure(int(p), settings, args.updates, args.chunks, args.repeats, args.profile)
+        r = measure(p, settings, args.updates, args.chunks, args.repeats, args.profile)
         base = r["sps"] / r["members"] if r["members"] == 1 else base
         r["speedup"] = round(r["sps"] / base, 2) if base else None
         rows.append(r)

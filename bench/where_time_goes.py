@@ -74,7 +74,7 @@ def main() -> None:
     from omegaconf import OmegaConf
 
     cfg = compose_config([*args.overrides, "seeds=1"])
-    relax_cpu_guard([(cfg.env.suite, cfg.env.backend)])
+    relax_cpu_guard([(cfg.env.suite, cfg.env.backend)], members=1)
     import jax
 
     from jaxrl.algos.base import hyperparams

@@ -104,11 +104,15 @@ def needs_cpu_guard(suite: str, backend: str | None) -> bool:
     return backends is not None and backend not in backends
 
 
-def relax_cpu_guard(envs: Iterable[tuple[str, str | None]]) -> bool:
-    """Removes the guard `import jaxrl` set when no run this process will
-    start trains on an env that needs it: `envs` holds their (suite, backend)
-    pairs (`needs_cpu_guard`). XLA's scheduler may then run independent ops
-    (the actor's and the critic's) on several cores at once.
+def relax_cpu_guard(envs: Iterable[tuple[str, str | None]], members: int) -> bool:
+    """Removes the guard `import jaxrl` set when every run this process will
+    start trains one member (`members`: the largest population among them)
+    on an env that needs no guard (`envs`: their (suite, backend) pairs,
+    `needs_cpu_guard`). XLA's scheduler may then run independent ops (the
+    actor's and the critic's) on several cores at once: one PPO member on 2
+    cores trains 1.09x faster so. A population keeps the guard for speed, not
+    safety: there the scheduler measured no gain from 2 members on, and cost
+    8 PPO members 5% on 2 cores (docs/benchmarks.md).
 
     Only before XLA's backend starts, and only a guard jaxrl set itself: a
     user's own XLA_FLAGS, or a process that has computed something already,
@@ -122,7 +126,7 @@ def relax_cpu_guard(envs: Iterable[tuple[str, str | None]]) -> bool:
     # ours and untouched since import: XLA_FLAGS holds the guard alone
     if not _guard_is_ours or os.environ.get("XLA_FLAGS") != CPU_GUARD or xla_bridge.backends_are_initialized():
         return False
-    if any(needs_cpu_guard(suite, backend) for suite, backend in envs):
+    if members > 1 or any(needs_cpu_guard(suite, backend) for suite, backend in envs):
         return False
     del os.environ["XLA_FLAGS"]
     _guard_is_ours = False

@@ -72,9 +72,7 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
         except ConfigError as err:
             raise ConfigError(f"cannot resume {resume_dir} with this command line: {err}") from None
         check_resumable(resume_dir, cfg)
-    if own_process:
-        relax_cpu_guard([(cfg.env.suite, cfg.env.backend)])
-    return run_from_config(cfg, overrides, resume_dir, hooks)
+    return run_from_config(cfg, overrides, resume_dir, hooks, own_process)
 
 
 def run_from_config(
@@ -82,11 +80,12 @@ def run_from_config(
     overrides: list[str] = (),
     resume_dir: Path | None = None,
     hooks: Sequence[Hook] = (),
+    own_process: bool = False,
 ) -> dict[str, Any]:
     """Validates `cfg`, trains (going on in `resume_dir` when given), and
     returns the summary. `overrides`, the command line `cfg` was composed
     from, is kept in the run folder so that the run can be resumed; `hooks`
-    follow the built-in ones."""
+    follow the built-in ones; `own_process` as in `run_from_overrides`."""
     from jaxrl.alerts import alert_hooks
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
@@ -95,6 +94,8 @@ def run_from_config(
         cfg.run_dir, cfg.resume = str(resume_dir), None
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)
+    if own_process:
+        relax_cpu_guard([(run.env.suite, run.env.backend)], len(run.members()))
     if run.deterministic:
         from jaxrl.host import make_deterministic
 
@@ -418,7 +419,8 @@ def main() -> None:
             return
         if set(flags) <= set(MULTIRUN_FLAGS):
             # the basic launcher runs every job in this process
-            relax_cpu_guard([(run.env.suite, run.env.backend) for run in check_sweep(overrides)])
+            runs = check_sweep(overrides)
+            relax_cpu_guard([(run.env.suite, run.env.backend) for run in runs], max(len(run.members()) for run in runs))
     sys.argv[1:] = args
     hydra_main()
 

@@ -26,6 +26,16 @@ def test_import_sets_the_guard_unless_the_user_set_xla_flags():
     assert own.stdout.strip() == ""
 
 
+def test_the_guard_is_taken_back_only_for_one_member_on_an_env_without_lapack():
+    # False: a population, or an env whose programs factorise matrices, keeps it
+    relax = ("import os, jaxrl; from jaxrl.host import relax_cpu_guard as r; "
+             "print(r([('gymnax', None)], 2), r([('gymnax', None), ('brax', 'mjx')], 1), os.environ['XLA_FLAGS'] != '', "
+             "r([('gymnax', None), ('brax', 'spring')], 1), 'XLA_FLAGS' in os.environ)")
+    clean = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, "-c", relax], capture_output=True, text=True, env=clean, timeout=60)
+    assert proc.stdout.split() == ["False", "False", "True", "True", "False"], proc.stderr[-2000:]
+
+
 def test_a_cli_run_on_an_env_without_lapack_starts_xla_without_the_guard_and_finishes(tmp_path):
     # SAC on Brax ant (spring): before `networks.orthogonal`, its twin critics'
     # batched QR hung this very command without the guard in 5 of 6 tries
