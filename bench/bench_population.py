@@ -11,6 +11,9 @@ over --chunks chunks after one warm-up chunk. Reported per P:
   - speedup: total steps/s over the steps/s of one member (the issue's goal
     on a GPU: 256 members at >= 50x).
 Each figure is the median of --repeats timings. Evaluation is not timed.
+Every size runs with the XLA flags the CLI would choose for the largest
+(`jaxrl.host.relax_cpu_guard`: on the CPU, the guard from 2 members on), so
+that sizes compare like with like.
 With --profile DIR, one more chunk of each population runs under jax.profiler;
 its Perfetto trace is kept as DIR/trace_<P>.json.gz and the operations that
 took the most device time are printed (where the time goes, and why the
