@@ -30,9 +30,9 @@ from pathlib import Path
 import jaxrl  # noqa: F401  (installs the CPU guard before jax starts)
 import jax
 
-from jaxrl.host import relax_cpu_guard
 from jaxrl.algos.base import hyperparams
 from jaxrl.config import from_dict
+from jaxrl.host import relax_cpu_guard
 from jaxrl.runner import build, train
 from jaxrl.sinks.jsonl import JsonlSink
 
