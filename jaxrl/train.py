@@ -95,7 +95,7 @@ def run_from_config(
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run = from_dict(resolved)
     if own_process:
-        relax_cpu_guard([(run.env.suite, run.env.backend)], len(run.members()))
+        _relax_cpu_guard_for([run])
     if run.deterministic:
         from jaxrl.host import make_deterministic
 
@@ -115,6 +115,11 @@ def run_from_config(
         if os.path.exists(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")
         raise
+
+
+def _relax_cpu_guard_for(runs: list[RunConfig]) -> None:
+    """`relax_cpu_guard` for a process that will train `runs` and nothing else."""
+    relax_cpu_guard([(run.env.suite, run.env.backend) for run in runs], max(len(run.members()) for run in runs))
 
 
 OVERRIDES_FILE = "overrides.yaml"
@@ -419,8 +424,7 @@ def main() -> None:
             return
         if set(flags) <= set(MULTIRUN_FLAGS):
             # the basic launcher runs every job in this process
-            runs = check_sweep(overrides)
-            relax_cpu_guard([(run.env.suite, run.env.backend) for run in runs], max(len(run.members()) for run in runs))
+            _relax_cpu_guard_for(check_sweep(overrides))
     sys.argv[1:] = args
     hydra_main()
 
