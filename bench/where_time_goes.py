@@ -5,6 +5,8 @@ CLI would choose; off-policy algorithms from the end of their random warm-up):
   - update:  jit(scan(algo.update)), ms per update;
   - collect: jit(scan(algo.collect)) and learn: jit(scan(algo.learn)) on one
     fixed rollout, for the on-policy algorithms (PPO, A2C, TRPO);
+each program, like the runner's chunk, takes the state the last call returned
+(donated) and returns its last outputs, so nothing it computes is dropped;
 then records one jax.profiler trace of 4 updates and prints their ops
 grouped by how often they run per update (a minibatch step of PPO's humanoid
 settings runs 64 times per update, a physics substep 100 times), the costliest
@@ -30,25 +32,28 @@ from jaxrl.train import compose_config
 from op_times import op_times, record
 
 
-def timed(program, args, updates: int, repeats: int) -> float:
-    """Median ms per update of `program(*args)`, compiled and warmed first."""
+def timed(program, state, updates: int, repeats: int):
+    """Median ms per update of `program`, compiled and warmed first, and the
+    state it leaves. Each call takes the state the last one returned, donated,
+    as the runner's chunks do: re-running one state, undonated, timed PPO's
+    `make bench` update at 104 ms instead of the runner's 68."""
     import jax
 
-    jax.block_until_ready(program(*args))
+    state = jax.block_until_ready(program(state))[0]
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(program(*args))
+        state = jax.block_until_ready(program(state))[0]
         times.append(1000 * (time.perf_counter() - start) / updates)
-    return statistics.median(times)
+    return statistics.median(times), state
 
 
-def op_table(program, args, updates: int, top: int) -> list[str]:
-    """One profiler trace of `program(*args)`: per-update op time, grouped by how often an op runs per update."""
+def op_table(program, state, updates: int, top: int) -> list[str]:
+    """One profiler trace of `program(state)`: per-update op time, grouped by how often an op runs per update."""
     import jax
 
-    jax.block_until_ready(program(*args))  # compiled outside the trace
-    total, count, _ = op_times(record(lambda: jax.block_until_ready(program(*args))))
+    state = jax.block_until_ready(program(state))[0]  # compiled outside the trace
+    total, count, _ = op_times(record(lambda: jax.block_until_ready(program(state))))
     groups: dict[int, list[str]] = collections.defaultdict(list)
     for name, n in count.items():
         groups[n // updates].append(name)
@@ -92,21 +97,38 @@ def main() -> None:
         state = jax.jit(lambda s: jax.lax.scan(lambda c, _: (algo.update(c)[0], None), s, None, length=warmup)[0])(state)
 
     def scanned(step, length=n):
-        return jax.jit(lambda s, *rest: jax.lax.scan(lambda c, _: (step(c, *rest), None), s, None, length=length)[0])
+        # `step(state) -> (state, outputs)`; the last outputs are returned, so
+        # that XLA cannot drop the work that makes them (collect's GAE and critic)
+        def program(s):
+            s, outputs = jax.lax.scan(lambda c, _: step(c), s, None, length=length)
+            return s, jax.tree.map(lambda y: y[-1], outputs)
 
-    update = scanned(lambda s: algo.update(s)[0])
+        return jax.jit(program, donate_argnums=0)
+
     print(f"{jax.devices()[0].device_kind}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    print(f"update:  {timed(update, (state,), n, args.repeats):8.2f} ms")
+    ms, state = timed(scanned(algo.update), state, n, args.repeats)
+    print(f"update:  {ms:8.2f} ms")
     if isinstance(algo, OnPolicy):
         key = jax.random.PRNGKey(1)
+
+        def collect(s):
+            s, batch, metrics = algo.collect(s, key)
+            return s, (batch, metrics)
+
+        def learn(state_and_batch):
+            # the batch rides along in the carry: every update learns from the same rollout
+            s, batch = state_and_batch
+            s, metrics = algo.learn(s, batch, key)
+            return (s, batch), metrics
+
         _, batch, _ = jax.jit(algo.collect)(state, key)
-        collect = scanned(lambda s: algo.collect(s, key)[0])
-        learn = scanned(lambda s, b: algo.learn(s, b, key)[0])
-        print(f"collect: {timed(collect, (state,), n, args.repeats):8.2f} ms")
-        print(f"learn:   {timed(learn, (state, batch), n, args.repeats):8.2f} ms")
+        ms, state = timed(scanned(collect), state, n, args.repeats)
+        print(f"collect: {ms:8.2f} ms")
+        ms, (state, _) = timed(scanned(learn), (state, batch), n, args.repeats)
+        print(f"learn:   {ms:8.2f} ms")
     # a short program for the trace: the profiler drops events past its buffer
     traced = min(n, 4)
-    print("\n".join(op_table(scanned(lambda s: algo.update(s)[0], traced), (state,), traced, args.top)))
+    print("\n".join(op_table(scanned(algo.update, traced), state, traced, args.top)))
 
 
 if __name__ == "__main__":
