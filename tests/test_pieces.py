@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxrl.algos.base import hyperparams
-from jaxrl.algos.common import apply_where, epochs_of_minibatches, gae, minibatches
+from jaxrl.algos.common import apply_where, epochs_of_minibatches, gae, minibatches, permutation
 from jaxrl.algos.ppo import PPO, PPOConfig
 from jaxrl.envs import make_env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
@@ -54,6 +54,28 @@ def test_epochs_of_minibatches_visits_every_sample_once_per_epoch():
     np.testing.assert_allclose(float(metrics["first"]), np.mean(firsts), rtol=1e-6)
     mb = minibatches(key, batch, 4)
     np.testing.assert_array_equal(mb["x"], 10.0 * mb["i"])  # the leaves are shuffled together
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 4096, 5000])
+def test_permutation_is_a_permutation(n):
+    perm = np.asarray(jax.jit(permutation, static_argnums=1)(jax.random.PRNGKey(n), n))
+    assert perm.dtype == np.int32
+    np.testing.assert_array_equal(np.sort(perm), np.arange(n))
+
+
+def test_permutation_draws_every_order_equally_often():
+    # 3 items have 6 orders; 60,000 shuffles put 10,000 +- 91 in each. A shuffle
+    # whose ties kept their order, or that lost a round, would favour the identity.
+    perms = np.asarray(jax.jit(jax.vmap(lambda k: permutation(k, 3)))(jax.random.split(jax.random.PRNGKey(0), 60_000)))
+    orders, counts = np.unique(perms, axis=0, return_counts=True)
+    assert len(orders) == 6
+    chi2 = float(((counts - 10_000) ** 2 / 10_000).sum())
+    assert chi2 < 20.5, counts  # 5 degrees of freedom: p = 0.001
+    # and each of 16 items lands in each of 16 places equally often
+    perms = np.asarray(jax.jit(jax.vmap(lambda k: permutation(k, 16)))(jax.random.split(jax.random.PRNGKey(1), 32_000)))
+    places = np.stack([(perms == item).sum(0) for item in range(16)])
+    chi2 = float(((places - 2_000) ** 2 / 2_000).sum())
+    assert chi2 < 300, places  # 225 degrees of freedom: p = 0.001
 
 
 def test_running_stats_match_numpy():

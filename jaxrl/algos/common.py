@@ -8,6 +8,8 @@ and linear learning-rate decay.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -67,10 +69,42 @@ def flatten_steps(tree):
     return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), tree)
 
 
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """A uniformly random permutation of range(n): [n] int32.
+
+    On XLA:CPU, jax.random.permutation sorts (key, index) pairs with a
+    compiled comparator: 1.2 ms for 4,096 rows on a 2-core machine, once per
+    PPO epoch. A sort of plain uint32s takes a tenth of that, so each round
+    here sorts random bits with the row's position packed into the low bits:
+    a stable sort by the random part. R stable rounds sort by all R random
+    parts at once, and there are as many rounds as jax's rule asks for keys
+    that wide, which makes the order ties keep negligible. Other platforms
+    keep jax's.
+    """
+
+    def jax_permutation(key):
+        return jax.random.permutation(key, n).astype(jnp.int32)
+
+    position_bits = max(1, (n - 1).bit_length())
+    if position_bits > 24:  # under 8 random bits a round would need 9 rounds or more
+        return jax_permutation(key)
+    rounds = max(1, math.ceil(3 * math.log(max(n, 2)) / math.log(2 ** (32 - position_bits))))
+    positions = jnp.arange(n, dtype=jnp.uint32)
+
+    def packed_sorts(key):
+        perm = jnp.arange(n, dtype=jnp.int32)
+        for round_key in jax.random.split(key, rounds):
+            packed = (jax.random.bits(round_key, (n,), jnp.uint32) << position_bits) | positions
+            perm = perm[(jnp.sort(packed) & (2**position_bits - 1)).astype(jnp.int32)]
+        return perm
+
+    return jax.lax.platform_dependent(key, cpu=packed_sorts, default=jax_permutation)
+
+
 def minibatches(key: jax.Array, batch, num_minibatches: int):
     """Shuffles a pytree of [N, ...] arrays and splits it into [num_minibatches, N // num_minibatches, ...]."""
     n = jax.tree.leaves(batch)[0].shape[0]
-    perm = jax.random.permutation(key, n)
+    perm = permutation(key, n)
     return jax.tree.map(lambda x: x[perm].reshape((num_minibatches, n // num_minibatches, *x.shape[1:])), batch)
 
 
