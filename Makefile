@@ -7,15 +7,17 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# every dependency pinned, for every Python >= 3.11 and platform: what the suite passed on
+LOCK := constraints.txt
 
-.PHONY: setup train test bench bench-peers clean
+.PHONY: setup train test bench bench-peers lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install_system_deps.sh
+$(STAMP): pyproject.toml $(LOCK) scripts/install_system_deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[test]"
 	bash scripts/install_system_deps.sh
 	touch $(STAMP)
 
@@ -32,6 +34,11 @@ bench: setup
 # installs the peers into bench/.peers-venv on first use (bench/peers.py --help)
 bench-peers: setup
 	$(PY) bench/peers.py $(ARGS)
+
+# pins the newest versions pyproject.toml's ranges allow, anew (then run make test)
+lock: setup
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile --quiet --universal --upgrade --extra test pyproject.toml -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) runs
