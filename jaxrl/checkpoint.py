@@ -148,9 +148,10 @@ class Checkpointer:
         step = position.env_steps
         self._last_save = time.monotonic()
         if jax.process_count() > 1:
-            # distributed=true: this process holds the whole state in its own
-            # arrays, which orbax refuses in a multi-process run; as NumPy they save
-            states, eval_keys = jax.device_get((states, eval_keys))
+            # distributed=true: eval_keys are this process's own array, which
+            # orbax refuses in a multi-process run (the states come gathered,
+            # as NumPy: `Programs.whole`); as NumPy they save
+            eval_keys = jax.device_get(eval_keys)
         try:
             self._manager.save(
                 step,

@@ -25,6 +25,8 @@ class ChunkDone:
     rows: per-member metrics of the chunk (evaluation results merged in).
     states: the population's training state, on the device: [P'] leading axis, the P
         members and then any padding (copies of the last member; `population_devices`).
+        With several processes (`distributed=true`) hooks run on process 0, whose
+        devices hold only its own members' part: read policies from `EvaluationDone`.
     evaluated: whether an evaluation ran after this chunk.
     """
 

@@ -115,24 +115,32 @@ class Videos(Hook):
     def __init__(self, algo: Algorithm, run: RunConfig, run_dir: Path, sinks: FanOut):
         self.algo, self.video, self.run_dir, self.sinks = algo, run.video, run_dir, sinks
         self.eval_every = run.eval.every
+        # the last evaluation's policy params, on the host: what is filmed
+        # (every filmed chunk, the last included, was evaluated)
+        self.params: Any = None
+
+    def on_evaluation(self, event: EvaluationDone) -> None:
+        """Keeps the evaluated policy params, the next film's subject."""
+        self.params = event.params
 
     def on_chunk(self, event: ChunkDone) -> None:
         """Films after every `eval.every x video.every` chunks, except the last (filmed as final)."""
         period = self.eval_every * self.video.every
         if self.video.enabled and period and not event.last and (event.index + 1) % period == 0:
-            self.film(event.states, event.step, f"step{event.step}")
+            self.film(self.params, event.step, f"step{event.step}")
 
     def on_end(self, event: RunEnded) -> None:
         """Films the final policy as `final.mp4`."""
         if self.video.enabled:
-            self.film(event.states, event.step, "final")
+            self.film(self.params, event.step, "final")
 
-    def film(self, states: Any, step: int, name: str) -> None:
-        """Records one episode of the filmed member in `states` ([P'] leaves, `ChunkDone`)."""
+    def film(self, params: Any, step: int, name: str) -> None:
+        """Records one episode of the filmed member's policy; params: the
+        population's policy params ([P] leaves, `EvaluationDone`)."""
         from jaxrl.video import record_episode
 
         member = self.video.member
-        act = deterministic_policy(self.algo, jax.tree.map(lambda x: x[member], self.algo.policy_params(states)))
+        act = deterministic_policy(self.algo, jax.tree.map(lambda x: x[member], params))
         try:
             result = record_episode(
                 self.algo.env, act, jax.random.PRNGKey(step), self.run_dir / "videos", name, max_frames=self.video.max_frames

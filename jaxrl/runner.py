@@ -205,6 +205,8 @@ class Programs:
     members, padded: P, and P' >= P, the population the programs train: on
         several devices an uneven population is padded with copies of its
         last member (`population_devices`); `unpad` and `pad` convert states.
+    whole(tree) -> tree: states' arrays whole on this process (`Layout.whole`);
+        metrics and evaluation results come whole already.
     """
 
     init: Any
@@ -214,6 +216,7 @@ class Programs:
     seconds: float
     members: int
     padded: int
+    whole: Any
 
     def unpad(self, states: Any) -> Any:
         """The P members' part of `states` ([P'] leaves)."""
@@ -240,8 +243,11 @@ def compile_programs(
     multiple of them, or, for a lone member, its env batch
     (`Layout.for_population`). `init` and `evaluate`
     place their inputs themselves. With several processes
-    (`distributed=true`), every program takes and returns whole,
-    process-local arrays, so the host loop runs unchanged.
+    (`distributed=true`) the population is sharded over every process's
+    devices and stays there between programs: each process holds only its
+    members' states, and gathers the metrics and evaluation results that
+    the programs return, and anything else the host loop reads, with
+    `Programs.whole`.
 
     Raises ConfigError, before anything is compiled, when the population's
     training state cannot fit in memory.
@@ -290,11 +296,19 @@ def compile_programs(
         "evaluate": layout.jit(jax.vmap(evaluate_member), (layout.states, layout.inputs), layout.results).lower(shapes, keys),
     }
     check_cpu_guard(lowered)
-    init, chunk, evaluate_ = (program.compile() for program in lowered.values())
+    init, chunk_placed, evaluate_placed = (program.compile() for program in lowered.values())
     init = layout.placed(init, (layout.inputs, layout.inputs))
     # states from init are in place already, but restored ones (a checkpoint) are not
-    chunk = layout.placed(chunk, (layout.states,))
-    evaluate_ = layout.placed(evaluate_, (layout.states, layout.inputs))
+    chunk_placed = layout.placed(chunk_placed, (layout.states,))
+    evaluate_placed = layout.placed(evaluate_placed, (layout.states, layout.inputs))
+
+    def chunk(states):
+        states, metrics = chunk_placed(states)
+        return states, layout.whole(metrics)
+
+    def evaluate_(states, keys):
+        return layout.whole(evaluate_placed(states, keys))
+
     if layout.padded > num_members:
         # the padding members take inputs and give results that nobody sees
         init_padded, chunk_padded, evaluate_padded = init, chunk, evaluate_
@@ -317,6 +331,7 @@ def compile_programs(
         seconds=time.perf_counter() - start,
         members=num_members,
         padded=layout.padded,
+        whole=layout.whole,
     )
 
 
@@ -341,10 +356,8 @@ class Layout:
     @property
     def shards(self) -> int:
         """Into how many parts the state is split, one per device: the member
-        layout on one process; a lone member's state is mostly replicated,
-        and every process holds the whole state between programs."""
-        split = isinstance(self.states, jax.sharding.NamedSharding) and jax.process_count() == 1
-        return len(self.devices) if split else 1
+        layout; a lone member's state is mostly replicated."""
+        return len(self.devices) if isinstance(self.states, jax.sharding.NamedSharding) else 1
 
     @classmethod
     def for_population(
@@ -375,37 +388,41 @@ class Layout:
 
     def jit(self, fn: Any, in_shardings: Any, out_shardings: Any, **kwargs: Any) -> Any:
         """jax.jit with these shardings (plain jax.jit on one device, so a lone
-        device compiles exactly the unsharded program). With several
-        processes, whole arrays in and out, split along the member axis inside
-        (one all-gather of the outputs per call; see `placed`)."""
+        device compiles exactly the unsharded program)."""
         if self.states is None:
             return jax.jit(fn, **kwargs)
-        if jax.process_count() > 1:
-            whole, member = _sharding(self.devices), self.states
-
-            def split(*args):
-                return fn(*jax.lax.with_sharding_constraint(args, member))
-
-            return jax.jit(split, in_shardings=whole, out_shardings=whole, **kwargs)
         return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings, **kwargs)
 
     def placed(self, compiled: Any, in_shardings: Any) -> Any:
-        """`compiled`, first moving its inputs (made on the default device) to
-        `in_shardings` (arrays already there are not copied). With several
-        processes, a function of this process's whole arrays: inputs become
-        global arrays from this process's copy, outputs this process's copy,
-        so the host loop never runs an operation that needs the other processes."""
+        """`compiled`, first moving its inputs (made on the default device, or
+        read from a checkpoint) to `in_shardings`; arrays a program placed
+        already are not copied. With several processes each process holds the
+        same whole input and places only the parts its own devices hold."""
         if self.states is None:
             return compiled
         if jax.process_count() > 1:
-            whole = _sharding(self.devices)
 
-            def to_global(x: Any) -> jax.Array:
-                copies = [jax.device_put(x, d) for d in whole.addressable_devices]
-                return jax.make_array_from_single_device_arrays(np.shape(x), whole, copies)
+            def to_global(sharding: jax.sharding.Sharding, tree: Any) -> Any:
+                def place(x: Any) -> jax.Array:
+                    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+                        return x
+                    host = np.asarray(x)
+                    return jax.make_array_from_callback(host.shape, sharding, host.__getitem__)
 
-            return lambda *args: jax.tree.map(lambda x: x.addressable_data(0), compiled(*jax.tree.map(to_global, args)))
+                return jax.tree.map(place, tree)
+
+            return lambda *args: compiled(*jax.tree.map(to_global, in_shardings, args))
         return lambda *args: compiled(*jax.device_put(args, in_shardings))
+
+    def whole(self, tree: Any) -> Any:
+        """`tree`'s arrays whole on this process: themselves on one process;
+        with several, NumPy copies gathered from every process's devices. A
+        collective then: every process calls it at the same point of the loop."""
+        if jax.process_count() == 1:
+            return tree
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def _sharding(devices: list[jax.Device], *spec: str | None, axis: str = "member") -> jax.sharding.NamedSharding:
@@ -527,7 +544,7 @@ def train(
                 metrics = jax.device_get(metrics)
                 seconds = time.perf_counter() - chunk_start
                 rows = reduce_chunk(metrics)
-                step = int(jax.device_get(states.env_steps[0]))
+                step = int(jax.device_get(programs.whole(states.env_steps))[0])
                 last = index == schedule.num_chunks - 1
                 evaluated = last or (index + 1) % run.eval.every == 0
                 final = position.final
@@ -541,7 +558,8 @@ def train(
                     position, chunks_done=index + 1, env_steps=step, train_s=position.train_s + seconds, final=final
                 )
                 if evaluated:
-                    event = EvaluationDone(index, step, final, jax.device_get(programs.unpad(algo.policy_params(states))))
+                    params = jax.device_get(programs.unpad(programs.whole(algo.policy_params(states))))
+                    event = EvaluationDone(index, step, final, params)
                     for hook in hooks:
                         hook.on_evaluation(event)
                 sps = schedule.updates_per_chunk * schedule.steps_per_update / seconds
@@ -559,20 +577,23 @@ def train(
                     stopped = err
                 if stop.requested and not last and stopped is None:
                     stopped = Stopped(f"{stop.requested.name} received")
-                stopped = _stop_together(stopped)
+                stopped, due = _agree(stopped, checkpoints.due(index + 1, last))
                 if stopped is not None:
                     raise stopped
-                if checkpoints.due(index + 1, last):
+                if due:
                     checkpoints.save(
-                        programs.unpad(states), eval_keys, dataclasses.replace(position, wall_s=elapsed()), final=last
+                        programs.unpad(programs.whole(states)), eval_keys,
+                        dataclasses.replace(position, wall_s=elapsed()), final=last,
                     )
             summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            write_atomically(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
             for hook in hooks:
                 hook.on_end(RunEnded(position.env_steps, summary, states))
         except Stopped as err:
             if err.save and logged:
-                saved = checkpoints.save(programs.unpad(states), eval_keys, dataclasses.replace(position, wall_s=elapsed()))
+                saved = checkpoints.save(
+                    programs.unpad(programs.whole(states)), eval_keys, dataclasses.replace(position, wall_s=elapsed())
+                )
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
             summary = {**progress("stopped"), "reason": err.reason}
@@ -618,15 +639,24 @@ def _check_same_start(step: int) -> None:
         )
 
 
-def _stop_together(stopped: Stopped | None) -> Stopped | None:
-    """With several processes (`distributed=true`), a stop that any of them
-    asks for after this chunk (a signal, an alert on process 0), so that all
-    leave the loop after the same chunk: one that went on would wait forever
-    in the next chunk's collectives. One tiny all-gather per chunk."""
+def _agree(stopped: Stopped | None, due: bool) -> tuple[Stopped | None, bool]:
+    """What every process does after this chunk (`distributed=true`; on one
+    process, `stopped` and `due` themselves), from one tiny all-gather.
+
+    All stop when any asks to (a signal, an alert on process 0): one that
+    went on would wait forever in the next chunk's collectives. The stopped
+    states are saved unless a process refuses (an alert that saw NaNs), and a
+    checkpoint is written when any process has one due (process 0, the
+    writer, counts `checkpoint.every_s` by its own clock): both gather the
+    states, which every process must then do together."""
     if jax.process_count() == 1:
-        return stopped
-    anywhere = _every_process(stopped is not None).any()
-    return Stopped("another process stopped") if stopped is None and anywhere else stopped
+        return stopped, due
+    votes = _every_process((stopped is not None) | (stopped is not None and not stopped.save) << 1 | due << 2)
+    if stopped is None and (votes & 1).any():
+        stopped = Stopped("another process stopped")
+    if stopped is not None:
+        stopped.save = not (votes & 2).any()
+    return stopped, bool((votes & 4).any())
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
