@@ -635,6 +635,8 @@ class AlertHook(Hook):
     def on_start(self, run: RunInfo) -> None:
         """Starts the monitor thread and pings the dead-man's switch's start."""
         self.info, self.run_dir, self.state = run, run.run_dir, "running"
+        # a resumed run's heartbeat and first NaN window start at its checkpoint, not at 0
+        self.step = self.prev_step = run.start_step
         self.last_progress, self.last_progress_time = time.monotonic(), time.time()
         self.monitor = Monitor(self)
         if self.ping_url:

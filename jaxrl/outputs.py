@@ -12,6 +12,7 @@ from typing import Any
 
 import flax.serialization
 import jax
+import numpy as np
 
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
@@ -71,14 +72,29 @@ def save_policy(run_dir: Path, params: Any) -> Path:
 class PolicyFile(Hook):
     """Rewrites `policy.msgpack` after every evaluation, so a crash or a kill
     still leaves the latest evaluated policy; at the end of a finished run it
-    goes to `sinks` (a W&B artifact tagged "final") when they are given."""
+    goes to `sinks` (a W&B artifact tagged "final") when they are given. A
+    member whose parameters went NaN or infinite keeps its last finite ones
+    in the file."""
 
     def __init__(self, run_dir: Path, sinks: FanOut | None = None):
         self.run_dir, self.sinks = run_dir, sinks
 
     def on_evaluation(self, event: EvaluationDone) -> None:
-        """Saves the evaluated params."""
-        save_policy(self.run_dir, event.params)
+        """Saves the evaluated params, but for members whose params are not all finite."""
+        params = event.params
+        leaves = jax.tree.leaves(params)
+        finite = np.all([np.isfinite(x).reshape(len(x), -1).all(1) for x in leaves], axis=0)
+        path = self.run_dir / POLICY_FILE
+        if not finite.all():
+            bad = np.flatnonzero(~finite).tolist()
+            kept = "their last finite ones" if path.exists() else "them nonetheless: no finite ones were saved before"
+            warnings.warn(f"the policy parameters of member(s) {bad} are not finite at step {event.step}; "
+                          f"{POLICY_FILE} keeps {kept}", RuntimeWarning, stacklevel=2)
+            if path.exists():
+                saved = flax.serialization.from_bytes(params, path.read_bytes())
+                params = jax.tree.map(lambda new, old: np.where(finite.reshape(-1, *[1] * (new.ndim - 1)), new, old),
+                                      params, saved)
+        save_policy(self.run_dir, params)
 
     def on_end(self, event: RunEnded) -> None:
         """Hands the final policy file to the sinks."""

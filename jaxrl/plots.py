@@ -6,7 +6,6 @@ leaves the process's global matplotlib state alone.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import defaultdict
@@ -14,28 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxrl.files import read_jsonl
+
 __all__ = ["plot_curves", "read_curves"]
 
 FALLBACK_METRIC = "train/episode_return"
 
 Curves = dict[int, tuple[np.ndarray, np.ndarray]]
-
-
-def _read_records(path: Path) -> list[dict]:
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                # A run killed mid-write leaves a torn last line; the rest is good.
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
 
 
 def _is_number(value) -> bool:
@@ -53,7 +37,7 @@ def read_curves(metrics_path: str | os.PathLike, metric: str = "eval/return_mean
     resumed run), the later line wins.
     """
     path = Path(metrics_path)
-    records = _read_records(path)
+    records = read_jsonl(path)
     if not any(_is_number(r.get(metric)) for r in records):
         if metric != FALLBACK_METRIC and any(_is_number(r.get(FALLBACK_METRIC)) for r in records):
             metric = FALLBACK_METRIC

@@ -37,7 +37,7 @@ from jaxrl.config import ConfigError, RunConfig
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
-from jaxrl.files import write_atomically
+from jaxrl.files import read_jsonl, write_atomically
 from jaxrl.host import check_cpu_guard
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
@@ -486,7 +486,8 @@ def train(
         raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
+    # whole or not at all: resume=auto reads every candidate's config.yaml
+    write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None
     if restored:
         states, eval_keys, position = restored
@@ -499,9 +500,13 @@ def train(
     _check_same_start(position.env_steps if restored else -1)
     if in_place:
         _truncate_metrics(run_dir / "metrics.jsonl", position.env_steps)
+        # the last session's ending: left in place, jaxrl.watch would take this
+        # session for ended and resume=auto skip it, were it killed
+        (run_dir / "summary.json").unlink(missing_ok=True)
     builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out)]
     hooks = [*builtin, *_sweep_hooks(run, run_dir), *hooks]
-    info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps)
+    info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps,
+                   position.env_steps)
 
     summary: dict[str, Any] = {}
     # whether the last chunk's rows were logged: only then may a stop checkpoint its states
@@ -661,12 +666,13 @@ def _agree(stopped: Stopped | None, due: bool) -> tuple[Stopped | None, bool]:
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drops the rows of metrics.jsonl logged after env step `step` (all of
-    them for step 0): a resumed run logs them again. Rewritten through a
-    temporary file, so a kill meanwhile leaves the old file whole."""
+    them for step 0), and a torn last line that a kill left: a resumed run
+    logs them again. Rewritten through a temporary file, so a kill meanwhile
+    leaves the old file whole."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    write_atomically(path, "".join(line for line in lines if line.strip() and json.loads(line)["step"] <= step))
+    rows = read_jsonl(path)
+    write_atomically(path, "".join(json.dumps(row) + "\n" for row in rows if row.get("step", step + 1) <= step))
 
 
 def _sweep_hooks(run: RunConfig, run_dir: Path) -> list[Hook]:
@@ -687,6 +693,6 @@ def _write_quietly(path: Path, summary: dict[str, Any]) -> None:
     """Writes a stopped run's summary.json; a failure here (a full disk) must
     not hide the error that stopped the run."""
     try:
-        path.write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomically(path, json.dumps(summary, indent=2) + "\n")
     except OSError:
         pass

@@ -25,6 +25,8 @@ import numpy as np
 
 from jaxrl.errors import ConfigError
 from jaxrl.events import EvaluationDone, Hook, RunEnded
+from jaxrl.files import read_jsonl
+from jaxrl.sinks.base import RunInfo
 
 __all__ = ["DISTRIBUTIONS", "Distribution", "Sweep", "SweepResults", "leaderboard", "parse_sweep", "quote_distributions"]
 
@@ -239,6 +241,16 @@ class SweepResults(Hook):
         self.members, self.run_dir = members, run_dir
         self.names = [k for k in members[0] if k != "seed"]
         self.best = np.full(len(members), -np.inf)
+
+    def on_start(self, run: RunInfo) -> None:
+        """A resumed run: each member's best evaluation of the earlier sessions, from metrics.jsonl."""
+        path = run.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        for row in read_jsonl(path):
+            value, member = row.get(RETURN), row.get("member")
+            if value is not None and member is not None and 0 <= member < len(self.best):
+                self.best[member] = max(self.best[member], value)
 
     def on_evaluation(self, event: EvaluationDone) -> None:
         """Keeps each member's best evaluation so far."""

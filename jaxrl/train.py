@@ -66,6 +66,10 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
     cfg = compose_config(overrides)
     resume_dir = resume_target(cfg)
     if resume_dir is not None:
+        if cfg.resume == "auto" and _finished_already(resume_dir, cfg):
+            # a requeued job whose run is done: nothing to train, and nothing wrong
+            print(f"{resume_dir} finished already", file=sys.stderr, flush=True)
+            return json.loads((resume_dir / "summary.json").read_text())
         overrides = resume_overrides(resume_dir, overrides)
         try:
             cfg = compose_config(overrides)
@@ -167,9 +171,10 @@ def _status(run_dir: Path) -> str | None:
 
 def resume_target(cfg: DictConfig) -> Path | None:
     """The run folder `resume=` points at: the given folder, or for
-    `resume=auto` the newest unfinished run under `runs_root` (or at
-    `run_dir`, when given) whose config matches `cfg` but for
-    RESUME_MAY_CHANGE; None for a new run."""
+    `resume=auto` the run in `run_dir` when one was started there (finished
+    or not, whatever its settings: the caller says what then), else the
+    newest unfinished run under `runs_root` whose config matches `cfg` but
+    for RESUME_MAY_CHANGE; None for a new run."""
     if cfg.resume is None:
         return None
     if cfg.resume != "auto":
@@ -180,12 +185,15 @@ def resume_target(cfg: DictConfig) -> Path | None:
                 "give a run folder, or resume=auto"
             )
         return path
-    want = _identity(OmegaConf.to_container(cfg, resolve=True))
     if cfg.run_dir:
-        candidates = [Path(cfg.run_dir).expanduser()]
-    else:
-        root = Path(cfg.runs_root).expanduser()
-        candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+        folder = Path(cfg.run_dir).expanduser()
+        if (folder / OVERRIDES_FILE).is_file() and (folder / "config.yaml").is_file():
+            return folder
+        print("resume=auto: no run in run_dir yet; starting it", file=sys.stderr, flush=True)
+        return None
+    want = _identity(OmegaConf.to_container(cfg, resolve=True))
+    root = Path(cfg.runs_root).expanduser()
+    candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     matches = [
         p for p in candidates
         if (p / OVERRIDES_FILE).is_file() and _status(p) != "finished"
@@ -227,6 +235,12 @@ def _changes(run_dir: Path, cfg: DictConfig) -> list[str]:
     wanted = _identity(OmegaConf.to_container(cfg, resolve=True))
     return [f"{k} ({saved.get(k, 'unset')} -> {wanted.get(k, 'unset')})" for k in sorted(saved.keys() | wanted.keys())
             if saved.get(k) != wanted.get(k)]
+
+
+def _finished_already(run_dir: Path, cfg: DictConfig) -> bool:
+    """Whether the run in `run_dir` finished with `cfg`'s settings and at least its `total_timesteps`."""
+    done = _finished_steps(run_dir)
+    return done is not None and cfg.total_timesteps <= done and not _changes(run_dir, cfg)
 
 
 def _finished_steps(run_dir: Path) -> int | None:
@@ -402,8 +416,7 @@ def hydra_main(cfg: DictConfig) -> None:
         if cfg.resume == "auto" and (job / OVERRIDES_FILE).is_file():
             # resume=auto in a multirun: the job goes on in its own folder (<sweep dir>/<job>),
             # and one that finished there is not trained again
-            done = _finished_steps(job)
-            if done is not None and cfg.total_timesteps <= done and not _changes(job, cfg):
+            if _finished_already(job, cfg):
                 print(f"{job} finished already", file=sys.stderr, flush=True)
                 return
             check_resumable(job, cfg)  # names what differs when the folder holds other settings

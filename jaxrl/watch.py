@@ -34,7 +34,7 @@ __all__ = ["Watcher", "main"]
 class Watcher:
     """Follows runs' heartbeats and alerts on silence and on return.
 
-    folders: run folders, or folders of run folders, to scan.
+    folders: run folders, or folders of run folders or of multiruns' folders, to scan.
     default_timeout_s: for a heartbeat without "timeout_s".
     forget_s: a run silent longer than this when first seen is ignored (an
         old run folder is not news).
@@ -69,7 +69,9 @@ class Watcher:
     def _from_folders(self) -> dict[str, dict[str, Any]]:
         heartbeats = {}
         for folder in self.folders:
-            files = [folder / HEARTBEAT_FILE] if (folder / HEARTBEAT_FILE).exists() else folder.glob(f"*/{HEARTBEAT_FILE}")
+            # a run folder, a folder of them, or of multiruns (<runs_root>/multirun-<time>/<job>/)
+            files = [folder / HEARTBEAT_FILE] if (folder / HEARTBEAT_FILE).exists() else [
+                *folder.glob(f"*/{HEARTBEAT_FILE}"), *folder.glob(f"*/*/{HEARTBEAT_FILE}")]
             for path in files:
                 try:
                     heartbeat = json.loads(path.read_text())

@@ -16,15 +16,20 @@ import sys
 import time
 from pathlib import Path
 
+import flax.serialization
+import jax
+import numpy as np
 import pytest
 from aiosmtpd.controller import Controller
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from conftest import compose, run_cli
+from jaxrl.alerts import alert_hooks
 from jaxrl.config import ConfigError, from_dict
 from jaxrl.errors import RESUMABLE_EXIT
 from jaxrl.events import Hook
+from jaxrl.sinks.base import RunInfo
 
 TINY = ["logger=none", "total_timesteps=16384", "num_logs=4", "eval.every=1", "eval.episodes=2", "video.enabled=false"]
 
@@ -178,6 +183,10 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
     assert len(nan_alerts) == 1 and nan_alerts[0]["type"] == "failure"
     # the default rules also report the stop
     assert sum(p["title"].startswith("run stopped") for p in posts(httpserver, "/hook")) == 1
+    # the NaN chunk was evaluated, but the policy file kept member 1's last finite parameters
+    assert "the policy parameters of member(s) [1] are not finite at step 8192" in result.stderr
+    saved = flax.serialization.msgpack_restore((tmp_path / "run" / "policy.msgpack").read_bytes())
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved))
 
 
 @pytest.mark.parametrize(
@@ -231,6 +240,34 @@ def watch(runs: Path, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_a_resumed_run_counts_its_steps_from_its_checkpoint(tmp_path):
+    run = from_dict(compose("alerts.channels=[]"))
+    (hook,) = alert_hooks(run)
+    hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, [{"seed": 0}], 16384, start_step=8192))
+    # where the session's first NaN window starts, and the step jaxrl.watch reports
+    assert (hook.prev_step, hook.step) == (8192, 8192)
+    hook.on_exit({"status": "stopped"})
+    assert json.loads((tmp_path / "heartbeat.json").read_text())["step"] == 8192
+
+
+def test_watch_sees_the_jobs_of_a_multirun_in_the_runs_folder(tmp_path, httpserver):
+    httpserver.expect_request("/watch", method="POST").respond_with_data("ok")
+    job = tmp_path / "runs" / "multirun-2026-12-04_21-40-00" / "1"
+    job.mkdir(parents=True)
+    # a job's heartbeat, as its trainer writes it, whose machine stopped 30 s ago
+    beat = {"id": f"node7:{job}", "run": "1", "state": "running", "time": time.time() - 30,
+            "timeout_s": 5, "step": 4096, "total_steps": 16384, "host": "node7", "pid": 4242}
+    (job / "heartbeat.json").write_text(json.dumps(beat))
+    watcher = watch(tmp_path / "runs", "--channel", f"json://127.0.0.1:{httpserver.port}/watch")
+    try:
+        wait_until(lambda: posts(httpserver, "/watch"), 30, "the silent-run alert")
+        assert posts(httpserver, "/watch")[0]["title"] == "1 went silent"
+        assert "on node7 (pid 4242)" in posts(httpserver, "/watch")[0]["message"]
+    finally:
+        watcher.kill()
+        watcher.wait()
 
 
 @pytest.mark.slow

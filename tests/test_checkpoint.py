@@ -194,9 +194,16 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
     assert checkpoint_steps(run_dir) == [summary["env_steps"]]
     assert max(r["step"] for r in rows(run_dir)) == summary["env_steps"]
 
-    result = run_cli([*args, "resume=auto"], tmp_path, **own_cache)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resuming {run_dir.relative_to(tmp_path)} at step {summary['env_steps']}" in result.stderr
+    # a kill mid-write leaves a torn last line, which the resumed run drops
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 1')
+    proc = start_cli(tmp_path, *args, "resume=auto", **own_cache)
+    # while the resumed session trains, the first session's summary is gone: were this
+    # session killed, jaxrl.watch and resume=auto would otherwise take the run for ended
+    wait_while_running(lambda: not (run_dir / "summary.json").exists(), proc)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert f"resuming {run_dir.relative_to(tmp_path)} at step {summary['env_steps']}" in stderr
     assert [p.name for p in tmp_path.glob("runs/*")] == [run_dir.name]
     steps = [r["step"] for r in rows(run_dir) if r["member"] == 0]
     assert steps == list(range(2048, 100352 + 1, 2048))
@@ -204,6 +211,10 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
     assert summary["status"] == "finished"
     # the resumed session loaded the training chunk the first one compiled, instead of compiling it
     assert summary["compile_cache"]["hits"] >= 1 and any((tmp_path / "xla").glob("jit_chunk-*")), summary
+    # a requeued job of the finished run, its folder given: nothing to do, and not an error
+    again = run_cli([*args, f"run_dir={run_dir}", "resume=auto"], tmp_path, **own_cache)
+    assert again.returncode == 0 and f"{run_dir} finished already" in again.stderr, again.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
 
 
 def test_a_second_signal_ends_the_process_at_once(tmp_path):

@@ -4,6 +4,7 @@ refusals, and the population sharded over several devices."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -20,7 +21,9 @@ import pytest
 from jaxrl.config import ConfigError
 from jaxrl.runner import Schedule, build, compile_programs, member_keys, population_hyperparams, train
 from jaxrl.sinks import make_sinks
-from jaxrl.sweeps import leaderboard
+from jaxrl.events import EvaluationDone, RunEnded
+from jaxrl.sinks.base import RunInfo
+from jaxrl.sweeps import SweepResults, leaderboard
 
 from conftest import compose, run_config
 
@@ -101,6 +104,22 @@ def test_a_random_search_writes_sweep_csv_and_a_leaderboard(tmp_path, capsys):
     assert means == sorted(means, reverse=True)
     # the same sweep.seed draws the same members again (load_policy rebuilds them from config.yaml)
     assert run_config(*overrides).members() == run.members()
+
+
+def test_a_resumed_sweep_keeps_the_best_return_of_its_earlier_sessions(tmp_path, capsys):
+    members = [{"algo.lr": 0.001, "seed": 0}, {"algo.lr": 0.01, "seed": 0}]
+    # the first session's rows, as metrics.jsonl holds them (null: a NaN return)
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in [
+        {"step": 100, "member": 0, "eval/return_mean": 80.0}, {"step": 100, "member": 1, "eval/return_mean": None},
+        {"step": 200, "member": 0, "eval/return_mean": 90.0}, {"step": 200, "member": 1, "eval/return_mean": 20.0}]))
+    hook = SweepResults(members, tmp_path)
+    hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, members, 400, start_step=200))
+    hook.on_evaluation(EvaluationDone(2, 300, {"eval/return_mean": [70.0, 30.0]}, None))
+    hook.on_evaluation(EvaluationDone(3, 400, {"eval/return_mean": [60.0, 40.0]}, None))
+    hook.on_end(RunEnded(400, {"final": {"eval/return_mean": [60.0, 40.0]}}, None))
+    with open(tmp_path / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["final_return"], r["best_return"]) for r in rows] == [("60.0", "90.0"), ("40.0", "40.0")]
 
 
 def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():

@@ -23,6 +23,8 @@ class RunInfo:
         rows given to `log`: {"seed": int} plus, in a sweep, the member's
         hyperparameter values, e.g. {"seed": 0, "algo.lr": 0.0003}.
     total_steps: env steps per member the run is going to take.
+    start_step: env steps per member done before this session: a resumed
+        run's checkpoint, else 0.
     """
 
     run_dir: Path
@@ -32,6 +34,7 @@ class RunInfo:
     config: dict[str, Any]
     members: list[dict[str, Any]]
     total_steps: int
+    start_step: int = 0
 
 
 class Sink:
