@@ -359,13 +359,16 @@ class Dispatcher:
             for i in range(len(self.channels))
         ]
         self._started = False
+        # the training thread and the monitor's may send the first alert at once
+        self._start_lock = threading.Lock()
 
     def send(self, alert: Alert) -> None:
         """Queues `alert` for every channel; returns at once."""
-        if not self._started:
-            self._started = True
-            for thread in self._threads:
-                thread.start()
+        with self._start_lock:
+            if not self._started:
+                self._started = True
+                for thread in self._threads:
+                    thread.start()
         for q in self._queues:
             q.put(alert)
 

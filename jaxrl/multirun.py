@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 
-__all__ = ["MultirunSummary", "collect", "job_dir"]
+from jaxrl.sweeps import RETURN
 
-RETURN = "eval/return_mean"
+__all__ = ["MultirunSummary", "collect", "job_dir"]
 
 
 def job_dir() -> Path | None:
