@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import typing
 from typing import Any
 
@@ -385,12 +386,42 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     if not 0 <= run.seed <= 2**32 - run.seeds:
         # seeds become uint32 PRNG keys
         raise ConfigError(f"seed must be in 0..{2**32 - run.seeds} for {run.seeds} seed(s), got {run.seed}")
-    if run.total_timesteps >= 2**31:
-        # env steps are counted in int32 inside the jitted state
-        raise ConfigError(f"total_timesteps={run.total_timesteps} is too large; at most {2**31 - 1} per seed")
     algo.validate(run.total_timesteps)
+    # after the algorithm's checks: its num_envs and rollout_length size the chunks
+    rounded = Schedule.for_run(run).total_steps
+    if rounded >= 2**31:
+        # env steps are counted in int32 inside the jitted state
+        raise ConfigError(
+            f"total_timesteps={run.total_timesteps} is too large: rounded up to whole chunks it is {rounded} env steps "
+            f"per seed, and at most {2**31 - 1} fit"
+        )
     _check_settings(run)
     return run
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How a run's updates are cut into chunks (all counts per member)."""
+
+    num_chunks: int
+    updates_per_chunk: int
+    steps_per_update: int
+
+    @classmethod
+    def for_run(cls, run: RunConfig, updates_per_chunk: int | None = None) -> Schedule:
+        """`total_timesteps` rounded up to whole updates and chunks, at most
+        `num_logs` chunks; a resumed run passes its chunk length, which stays
+        what it was when `total_timesteps` is raised."""
+        # every algorithm takes num_envs x rollout_length env steps per update
+        steps_per_update = run.algo.num_envs * run.algo.rollout_length
+        num_updates = math.ceil(run.total_timesteps / steps_per_update)
+        per_chunk = updates_per_chunk or math.ceil(num_updates / min(run.num_logs, num_updates))
+        return cls(math.ceil(num_updates / per_chunk), per_chunk, steps_per_update)
+
+    @property
+    def total_steps(self) -> int:
+        """Env steps per member over the whole run."""
+        return self.num_chunks * self.updates_per_chunk * self.steps_per_update
 
 
 def _check_settings(run: RunConfig) -> None:

@@ -33,7 +33,7 @@ from jaxrl.alerts import NONFINITE_METRIC, inject_nan, nonfinite
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal
-from jaxrl.config import ConfigError, RunConfig
+from jaxrl.config import ConfigError, RunConfig, Schedule
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
@@ -59,31 +59,6 @@ __all__ = [
 ]
 
 SUMMED = ("episode/return_sum", "episode/length_sum", "episode/count")
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """How a run's updates are cut into chunks (all counts per member)."""
-
-    num_chunks: int
-    updates_per_chunk: int
-    steps_per_update: int
-
-    @classmethod
-    def for_run(cls, run: RunConfig, updates_per_chunk: int | None = None) -> Schedule:
-        """`total_timesteps` rounded up to whole updates and chunks, at most
-        `num_logs` chunks; a resumed run passes its chunk length, which stays
-        what it was when `total_timesteps` is raised."""
-        # every algorithm takes num_envs x rollout_length env steps per update
-        steps_per_update = run.algo.num_envs * run.algo.rollout_length
-        num_updates = math.ceil(run.total_timesteps / steps_per_update)
-        per_chunk = updates_per_chunk or math.ceil(num_updates / min(run.num_logs, num_updates))
-        return cls(math.ceil(num_updates / per_chunk), per_chunk, steps_per_update)
-
-    @property
-    def total_steps(self) -> int:
-        """Env steps per member over the whole run."""
-        return self.num_chunks * self.updates_per_chunk * self.steps_per_update
 
 
 def build(run: RunConfig, updates_per_chunk: int | None = None) -> tuple[Algorithm, Schedule]:
