@@ -14,6 +14,7 @@ import flax.serialization
 import jax
 import numpy as np
 
+from jaxrl.alerts import nonfinite
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
 from jaxrl.files import write_atomically
@@ -82,8 +83,7 @@ class PolicyFile(Hook):
     def on_evaluation(self, event: EvaluationDone) -> None:
         """Saves the evaluated params, but for members whose params are not all finite."""
         params = event.params
-        leaves = jax.tree.leaves(params)
-        finite = np.all([np.isfinite(x).reshape(len(x), -1).all(1) for x in leaves], axis=0)
+        finite = np.asarray(jax.vmap(nonfinite)(params)) == 0.0
         path = self.run_dir / POLICY_FILE
         if not finite.all():
             bad = np.flatnonzero(~finite).tolist()
