@@ -26,7 +26,7 @@ from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import traced_names
 from jaxrl.envs import SUITES
 from jaxrl.errors import ConfigError
-from jaxrl.sinks import LOGGERS
+from jaxrl.sinks import LOGGERS, WANDB_MODES
 from jaxrl.sweeps import Sweep, parse_sweep
 
 __all__ = [
@@ -84,9 +84,6 @@ class VideoConfig:
     member: int = 0
     every: int = 0
     max_frames: int = 250
-
-
-LOGGER_MODES = ("auto", "online", "offline", "disabled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,8 +356,8 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"env.episode_length must be in 1..{2**31 - 1} (or null: the env's own), got {run.env.episode_length}")
     if run.logger.backend not in LOGGERS:
         raise ConfigError(f"unknown logger.backend {run.logger.backend!r}; choose one of: {', '.join(LOGGERS)}")
-    if run.logger.mode not in LOGGER_MODES:
-        raise ConfigError(f"unknown logger.mode {run.logger.mode!r}; choose one of: {', '.join(LOGGER_MODES)}")
+    if run.logger.mode not in WANDB_MODES:
+        raise ConfigError(f"unknown logger.mode {run.logger.mode!r}; choose one of: {', '.join(WANDB_MODES)}")
     for where, value in [
         ("seeds", run.seeds),
         ("total_timesteps", run.total_timesteps),

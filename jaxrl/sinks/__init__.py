@@ -10,7 +10,10 @@ from jaxrl.sinks.base import FanOut, RunInfo, Sink
 if TYPE_CHECKING:
     from jaxrl.config import LoggerConfig, RunConfig
 
-__all__ = ["LOGGERS", "FanOut", "RunInfo", "Sink", "make_sinks"]
+__all__ = ["LOGGERS", "WANDB_MODES", "FanOut", "RunInfo", "Sink", "make_sinks"]
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+"""`logger.mode`: what `jaxrl.sinks.wandb_sink.resolve_mode` accepts (here, where config can import it without wandb)."""
 
 
 def _wandb(logger: LoggerConfig) -> list[Sink]:

@@ -26,6 +26,7 @@ from wandb.sdk.lib import runid
 
 from jaxrl.errors import RESUMABLE_EXIT
 from jaxrl.files import write_atomically
+from jaxrl.sinks import WANDB_MODES
 from jaxrl.sinks.base import RunInfo, Sink
 
 __all__ = ["STEP_METRIC", "WandbSink", "member_config", "member_name", "resolve_mode"]
@@ -39,7 +40,6 @@ STEP_METRIC = "env_step"
 # Copied from summary.json into each member's wandb summary, as they are.
 _RUN_TOTALS = ("env_steps", "sps", "wall_s", "compile_s")
 
-_MODES = ("auto", "online", "offline", "disabled")
 
 _logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def resolve_mode(mode: str) -> str:
         ValueError: for a mode outside "auto", "online", "offline", "disabled".
         wandb.errors.AuthenticationError: when a configured key is malformed.
     """
-    if mode not in _MODES:
-        raise ValueError(f"logger.mode must be one of {_MODES}, got {mode!r}")
+    if mode not in WANDB_MODES:
+        raise ValueError(f"logger.mode must be one of {WANDB_MODES}, got {mode!r}")
     if mode != "auto":
         return mode
 
@@ -111,8 +111,8 @@ class WandbSink(Sink):
         mode: str = "auto",
         dir: str | Path | None = None,  # noqa: A002 (the Hydra key is `logger.dir`)
     ) -> None:
-        if mode not in _MODES:
-            raise ValueError(f"logger.mode must be one of {_MODES}, got {mode!r}")
+        if mode not in WANDB_MODES:
+            raise ValueError(f"logger.mode must be one of {WANDB_MODES}, got {mode!r}")
         self.project = project
         self.entity = entity
         self.tags = list(tags)
