@@ -29,8 +29,9 @@ class Stopped(Exception):
     Raised from a hook, between chunks. The runner then writes a checkpoint
     of the state after the last chunk when `save` is true (False when that
     state is bad, e.g. holds NaNs: the previous checkpoint stays the resume
-    point), writes summary.json with status "stopped" and `reason`, closes
-    the sinks, and re-raises; the CLI exits with RESUMABLE_EXIT.
+    point), writes summary.json with status "stopped" and `reason` (and
+    `bad_state` when `save` is false), closes the sinks, and re-raises; the
+    CLI exits with RESUMABLE_EXIT.
     """
 
     def __init__(self, reason: str, save: bool = True):

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 
 from jaxrl.sweeps import RETURN
 
-__all__ = ["MultirunSummary", "collect", "job_dir"]
+__all__ = ["MultirunSummary", "collect", "flat_config", "job_dir"]
 
 
 def job_dir() -> Path | None:
@@ -31,11 +31,11 @@ def job_dir() -> Path | None:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"algo.lr": 3e-4, ...} from a nested config."""
+def flat_config(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"algo.lr": 3e-4, ...} from a nested config (an empty dict is a value: {"sweep": {}})."""
     if not isinstance(tree, dict) or not tree:
         return {prefix: tree}
-    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}.{key}" if prefix else str(key)).items()}
+    return {k: v for key, sub in tree.items() for k, v in flat_config(sub, f"{prefix}.{key}" if prefix else str(key)).items()}
 
 
 def collect(sweep_dir: Path) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def collect(sweep_dir: Path) -> dict[str, Any]:
     configs = []
     for folder in folders:
         path = folder / "config.yaml"
-        configs.append(_flat(yaml.safe_load(path.read_text())) if path.exists() else {})
+        configs.append(flat_config(yaml.safe_load(path.read_text())) if path.exists() else {})
     keys = sorted({k for c in configs for k in c})
     differ = [k for k in keys if k not in ("run_dir",) and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
     jobs = []

@@ -577,6 +577,9 @@ def train(
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
             summary = {**progress("stopped"), "reason": err.reason}
+            if not err.save:
+                # resuming unchanged would replay the same steps to the same bad state
+                summary["bad_state"] = True
             _write_quietly(run_dir / "summary.json", summary)
             raise
         except KeyboardInterrupt:

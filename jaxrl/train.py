@@ -33,7 +33,7 @@ from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
 from jaxrl.files import write_atomically
 from jaxrl.host import relax_cpu_guard
 from jaxrl.events import Hook
-from jaxrl.multirun import job_dir
+from jaxrl.multirun import flat_config, job_dir
 from jaxrl.sweeps import quote_distributions
 
 CONFIG_MODULE = "jaxrl.configs"
@@ -70,6 +70,9 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
             # a requeued job whose run is done: nothing to train, and nothing wrong
             print(f"{resume_dir} finished already", file=sys.stderr, flush=True)
             return json.loads((resume_dir / "summary.json").read_text())
+        if cfg.resume == "auto" and (why := _replays_a_bad_state(resume_dir)):
+            # a requeue loop would otherwise stop on the same NaN forever
+            raise ConfigError(why)
         overrides = resume_overrides(resume_dir, overrides)
         try:
             cfg = compose_config(overrides)
@@ -150,23 +153,31 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
-
-
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
     """The keys of a resolved config that a resumed run must keep."""
-    return {k: v for k, v in _flatten(config).items() if k.split(".")[0] not in RESUME_MAY_CHANGE}
+    return {k: v for k, v in flat_config(config).items() if k.split(".")[0] not in RESUME_MAY_CHANGE}
 
 
-def _status(run_dir: Path) -> str | None:
-    """summary.json's status (None while a run is going or after a kill)."""
+def _summary(run_dir: Path) -> dict[str, Any]:
+    """The run's summary.json ({} while a run is going or after a kill)."""
     try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status")
+        return json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
+        return {}
+
+
+def _replays_a_bad_state(run_dir: Path) -> str | None:
+    """Why resuming the run in `run_dir` unchanged would stop again: its last
+    session stopped on a bad state (NaN parameters) it did not save, and a
+    resume replays the same steps bit for bit; None when it would not."""
+    summary = _summary(run_dir)
+    if summary.get("status") != "stopped" or not summary.get("bad_state"):
         return None
+    return (
+        f"{run_dir} stopped on a bad state ({summary.get('reason', '')}), and resuming it unchanged replays the "
+        f"same steps to it; resume=auto leaves it to a person: resume={run_dir} goes on anyway (with "
+        "alerts.on_nonfinite=continue past the NaN), or start a new run with other settings"
+    )
 
 
 def resume_target(cfg: DictConfig) -> Path | None:
@@ -196,7 +207,7 @@ def resume_target(cfg: DictConfig) -> Path | None:
     candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     matches = [
         p for p in candidates
-        if (p / OVERRIDES_FILE).is_file() and _status(p) != "finished"
+        if (p / OVERRIDES_FILE).is_file() and _summary(p).get("status") != "finished"
         and _identity(yaml.safe_load((p / "config.yaml").read_text())) == want
     ]
     if not matches:
@@ -245,9 +256,8 @@ def _finished_already(run_dir: Path, cfg: DictConfig) -> bool:
 
 def _finished_steps(run_dir: Path) -> int | None:
     """The env steps per member of a finished run in `run_dir`; None when it has not finished."""
-    if _status(run_dir) != "finished":
-        return None
-    return json.loads((run_dir / "summary.json").read_text())["env_steps"]
+    summary = _summary(run_dir)
+    return summary["env_steps"] if summary.get("status") == "finished" else None
 
 
 def _train_quietly(run: RunConfig, resolved: dict[str, Any], resume_dir: Path | None) -> dict[str, Any]:
@@ -418,6 +428,10 @@ def hydra_main(cfg: DictConfig) -> None:
             # and one that finished there is not trained again
             if _finished_already(job, cfg):
                 print(f"{job} finished already", file=sys.stderr, flush=True)
+                return
+            if why := _replays_a_bad_state(job):
+                # the other jobs still run: refusing would stop the whole multirun
+                print(why, file=sys.stderr, flush=True)
                 return
             check_resumable(job, cfg)  # names what differs when the folder holds other settings
             resume_dir = job

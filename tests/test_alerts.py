@@ -164,21 +164,19 @@ def test_dead_mans_switch_is_pinged_at_start_and_end(alerted_run):
 
 def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver):
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    result = run_cli(
-        [
-            *TINY,
-            "seeds=2",
-            f"run_dir={tmp_path / 'run'}",
-            "alerts.test_nan=[1,1]",
-            f"alerts.channels=[console,'json://127.0.0.1:{httpserver.port}/hook']",
-        ],
-        tmp_path,
-    )
+    args = [
+        *TINY,
+        "seeds=2",
+        f"run_dir={tmp_path / 'run'}",
+        "alerts.test_nan=[1,1]",
+        f"alerts.channels=[console,'json://127.0.0.1:{httpserver.port}/hook']",
+    ]
+    result = run_cli(args, tmp_path)
     assert result.returncode == RESUMABLE_EXIT, result.stderr
     assert "member 1 (seed 1): NaN/inf in policy parameters" in result.stderr
     assert "between env steps 4096 and 8192" in result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["status"] == "stopped" and summary["env_steps"] == 8192
+    assert summary["status"] == "stopped" and summary["env_steps"] == 8192 and summary["bad_state"]
     nan_alerts = [p for p in posts(httpserver, "/hook") if p["title"].startswith("NaN/inf in member 1 at step 8192")]
     assert len(nan_alerts) == 1 and nan_alerts[0]["type"] == "failure"
     # the default rules also report the stop
@@ -187,6 +185,12 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
     assert "the policy parameters of member(s) [1] are not finite at step 8192" in result.stderr
     saved = flax.serialization.msgpack_restore((tmp_path / "run" / "policy.msgpack").read_bytes())
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved))
+    # a requeue loop's resume=auto would replay the same NaN: it stops for a person instead, at once
+    again = run_cli([*args, "resume=auto"], tmp_path)
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert f"{tmp_path / 'run'} stopped on a bad state (non-finite values: member 1" in again.stderr
+    # no session began: it would have removed summary.json
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,13 @@ def test_a_stopped_multirun_goes_on_with_resume_auto_and_trains_no_finished_job_
         ("finished", True), ("finished", True),
     ]
 
+    # a job that stopped on NaN parameters is left to a person, and the others go on
+    job0 = tmp_path / "sweep" / "0" / "summary.json"
+    job0.write_text(json.dumps({**json.loads(job0.read_text()), "status": "stopped", "bad_state": True, "reason": "non-finite"}))
+    again = run_cli([*args, "resume=auto"], tmp_path, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "sweep/0 stopped on a bad state (non-finite)" in again.stderr and "sweep/1 finished already" in again.stderr
+
     # the same sweep folder with other settings is refused, not taken for the finished jobs
     wider = [a.replace("algo.hidden=[16]", "algo.hidden=[32]") for a in args]
     changed = run_cli([*wider, "resume=auto"], tmp_path, timeout=120)
