@@ -1,14 +1,21 @@
-"""Files that are written whole or not at all, and JSON lines read back
-whatever a kill left of them."""
+"""Files that are written whole or not at all, JSON lines read back
+whatever a kill left of them, and the lock that keeps a run folder to one
+training process."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any
 
-__all__ = ["read_jsonl", "write_atomically"]
+__all__ = ["LOCK_FILE", "FolderLock", "read_jsonl", "write_atomically"]
+
+LOCK_FILE = ".lock"
+"""In a run folder: locked while a process trains there; it names that process."""
 
 
 def write_atomically(path: Path, data: str | bytes) -> None:
@@ -40,3 +47,59 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             if isinstance(record, dict):
                 records.append(record)
     return records
+
+
+class FolderLock:
+    """The exclusive lock a process holds on a run folder while it trains
+    there, so that a second process (a `resume=auto` in another terminal or
+    job) cannot train into it too. It is the kernel's `flock` on
+    `<folder>/.lock`: it ends with its process however that ends (a SIGKILL,
+    a crash), so a killed run is never left locked; on network storage it
+    holds across machines where the file system supports locks (NFSv4 does).
+
+    Use as a context manager: leaving it releases the lock (a notebook may
+    resume the same folder later in the same process).
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK_FILE
+        self._file: IO[str] | None = None
+
+    def take(self) -> str | None:
+        """Takes the lock (the folder must exist); None when this holds it
+        now, else the holder's "pid N on HOST"."""
+        if self._file is not None:
+            return None
+        file = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip()
+            file.close()
+            return holder or "another process"
+        file.truncate(0)
+        file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        file.flush()
+        self._file = file
+        return None
+
+    def release(self) -> None:
+        """Releases the lock if this holds it; the file stays (removing it would race a taker)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def holder(self) -> str | None:
+        """The "pid N on HOST" training in the folder now, or None (then the lock is left free)."""
+        if not self.path.is_file():
+            return None
+        holder = self.take()
+        self.release()
+        return holder
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

@@ -37,7 +37,7 @@ from jaxrl.config import ConfigError, RunConfig, Schedule
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
-from jaxrl.files import read_jsonl, write_atomically
+from jaxrl.files import FolderLock, read_jsonl, write_atomically
 from jaxrl.host import check_cpu_guard
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
@@ -436,15 +436,44 @@ def train(
     before the loop, as raised by the CLI) or "failed" (any other exception,
     its last line under "error"), with the env steps done and the last
     evaluation; the exception is re-raised.
+
+    While it writes in `run_dir`, this process holds the folder's lock
+    (`jaxrl.files.FolderLock`): a folder that another process trains in is
+    refused with a ConfigError, before compiling when resuming in place.
     """
+    with FolderLock(run_dir) as lock:
+        return _train(run, run_dir, sinks, resolved_config, hooks, resume_from, lock)
+
+
+def _take(lock: FolderLock, run_dir: Path) -> None:
+    """Takes `run_dir`'s lock, or raises a ConfigError naming who trains there."""
+    holder = lock.take()
+    if holder is not None:
+        raise ConfigError(
+            f"run_dir {run_dir} is being trained by another process ({holder}); wait for it to end, or stop it "
+            "(a SIGTERM checkpoints it) and resume then"
+        )
+
+
+def _train(
+    run: RunConfig,
+    run_dir: Path,
+    sinks: Sequence[Sink],
+    resolved_config: dict[str, Any],
+    hooks: Sequence[Hook],
+    resume_from: Path | None,
+    lock: FolderLock,
+) -> dict[str, Any]:
     start = time.perf_counter()
+    in_place = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
+    if in_place:
+        _take(lock, run_dir)
+    else:
+        check_run_dir(run_dir)
     out = FanOut(sinks)
     checkpoints = Checkpointer(run_dir, run.checkpoint, out)
-    in_place = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
     source = checkpoints if resume_from is None or in_place else Checkpointer(Path(resume_from), run.checkpoint)
     previous = source.newest_position() if resume_from else None
-    if not in_place:
-        check_run_dir(run_dir)
     algo, schedule = build(run, previous.updates_per_chunk if previous else None)
     members = run.members()
     init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
@@ -461,6 +490,7 @@ def train(
         raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
+    _take(lock, run_dir)
     # whole or not at all: resume=auto reads every candidate's config.yaml
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
-from jaxrl.files import write_atomically
+from jaxrl.files import FolderLock, write_atomically
 from jaxrl.host import relax_cpu_guard
 from jaxrl.events import Hook
 from jaxrl.multirun import flat_config, job_dir
@@ -185,7 +185,7 @@ def resume_target(cfg: DictConfig) -> Path | None:
     `resume=auto` the run in `run_dir` when one was started there (finished
     or not, whatever its settings: the caller says what then), else the
     newest unfinished run under `runs_root` whose config matches `cfg` but
-    for RESUME_MAY_CHANGE; None for a new run."""
+    for RESUME_MAY_CHANGE and that no process is training; None for a new run."""
     if cfg.resume is None:
         return None
     if cfg.resume != "auto":
@@ -210,6 +210,10 @@ def resume_target(cfg: DictConfig) -> Path | None:
         if (p / OVERRIDES_FILE).is_file() and _summary(p).get("status") != "finished"
         and _identity(yaml.safe_load((p / "config.yaml").read_text())) == want
     ]
+    for p in list(matches):
+        if holder := FolderLock(p).holder():
+            print(f"resume=auto: {p} is being trained by {holder}; leaving it", file=sys.stderr, flush=True)
+            matches.remove(p)
     if not matches:
         print("resume=auto: no unfinished run of this configuration; starting a new one", file=sys.stderr, flush=True)
         return None

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,9 @@ import pytest
 from conftest import leet_records, run_cli, start_cli, wait_while_running
 from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
 from jaxrl.config import CheckpointConfig
+from jaxrl.files import FolderLock
 from jaxrl.host import CPU_GUARD
+from jaxrl.train import compose_config, resume_target
 
 PPO = [
     "algo=ppo", "seeds=2", "total_timesteps=61440", "num_logs=30", "algo.num_envs=8", "algo.rollout_length=64",
@@ -174,7 +177,7 @@ def test_a_padded_population_checkpoints_its_own_members_and_resumes_on_one_devi
     assert sorted(r["member"] for r in rows(tmp_path / "run") if r["step"] == 14336) == [0, 1, 2]
 
 
-def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
+def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path, monkeypatch, capsys):
     args = [*PPO, "total_timesteps=100000", "num_logs=50", "checkpoint.every=0", "runs_root=runs",
             f"compile_cache={tmp_path / 'xla'}"]
     # the run's own compile_cache, not the suite's JAX_COMPILATION_CACHE_DIR (which would win)
@@ -182,6 +185,8 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
     proc = start_cli(tmp_path, *args, **own_cache)
     wait_while_running(lambda: any(tmp_path.glob("runs/*/metrics.jsonl")) and
                next(tmp_path.glob("runs/*/metrics.jsonl")).read_text().count("\n") >= 4, proc)
+    # the training process holds its folder's lock
+    assert FolderLock(next(tmp_path.glob("runs/*"))).holder() == f"pid {proc.pid} on {socket.gethostname()}"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 75, stderr[-3000:]
@@ -193,6 +198,25 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path):
     # the checkpoint is the state right after the last logged chunk (within one chunk of the signal)
     assert checkpoint_steps(run_dir) == [summary["env_steps"]]
     assert max(r["step"] for r in rows(run_dir)) == summary["env_steps"]
+
+    # while another process holds the folder (a session on another machine of a shared disk),
+    # resume=auto does not train in it too: with run_dir given it is refused at once ...
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from jaxrl.files import FolderLock; "
+         "lock = FolderLock(Path(sys.argv[1])); assert lock.take() is None; print('held', flush=True); time.sleep(600)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert other.stdout.readline() == "held\n"
+    refused = run_cli([*args, f"run_dir={run_dir}", "resume=auto"], tmp_path, **own_cache)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert f"run_dir {run_dir} is being trained by another process (pid {other.pid} on" in refused.stderr
+    # ... and without, it is passed over
+    monkeypatch.chdir(tmp_path)
+    assert resume_target(compose_config([*args, "resume=auto"])) is None
+    assert f"{run_dir.relative_to(tmp_path)} is being trained by pid {other.pid}" in capsys.readouterr().err
+    # the kernel drops a killed process's lock: nothing stale is left
+    other.kill()
+    other.wait()
 
     # a kill mid-write leaves a torn last line, which the resumed run drops
     with (run_dir / "metrics.jsonl").open("a") as f:
