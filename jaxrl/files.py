@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import socket
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -67,7 +68,21 @@ class FolderLock:
 
     def take(self) -> str | None:
         """Takes the lock (the folder must exist); None when this holds it
-        now, else the holder's "pid N on HOST"."""
+        now, else the holder's "pid N on HOST". On a file system that cannot
+        lock (some FUSE mounts of object storage), a warning says so and the
+        folder is used unlocked: None."""
+        try:
+            return self._take()
+        except OSError as err:
+            warnings.warn(
+                f"{self.path.parent} cannot be locked ({err.strerror or err}); nothing keeps a second process "
+                "from training in it",
+                stacklevel=2,
+            )
+            return None
+
+    def _take(self) -> str | None:
+        """`take`, raising the OSError of a file system that cannot lock."""
         if self._file is not None:
             return None
         file = self.path.open("a+", encoding="utf-8")
@@ -78,6 +93,9 @@ class FolderLock:
             holder = file.read().strip()
             file.close()
             return holder or "another process"
+        except OSError:
+            file.close()
+            raise
         file.truncate(0)
         file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         file.flush()
@@ -91,10 +109,14 @@ class FolderLock:
             self._file = None
 
     def holder(self) -> str | None:
-        """The "pid N on HOST" training in the folder now, or None (then the lock is left free)."""
+        """The "pid N on HOST" training in the folder now, or None: none,
+        or none that can be told (the lock is then left free)."""
         if not self.path.is_file():
             return None
-        holder = self.take()
+        try:
+            holder = self._take()
+        except OSError:
+            return None
         self.release()
         return holder
 

@@ -97,6 +97,7 @@ def test_resume_goes_on_in_the_same_folder(tmp_path):
     first = jaxrl.run(seeds=1, overrides=[*TINY, "video.enabled=false"], run_dir=tmp_path / "run")
     first_rows = len(first.metrics)  # read now: metrics is read from the folder, which the resumed run extends
     longer = [o for o in TINY if not o.startswith("total_timesteps")] + ["total_timesteps=1024", "video.enabled=false"]
+    # in the same process: the first run released its folder's lock when it ended
     again = jaxrl.run(seeds=1, overrides=longer, resume=tmp_path / "run")
     assert again.run_dir == first.run_dir
     assert again.summary["env_steps"] == 2 * first.summary["env_steps"]

@@ -241,6 +241,17 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path, monk
     assert json.loads((run_dir / "summary.json").read_text()) == summary
 
 
+def test_a_file_system_that_cannot_lock_is_used_unlocked_with_a_warning(tmp_path, monkeypatch):
+    # as gcsfuse or s3fs answer flock; the lock is a safeguard, not a reason to refuse to train
+    def no_locks(file, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr("jaxrl.files.fcntl.flock", no_locks)
+    with FolderLock(tmp_path) as lock, pytest.warns(UserWarning, match=f"{tmp_path} cannot be locked .No locks available."):
+        assert lock.take() is None
+    assert FolderLock(tmp_path).holder() is None
+
+
 def test_a_second_signal_ends_the_process_at_once(tmp_path):
     # chunks of several seconds each: the signals arrive during the second of four
     proc = start_cli(tmp_path, *PPO, "seeds=1", "total_timesteps=400000", "num_logs=4", "eval.every=100", "run_dir=run")
