@@ -56,7 +56,8 @@ class FolderLock:
     job) cannot train into it too. It is the kernel's `flock` on
     `<folder>/.lock`: it ends with its process however that ends (a SIGKILL,
     a crash), so a killed run is never left locked; on network storage it
-    holds across machines where the file system supports locks (NFSv4 does).
+    holds across machines where the file system supports locks (NFSv4 does;
+    there a dead client's lock lasts until its lease expires, about 90 s).
 
     Use as a context manager: leaving it releases the lock (a notebook may
     resume the same folder later in the same process).
@@ -72,7 +73,9 @@ class FolderLock:
         lock (some FUSE mounts of object storage), a warning says so and the
         folder is used unlocked: None."""
         try:
-            return self._take()
+            return self._take(sign=True)
+        except PermissionError:
+            raise
         except OSError as err:
             warnings.warn(
                 f"{self.path.parent} cannot be locked ({err.strerror or err}); nothing keeps a second process "
@@ -81,11 +84,16 @@ class FolderLock:
             )
             return None
 
-    def _take(self) -> str | None:
-        """`take`, raising the OSError of a file system that cannot lock."""
+    def _take(self, sign: bool) -> str | None:
+        """`take`, raising the OSError of a file system that cannot lock;
+        `sign`: write this process's name into the file once it holds it."""
         if self._file is not None:
             return None
-        file = self.path.open("a+", encoding="utf-8")
+        try:
+            file = self.path.open("a+", encoding="utf-8")
+        except PermissionError:
+            # another user's lock file: flock needs no write access to it
+            file, sign = self.path.open(encoding="utf-8"), False
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -96,9 +104,10 @@ class FolderLock:
         except OSError:
             file.close()
             raise
-        file.truncate(0)
-        file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        file.flush()
+        if sign:
+            file.truncate(0)
+            file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            file.flush()
         self._file = file
         return None
 
@@ -114,7 +123,7 @@ class FolderLock:
         if not self.path.is_file():
             return None
         try:
-            holder = self._take()
+            holder = self._take(sign=False)
         except OSError:
             return None
         self.release()

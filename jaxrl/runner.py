@@ -37,7 +37,7 @@ from jaxrl.config import ConfigError, RunConfig, Schedule
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.envs import make_env
 from jaxrl.evaluation import evaluate
-from jaxrl.files import FolderLock, read_jsonl, write_atomically
+from jaxrl.files import LOCK_FILE, FolderLock, read_jsonl, write_atomically
 from jaxrl.host import check_cpu_guard
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
@@ -491,6 +491,10 @@ def _train(
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     _take(lock, run_dir)
+    if not in_place and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        # another run took the same folder while this one compiled (a fixed run_dir launched
+        # twice, or two runs named in the same second)
+        raise ConfigError(f"run_dir {run_dir} was filled by another run while this one compiled; give a new folder")
     # whole or not at all: resume=auto reads every candidate's config.yaml
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None

@@ -187,7 +187,7 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved))
     # a requeue loop's resume=auto would replay the same NaN: it stops for a person instead, at once
     again = run_cli([*args, "resume=auto"], tmp_path)
-    assert again.returncode == 2, again.stderr[-3000:]
+    assert again.returncode == 2 and "compiling" not in again.stderr, again.stderr[-3000:]
     assert f"{tmp_path / 'run'} stopped on a bad state (non-finite values: member 1" in again.stderr
     # no session began: it would have removed summary.json
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
