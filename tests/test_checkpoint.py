@@ -258,8 +258,9 @@ def test_a_file_system_that_cannot_lock_is_used_unlocked_with_a_warning(tmp_path
 
 
 def test_a_second_signal_ends_the_process_at_once(tmp_path):
-    # chunks of several seconds each: the signals arrive during the second of four
-    proc = start_cli(tmp_path, *PPO, "seeds=1", "total_timesteps=400000", "num_logs=4", "eval.every=100", "run_dir=run")
+    # chunks of 200k steps, several seconds each even on a fast machine: the signals arrive
+    # early in the second of four, and the first must still be waiting a second later
+    proc = start_cli(tmp_path, *PPO, "seeds=1", "total_timesteps=800000", "num_logs=4", "eval.every=100", "run_dir=run")
     metrics = tmp_path / "run" / "metrics.jsonl"
     wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, proc)
     proc.send_signal(signal.SIGTERM)
