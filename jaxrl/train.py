@@ -210,14 +210,19 @@ def resume_target(cfg: DictConfig) -> Path | None:
         if (p / OVERRIDES_FILE).is_file() and _summary(p).get("status") != "finished"
         and _identity(yaml.safe_load((p / "config.yaml").read_text())) == want
     ]
-    for p in list(matches):
-        if holder := FolderLock(p).holder():
-            print(f"resume=auto: {p} is being trained by {holder}; leaving it", file=sys.stderr, flush=True)
-            matches.remove(p)
+    matches = [p for p in matches if _untrained(p)]
     if not matches:
         print("resume=auto: no unfinished run of this configuration; starting a new one", file=sys.stderr, flush=True)
         return None
     return max(matches, key=lambda p: (p / "config.yaml").stat().st_mtime)
+
+
+def _untrained(run_dir: Path) -> bool:
+    """Whether no process trains in `run_dir` now; says which one when one does."""
+    holder = FolderLock(run_dir).holder()
+    if holder:
+        print(f"resume=auto: {run_dir} is being trained by {holder}; leaving it", file=sys.stderr, flush=True)
+    return holder is None
 
 
 def resume_overrides(run_dir: Path, overrides: list[str]) -> list[str]:
