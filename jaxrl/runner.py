@@ -413,6 +413,7 @@ def train(
     resolved_config: dict[str, Any],
     hooks: Sequence[Hook] = (),
     resume_from: Path | None = None,
+    lock: FolderLock | None = None,
 ) -> dict[str, Any]:
     """Trains the population, feeding `sinks` and `hooks`; returns the summary.
 
@@ -440,9 +441,11 @@ def train(
     While it writes in `run_dir`, this process holds the folder's lock
     (`jaxrl.files.FolderLock`): a folder that another process trains in is
     refused with a ConfigError, before compiling when resuming in place.
+    `lock`: the folder's lock, when the caller took it already (released
+    here too).
     """
-    with FolderLock(run_dir) as lock:
-        return _train(run, run_dir, sinks, resolved_config, hooks, resume_from, lock)
+    with lock or FolderLock(run_dir) as held:
+        return _train(run, run_dir, sinks, resolved_config, hooks, resume_from, held)
 
 
 def _take(lock: FolderLock, run_dir: Path) -> None:

@@ -64,22 +64,23 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
     will compute, so XLA may start without the CPU guard where the env does
     not need it (`jaxrl.host.relax_cpu_guard`)."""
     cfg = compose_config(overrides)
-    resume_dir = resume_target(cfg)
-    if resume_dir is not None:
-        if cfg.resume == "auto" and _finished_already(resume_dir, cfg):
-            # a requeued job whose run is done: nothing to train, and nothing wrong
-            print(f"{resume_dir} finished already", file=sys.stderr, flush=True)
-            return json.loads((resume_dir / "summary.json").read_text())
-        if cfg.resume == "auto" and (why := _replays_a_bad_state(resume_dir)):
-            # a requeue loop would otherwise stop on the same NaN forever
-            raise ConfigError(why)
-        overrides = resume_overrides(resume_dir, overrides)
-        try:
-            cfg = compose_config(overrides)
-        except ConfigError as err:
-            raise ConfigError(f"cannot resume {resume_dir} with this command line: {err}") from None
-        check_resumable(resume_dir, cfg)
-    return run_from_config(cfg, overrides, resume_dir, hooks, own_process)
+    resume_dir, lock = resume_target(cfg)
+    with lock or contextlib.nullcontext():
+        if resume_dir is not None:
+            if cfg.resume == "auto" and _finished_already(resume_dir, cfg):
+                # a requeued job whose run is done: nothing to train, and nothing wrong
+                print(f"{resume_dir} finished already", file=sys.stderr, flush=True)
+                return json.loads((resume_dir / "summary.json").read_text())
+            if cfg.resume == "auto" and (why := _replays_a_bad_state(resume_dir)):
+                # a requeue loop would otherwise stop on the same NaN forever
+                raise ConfigError(why)
+            overrides = resume_overrides(resume_dir, overrides)
+            try:
+                cfg = compose_config(overrides)
+            except ConfigError as err:
+                raise ConfigError(f"cannot resume {resume_dir} with this command line: {err}") from None
+            check_resumable(resume_dir, cfg)
+        return run_from_config(cfg, overrides, resume_dir, hooks, own_process, lock)
 
 
 def run_from_config(
@@ -88,11 +89,13 @@ def run_from_config(
     resume_dir: Path | None = None,
     hooks: Sequence[Hook] = (),
     own_process: bool = False,
+    lock: FolderLock | None = None,
 ) -> dict[str, Any]:
     """Validates `cfg`, trains (going on in `resume_dir` when given), and
     returns the summary. `overrides`, the command line `cfg` was composed
     from, is kept in the run folder so that the run can be resumed; `hooks`
-    follow the built-in ones; `own_process` as in `run_from_overrides`."""
+    follow the built-in ones; `own_process` as in `run_from_overrides`;
+    `lock`: `resume_dir`'s lock when this process holds it already."""
     from jaxrl.alerts import alert_hooks
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
@@ -117,7 +120,8 @@ def run_from_config(
     sinks = make_sinks(run)
     hooks = [_KeepOverrides(run_dir, overrides), *alert_hooks(run, sinks), *hooks]
     try:
-        return train(run, run_dir, sinks, resolved, hooks, resume_from=run_dir if resume_dir is not None else None)
+        return train(run, run_dir, sinks, resolved, hooks, resume_from=run_dir if resume_dir is not None else None,
+                     lock=lock)
     except BaseException as err:
         if os.path.exists(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")
@@ -180,14 +184,19 @@ def _replays_a_bad_state(run_dir: Path) -> str | None:
     )
 
 
-def resume_target(cfg: DictConfig) -> Path | None:
+def resume_target(cfg: DictConfig) -> tuple[Path | None, FolderLock | None]:
     """The run folder `resume=` points at: the given folder, or for
     `resume=auto` the run in `run_dir` when one was started there (finished
     or not, whatever its settings: the caller says what then), else the
     newest unfinished run under `runs_root` whose config matches `cfg` but
-    for RESUME_MAY_CHANGE and that no process is training; None for a new run."""
+    for RESUME_MAY_CHANGE and that no process is training; None for a new run.
+
+    With it, the folder's lock where this search took it (a `FolderLock` to
+    release), so that jobs requeued at once take different runs; None where
+    training takes it (a folder that was named, or `distributed=true`, whose
+    processes all search and only process 0 trains in the folder)."""
     if cfg.resume is None:
-        return None
+        return None, None
     if cfg.resume != "auto":
         path = Path(cfg.resume).expanduser()
         if not (path / "config.yaml").is_file() or not (path / OVERRIDES_FILE).is_file():
@@ -195,13 +204,13 @@ def resume_target(cfg: DictConfig) -> Path | None:
                 f"resume={cfg.resume}: not a resumable jaxrl run folder (it needs config.yaml and {OVERRIDES_FILE}); "
                 "give a run folder, or resume=auto"
             )
-        return path
+        return path, None
     if cfg.run_dir:
         folder = Path(cfg.run_dir).expanduser()
         if (folder / OVERRIDES_FILE).is_file() and (folder / "config.yaml").is_file():
-            return folder
+            return folder, None
         print("resume=auto: no run in run_dir yet; starting it", file=sys.stderr, flush=True)
-        return None
+        return None, None
     want = _identity(OmegaConf.to_container(cfg, resolve=True))
     root = Path(cfg.runs_root).expanduser()
     candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
@@ -210,19 +219,14 @@ def resume_target(cfg: DictConfig) -> Path | None:
         if (p / OVERRIDES_FILE).is_file() and _summary(p).get("status") != "finished"
         and _identity(yaml.safe_load((p / "config.yaml").read_text())) == want
     ]
-    matches = [p for p in matches if _untrained(p)]
-    if not matches:
-        print("resume=auto: no unfinished run of this configuration; starting a new one", file=sys.stderr, flush=True)
-        return None
-    return max(matches, key=lambda p: (p / "config.yaml").stat().st_mtime)
-
-
-def _untrained(run_dir: Path) -> bool:
-    """Whether no process trains in `run_dir` now; says which one when one does."""
-    holder = FolderLock(run_dir).holder()
-    if holder:
-        print(f"resume=auto: {run_dir} is being trained by {holder}; leaving it", file=sys.stderr, flush=True)
-    return holder is None
+    for path in sorted(matches, key=lambda p: (p / "config.yaml").stat().st_mtime, reverse=True):
+        lock = FolderLock(path)
+        holder = lock.holder() if cfg.distributed else lock.take()
+        if holder is None:
+            return path, None if cfg.distributed else lock
+        print(f"resume=auto: {path} is being trained by {holder}; leaving it", file=sys.stderr, flush=True)
+    print("resume=auto: no unfinished run of this configuration; starting a new one", file=sys.stderr, flush=True)
+    return None, None
 
 
 def resume_overrides(run_dir: Path, overrides: list[str]) -> list[str]:

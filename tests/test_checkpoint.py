@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -145,8 +146,6 @@ def test_resume_of_a_folder_that_is_not_a_run_is_refused(tmp_path):
 
 
 def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(finished_run, tmp_path):
-    import shutil
-
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
     steps = checkpoint_steps(run_dir)
@@ -213,7 +212,7 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path, monk
         assert f"run_dir {run_dir} is being trained by another process (pid {other.pid} on" in refused.stderr
         # ... and without, it is passed over
         monkeypatch.chdir(tmp_path)
-        assert resume_target(compose_config([*args, "resume=auto"])) is None
+        assert resume_target(compose_config([*args, "resume=auto"])) == (None, None)
         assert f"{run_dir.relative_to(tmp_path)} is being trained by pid {other.pid}" in capsys.readouterr().err
     finally:
         # the kernel drops a killed process's lock: nothing stale is left
@@ -244,6 +243,30 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path, monk
     again = run_cli([*args, f"run_dir={run_dir}", "resume=auto"], tmp_path, **own_cache)
     assert again.returncode == 0 and f"{run_dir} finished already" in again.stderr, again.stderr[-3000:]
     assert json.loads((run_dir / "summary.json").read_text()) == summary
+
+
+def test_jobs_requeued_at_once_resume_different_runs(finished_run, tmp_path, monkeypatch, capsys):
+    # after a mass preemption, requeued jobs of one configuration search for a run at the same
+    # moment: each search takes the run it picks, so the next one picks another run
+    for name, age in (("older", 100), ("newer", 0)):
+        run_dir = tmp_path / "runs" / name
+        shutil.copytree(finished_run, run_dir)
+        (run_dir / "summary.json").write_text(json.dumps({"status": "stopped"}))
+        os.utime(run_dir / "config.yaml", (time.time() - age,) * 2)
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_config([*PPO, "num_logs=6", "runs_root=runs", "resume=auto"])
+    first, first_lock = resume_target(cfg)
+    second, second_lock = resume_target(cfg)
+    assert (first, second) == (Path("runs/newer"), Path("runs/older"))
+    assert FolderLock(first).holder() == FolderLock(second).holder() == f"pid {os.getpid()} on {socket.gethostname()}"
+    assert resume_target(cfg) == (None, None)
+    assert "no unfinished run of this configuration; starting a new one" in capsys.readouterr().err
+    # a search that ends (its job refused, or done) frees its run for the next
+    first_lock.release()
+    newest, lock = resume_target(cfg)
+    assert newest == first
+    for held in (lock, second_lock):
+        held.release()
 
 
 def test_a_file_system_that_cannot_lock_is_used_unlocked_with_a_warning(tmp_path, monkeypatch):
