@@ -71,7 +71,7 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
                 # a requeued job whose run is done: nothing to train, and nothing wrong
                 print(f"{resume_dir} finished already", file=sys.stderr, flush=True)
                 return json.loads((resume_dir / "summary.json").read_text())
-            if cfg.resume == "auto" and (why := _replays_a_bad_state(resume_dir)):
+            if cfg.resume == "auto" and (why := _replays_a_bad_state(resume_dir, cfg)):
                 # a requeue loop would otherwise stop on the same NaN forever
                 raise ConfigError(why)
             overrides = resume_overrides(resume_dir, overrides)
@@ -170,17 +170,18 @@ def _summary(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _replays_a_bad_state(run_dir: Path) -> str | None:
-    """Why resuming the run in `run_dir` unchanged would stop again: its last
-    session stopped on a bad state (NaN parameters) it did not save, and a
-    resume replays the same steps bit for bit; None when it would not."""
+def _replays_a_bad_state(run_dir: Path, cfg: DictConfig) -> str | None:
+    """Why resuming the run in `run_dir` with `cfg` would stop again: its last
+    session stopped on a bad state (NaN parameters) it did not save, a
+    resume replays the same steps bit for bit, and `cfg` stops on it again;
+    None when it would not (`alerts.on_nonfinite=continue` trains past it)."""
     summary = _summary(run_dir)
-    if summary.get("status") != "stopped" or not summary.get("bad_state"):
+    if summary.get("status") != "stopped" or not summary.get("bad_state") or cfg.alerts.on_nonfinite != "stop":
         return None
     return (
-        f"{run_dir} stopped on a bad state ({summary.get('reason', '')}), and resuming it unchanged replays the "
-        f"same steps to it; resume=auto leaves it to a person: resume={run_dir} goes on anyway (with "
-        "alerts.on_nonfinite=continue past the NaN), or start a new run with other settings"
+        f"{run_dir} stopped on a bad state ({summary.get('reason', '')}), and resuming it replays the same steps "
+        "to it, so resume=auto leaves it to a person: add alerts.on_nonfinite=continue to train past it, or start "
+        "a new run with other settings"
     )
 
 
@@ -442,7 +443,7 @@ def hydra_main(cfg: DictConfig) -> None:
             if _finished_already(job, cfg):
                 print(f"{job} finished already", file=sys.stderr, flush=True)
                 return
-            if why := _replays_a_bad_state(job):
+            if why := _replays_a_bad_state(job, cfg):
                 # the other jobs still run: refusing would stop the whole multirun
                 print(why, file=sys.stderr, flush=True)
                 return

@@ -170,6 +170,7 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
         f"run_dir={tmp_path / 'run'}",
         "alerts.test_nan=[1,1]",
         f"alerts.channels=[console,'json://127.0.0.1:{httpserver.port}/hook']",
+        "checkpoint.every=1",
     ]
     result = run_cli(args, tmp_path)
     assert result.returncode == RESUMABLE_EXIT, result.stderr
@@ -191,6 +192,11 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
     assert f"{tmp_path / 'run'} stopped on a bad state (non-finite values: member 1" in again.stderr
     # no session began: it would have removed summary.json
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
+    # a person who wants it past the NaN says so, and the same requeue command goes on
+    past = run_cli([*args, "resume=auto", "alerts.on_nonfinite=continue"], tmp_path)
+    assert past.returncode == 0, past.stderr[-3000:]
+    assert f"resuming {tmp_path / 'run'} at step 4096" in past.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
 
 
 @pytest.mark.parametrize(
