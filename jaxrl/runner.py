@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -458,6 +458,36 @@ def _take(lock: FolderLock, run_dir: Path) -> None:
         )
 
 
+def _claim(lock: FolderLock, run_dir: Path, in_place: bool) -> None:
+    """Takes `run_dir`'s lock once the folder exists; ConfigError when another
+    process holds it, or when another run filled a new folder meanwhile (a
+    fixed run_dir launched twice, or two runs named in the same second)."""
+    _take(lock, run_dir)
+    if not in_place and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        raise ConfigError(f"run_dir {run_dir} was filled by another run while this one compiled; give a new folder")
+
+
+def _together(check: Callable[[], None]) -> None:
+    """Runs `check`, which raises ConfigError to refuse the run. With several
+    processes (`distributed=true`), each calls this at the same point and all
+    raise when one refuses (only process 0 has a folder to refuse): one that
+    ended alone would leave the others to fail in their next collective once
+    jax's timeouts expire (30 s for gloo on CPUs; 5 minutes, then an abort,
+    while starting the backend), with another exit status than 2."""
+    try:
+        check()
+    except ConfigError as err:
+        refusal: ConfigError | None = err
+    else:
+        refusal = None
+    if jax.process_count() > 1:
+        votes = _every_process(refusal is not None)
+        if refusal is None and votes.any():
+            refusal = ConfigError(f"process {int(votes.argmax())} refused to train (its output says why)")
+    if refusal is not None:
+        raise refusal
+
+
 def _train(
     run: RunConfig,
     run_dir: Path,
@@ -469,10 +499,7 @@ def _train(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     in_place = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
-    if in_place:
-        _take(lock, run_dir)
-    else:
-        check_run_dir(run_dir)
+    _together(lambda: _take(lock, run_dir) if in_place else check_run_dir(run_dir))
     out = FanOut(sinks)
     checkpoints = Checkpointer(run_dir, run.checkpoint, out)
     source = checkpoints if resume_from is None or in_place else Checkpointer(Path(resume_from), run.checkpoint)
@@ -493,11 +520,7 @@ def _train(
         raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
-    _take(lock, run_dir)
-    if not in_place and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
-        # another run took the same folder while this one compiled (a fixed run_dir launched
-        # twice, or two runs named in the same second)
-        raise ConfigError(f"run_dir {run_dir} was filled by another run while this one compiled; give a new folder")
+    _together(lambda: _claim(lock, run_dir, in_place))
     # whole or not at all: resume=auto reads every candidate's config.yaml
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None

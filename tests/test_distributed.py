@@ -1,6 +1,7 @@
 """`distributed=true`: two real processes on 127.0.0.1, joined by
 jax.distributed with gloo CPU collectives, train the same population as one
-process, only process 0 writes, and a preempted pair resumes together."""
+process, only process 0 writes, a preempted pair resumes together, and a
+folder that process 0 refuses stops the pair at once."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 from conftest import run_cli, wait_while_running
+from jaxrl.files import FolderLock
+from jaxrl.train import OVERRIDES_FILE, compose_config
 
 TINY = ["algo.num_envs=4", "algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4", "total_timesteps=256",
         "num_logs=2", "logger=none", "video.enabled=false", "seeds=4", "eval.episodes=2"]
@@ -89,3 +94,37 @@ def test_a_process_stopped_by_sigterm_stops_both_after_the_same_chunk_and_they_r
     rows = [[{k: v for k, v in json.loads(line).items() if not k.startswith("perf/")}
              for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("run", "full")]
     assert rows[0] == rows[1]
+
+
+def exit_statuses(procs: list[subprocess.Popen], timeout: float) -> tuple[list[int], list[str]]:
+    """The processes' exit statuses and stderr, killing them all if one is not done in `timeout` s."""
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [p.returncode for p in procs], [err for _, err in outputs]
+
+
+def test_a_folder_that_process_0_refuses_stops_every_process_with_status_2(tmp_path):
+    # only process 0 has the run folder; alone, it would end and leave process 1 to fail in its
+    # first collective when gloo's 30 s timeout expires, with exit status 1
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("someone else's")
+    statuses, errs = exit_statuses(start_processes(tmp_path, [*TINY, "run_dir=taken"], [*TINY, "run_dir=taken"]), 120)
+    assert statuses == [2, 2], [err[-2000:] for err in errs]
+    assert "run_dir taken already holds files" in errs[0]
+    assert "process 0 refused to train (its output says why)" in errs[1]
+
+    # a resume into a run that another process trains (here: holds its lock)
+    overrides = ["distributed=true", *TINY, "run_dir=run"]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / OVERRIDES_FILE).write_text(yaml.safe_dump(overrides))
+    config = OmegaConf.to_container(compose_config(overrides), resolve=True)
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(config))
+    with FolderLock(tmp_path / "run") as lock:
+        assert lock.take() is None
+        statuses, errs = exit_statuses(start_processes(tmp_path, ["resume=run"], ["resume=run"]), 120)
+    assert statuses == [2, 2], [err[-2000:] for err in errs]
+    assert f"run_dir run is being trained by another process (pid {os.getpid()} on" in errs[0]
+    assert "process 0 refused to train" in errs[1] and "compiling" not in errs[0] + errs[1]
