@@ -56,7 +56,9 @@ class Position:
     env_steps: env steps per member so far; train_s, wall_s: seconds spent
     in chunks / in the run so far, over every session; final: the last
     evaluation, {"eval/return_mean": [P floats], ...}; sessions: how many
-    processes trained this run.
+    processes trained this run; sized_for: the env steps per member the
+    training state is sized for (`Schedule.sized_for`, kept on resume; None
+    in checkpoints older than the field).
     """
 
     chunks_done: int
@@ -66,6 +68,7 @@ class Position:
     wall_s: float
     final: dict[str, list[float]]
     sessions: int = 1
+    sized_for: int | None = None
 
 
 def _manager(directory: Path, keep: int) -> Any:
@@ -208,7 +211,14 @@ class Checkpointer:
         steps = self.steps()
         if step is not None and step not in steps:
             raise ValueError(f"no checkpoint at step {step} in {self.directory}; steps: {steps or 'none'}")
-        abstract = {"states": state_shapes, "eval_keys": jax.ShapeDtypeStruct((num_members, 2), np.uint32)}
+        # into host memory (the CPU device), whatever devices the states were saved from: without a
+        # sharding, orbax asks for the saved one, so a run saved on 2 devices could not resume on 1;
+        # the runner then places the states on its own devices
+        host = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+        abstract = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=host),
+            {"states": state_shapes, "eval_keys": jax.ShapeDtypeStruct((num_members, 2), np.uint32)},
+        )
         for candidate in reversed(steps) if step is None else [step]:
             try:
                 restored = self._manager.restore(
@@ -232,12 +242,13 @@ class Checkpointer:
             return state["states"], state["eval_keys"], position
         return None
 
-    def newest_position(self) -> Position | None:
-        """The newest readable checkpoint's Position, read without its states
-        (one small JSON item); None when there is none."""
+    def position(self, step: int | None = None) -> Position | None:
+        """The Position of the checkpoint at env step `step`, or (step None)
+        of the newest readable one, read without its states (one small JSON
+        item); None when there is none."""
         import orbax.checkpoint as ocp
 
-        for step in reversed(self.steps()):
+        for step in reversed(self.steps()) if step is None else [step]:
             try:
                 item = self._manager.restore(step, args=ocp.args.Composite(position=ocp.args.JsonRestore()))
                 return Position(**item.position)

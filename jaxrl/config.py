@@ -398,22 +398,30 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """How a run's updates are cut into chunks (all counts per member)."""
+    """How a run's updates are cut into chunks (all counts per member), and
+    the budget its training state is sized for (`sized_for`: the first
+    session's total steps, which a replay buffer's capacity derives from)."""
 
     num_chunks: int
     updates_per_chunk: int
     steps_per_update: int
+    sized_for: int | None = None  # None: this schedule's own total steps
+
+    def __post_init__(self) -> None:
+        if self.sized_for is None:
+            object.__setattr__(self, "sized_for", self.total_steps)
 
     @classmethod
-    def for_run(cls, run: RunConfig, updates_per_chunk: int | None = None) -> Schedule:
+    def for_run(cls, run: RunConfig, updates_per_chunk: int | None = None, sized_for: int | None = None) -> Schedule:
         """`total_timesteps` rounded up to whole updates and chunks, at most
-        `num_logs` chunks; a resumed run passes its chunk length, which stays
-        what it was when `total_timesteps` is raised."""
+        `num_logs` chunks; a resumed run passes its chunk length and the
+        budget its state was sized for, which stay what they were when
+        `total_timesteps` changes."""
         # every algorithm takes num_envs x rollout_length env steps per update
         steps_per_update = run.algo.num_envs * run.algo.rollout_length
         num_updates = math.ceil(run.total_timesteps / steps_per_update)
         per_chunk = updates_per_chunk or math.ceil(num_updates / min(run.num_logs, num_updates))
-        return cls(math.ceil(num_updates / per_chunk), per_chunk, steps_per_update)
+        return cls(math.ceil(num_updates / per_chunk), per_chunk, steps_per_update, sized_for)
 
     @property
     def total_steps(self) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 
 from jaxrl.algos.base import Algorithm, hyperparams
+from jaxrl.checkpoint import Checkpointer
 from jaxrl.config import RunConfig, from_dict
 from jaxrl.envs.base import scale_action
 from jaxrl.outputs import POLICY_FILE, deterministic_policy
@@ -74,10 +75,13 @@ def _trained(run_dir: Path, seed: int, member: int | None, step: int | None) -> 
         member = matches[0]
     elif not 0 <= member < len(members):
         raise ValueError(f"member {member} out of range; {run_dir} has members 0..{len(members) - 1}")
-    algo, _ = build(run)
     if step is None:
+        algo, _ = build(run)
         return run, algo, _policy_file_params(run_dir, run, algo, member)
-    return run, algo, _checkpoint_params(run_dir, run, algo, member, step)
+    checkpoints = Checkpointer(run_dir, run.checkpoint)
+    # the checkpoint's own sizing: a replay buffer keeps its first session's shape
+    algo, _ = build(run, checkpoints.position(step))
+    return run, algo, _checkpoint_params(checkpoints, run, algo, member, step)
 
 
 def film_policy(
@@ -113,11 +117,10 @@ def _policy_file_params(run_dir: Path, run: RunConfig, algo: Algorithm, member: 
         raise ValueError(f"cannot read {run_dir / POLICY_FILE} ({type(err).__name__}: {err}); is it truncated?") from None
 
 
-def _checkpoint_params(run_dir: Path, run: RunConfig, algo: Algorithm, member: int, step: int) -> Any:
+def _checkpoint_params(checkpoints: Checkpointer, run: RunConfig, algo: Algorithm, member: int, step: int) -> Any:
     """Member `member`'s policy params from the checkpoint at env step `step`."""
-    from jaxrl.checkpoint import Checkpointer
     from jaxrl.runner import member_keys, population_hyperparams
 
     shapes = jax.eval_shape(jax.vmap(algo.init), member_keys(run), population_hyperparams(run))
-    restored = Checkpointer(run_dir, run.checkpoint).restore(shapes, len(run.members()), step)
+    restored = checkpoints.restore(shapes, len(run.members()), step)
     return jax.tree.map(lambda x: x[member], algo.policy_params(restored[0]))

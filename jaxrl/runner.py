@@ -61,13 +61,14 @@ __all__ = [
 SUMMED = ("episode/return_sum", "episode/length_sum", "episode/count")
 
 
-def build(run: RunConfig, updates_per_chunk: int | None = None) -> tuple[Algorithm, Schedule]:
-    """The chunk schedule (see `Schedule.for_run`), then the env and the
-    algorithm, told the rounded budget so that schedules such as lr annealing
-    end at the last update."""
-    schedule = Schedule.for_run(run, updates_per_chunk)
+def build(run: RunConfig, previous: Position | None = None) -> tuple[Algorithm, Schedule]:
+    """The chunk schedule (see `Schedule.for_run`; a resumed run passes the
+    `previous` session's Position, whose chunk length and state sizing it
+    keeps), then the env and the algorithm, told the rounded budget so that
+    schedules such as lr annealing end at the last update."""
+    schedule = Schedule.for_run(run, previous and previous.updates_per_chunk, previous and previous.sized_for)
     env = make_env(run.env.suite, run.env.name, run.env.backend, run.env.episode_length)
-    algo = ALGORITHMS[run.algo_name](env, run.algo, schedule.total_steps)
+    algo = ALGORITHMS[run.algo_name](env, run.algo, schedule.total_steps, schedule.sized_for)
     assert algo.steps_per_update == schedule.steps_per_update, "Schedule.for_run disagrees with the algorithm"
     return algo, schedule
 
@@ -503,8 +504,8 @@ def _train(
     out = FanOut(sinks)
     checkpoints = Checkpointer(run_dir, run.checkpoint, out)
     source = checkpoints if resume_from is None or in_place else Checkpointer(Path(resume_from), run.checkpoint)
-    previous = source.newest_position() if resume_from else None
-    algo, schedule = build(run, previous.updates_per_chunk if previous else None)
+    previous = source.position() if resume_from else None
+    algo, schedule = build(run, previous)
     members = run.members()
     init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
     hp = population_hyperparams(run)
@@ -524,14 +525,21 @@ def _train(
     # whole or not at all: resume=auto reads every candidate's config.yaml
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None
+    if resume_from and not restored and source.steps():
+        # starting over would write new checkpoints among the unreadable ones and drop their metrics
+        raise RuntimeError(
+            f"none of the checkpoints in {source.directory} (env steps {source.steps()}) can be read, as the warnings "
+            "above say; its metrics, summary and checkpoints are left as they were"
+        )
     if restored:
         states, eval_keys, position = restored
         states = programs.pad(states)
-        position = dataclasses.replace(position, sessions=position.sessions + 1)
+        # sized_for: checkpoints older than the field had it unsaved
+        position = dataclasses.replace(position, sessions=position.sessions + 1, sized_for=schedule.sized_for)
         print(f"resuming {run_dir} at step {position.env_steps}", file=sys.stderr, flush=True)
     else:
         states = None
-        position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {})
+        position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {}, sized_for=schedule.sized_for)
     _check_same_start(position.env_steps if restored else -1)
     if in_place:
         _truncate_metrics(run_dir / "metrics.jsonl", position.env_steps)

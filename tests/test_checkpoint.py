@@ -162,6 +162,40 @@ def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(finished_r
     assert logged == sorted(set(logged)) and logged[-1] == 14336
 
 
+def test_an_off_policy_run_trains_longer_from_its_checkpoint_with_its_replay_buffer(tmp_path):
+    # the buffer is capped at the run's budget (3,072 < buffer_size): a raised total_timesteps
+    # on resume must not change its shape, or no checkpoint could be read
+    first = run_cli([*SAC, "total_timesteps=3072", "algo.buffer_size=1000000", "num_logs=6", "run_dir=run"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_cli(["resume=run", "total_timesteps=4096"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "cannot be read" not in resumed.stderr and "resuming run at step 3072" in resumed.stderr, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["status"], summary["env_steps"], summary["sessions"]) == ("finished", 4096, 2)
+    buffers = [leaf for leaf in final_state(tmp_path / "run").values() if leaf.ndim >= 3 and leaf.shape[2] == 3072]
+    assert buffers, "the checkpoint has no replay buffer of the first session's capacity"
+    # config.yaml now says 4,096 steps; a checkpoint of either session still loads
+    from jaxrl import load_policy
+
+    for step in checkpoint_steps(tmp_path / "run"):
+        assert load_policy(tmp_path / "run", step=step)(np.zeros(2, np.float32)).shape == (1,)
+
+
+def test_a_resume_that_can_read_no_checkpoint_fails_and_keeps_the_run(finished_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    for data in (run_dir / CHECKPOINTS).rglob("*"):
+        if data.is_file() and data.parent.name == "d":
+            data.write_bytes(b"\0" * 7)
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    result = run_cli(["resume=run", "total_timesteps=14336"], tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"none of the checkpoints in {Path('run') / CHECKPOINTS} (env steps {checkpoint_steps(run_dir)}) can be read" in result.stderr
+    # training from the start over it would have rewritten both
+    assert (run_dir / "metrics.jsonl").read_text() == metrics
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
 @pytest.mark.slow  # two short runs, about 40 s on 2 cores
 def test_a_padded_population_checkpoints_its_own_members_and_resumes_on_one_device(tmp_path):
     two_devices = f"--xla_force_host_platform_device_count=2 {CPU_GUARD}"
@@ -171,6 +205,7 @@ def test_a_padded_population_checkpoints_its_own_members_and_resumes_on_one_devi
     assert {leaf.shape[0] for leaf in final_state(tmp_path / "run").values() if leaf.ndim} == {3}
     resumed = run_cli(["resume=run", "total_timesteps=14336"], tmp_path)
     assert resumed.returncode == 0 and "padded" not in resumed.stderr, resumed.stderr[-3000:]
+    assert "cannot be read" not in resumed.stderr and "resuming run at step 12288" in resumed.stderr, resumed.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["status"], summary["env_steps"], summary["seeds"]) == ("finished", 14336, [0, 1, 2])
     assert sorted(r["member"] for r in rows(tmp_path / "run") if r["step"] == 14336) == [0, 1, 2]

@@ -52,8 +52,8 @@ class DDPG(OffPolicy):
 
     config_cls = DDPGConfig
 
-    def __init__(self, env, config: DDPGConfig, total_timesteps: int):
-        super().__init__(env, config, total_timesteps)
+    def __init__(self, env, config: DDPGConfig, total_timesteps: int, sized_for: int | None = None):
+        super().__init__(env, config, total_timesteps, sized_for)
         self.actor_net = DeterministicPolicy(env.spec.action_dim, config.hidden, config.activation)
         self.critic_net = QEnsemble(2 if config.twin_critics else 1, config.hidden, config.activation)
 

@@ -45,7 +45,7 @@ class OffPolicyConfig:
     gradient_steps: int = static(1)  # gradient steps per update
     policy_delay: int = static(1)  # critic steps per actor step (and per target update)
     batch_size: int = static(256)
-    buffer_size: int = static(1_000_000)  # transitions; capped at the run's total_timesteps
+    buffer_size: int = static(1_000_000)  # transitions; capped at the first session's total_timesteps
     warmup_steps: int = static(10_000)  # env steps (all envs) of uniform random actions, without learning
     hidden: tuple[int, ...] = static((256, 256))
     activation: str = static("relu")
@@ -151,7 +151,11 @@ class OffPolicy(abc.ABC):
 
     config_cls: type = OffPolicyConfig
 
-    def __init__(self, env: Env, config: OffPolicyConfig, total_timesteps: int):
+    def __init__(self, env: Env, config: OffPolicyConfig, total_timesteps: int, sized_for: int | None = None):
+        """total_timesteps: env steps per member of the run; sized_for: those
+        of its first session (default: total_timesteps), which the replay
+        buffer's capacity derives from: a resumed run keeps its buffer's shape
+        when total_timesteps changes."""
         if env.spec.discrete:
             raise ConfigError(
                 f"{type(self).__name__} needs continuous actions; {env.name} has {env.spec.action_dim} discrete ones"
@@ -160,7 +164,7 @@ class OffPolicy(abc.ABC):
         self.config = StaticView(config)
         self.steps_per_update = config.num_envs * config.rollout_length
         # A buffer larger than the whole run would only hold zeros.
-        capacity = max(config.batch_size, self.steps_per_update, min(config.buffer_size, total_timesteps))
+        capacity = max(config.batch_size, self.steps_per_update, min(config.buffer_size, sized_for or total_timesteps))
         self.buffer = make_buffer(capacity, config.batch_size)
 
     # ---- what each algorithm defines -------------------------------------------------

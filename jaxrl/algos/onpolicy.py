@@ -105,7 +105,10 @@ class OnPolicy(abc.ABC):
 
     config_cls: type = OnPolicyConfig
 
-    def __init__(self, env: Env, config: OnPolicyConfig, total_timesteps: int):
+    def __init__(self, env: Env, config: OnPolicyConfig, total_timesteps: int, sized_for: int | None = None):
+        """total_timesteps: env steps per member the lr anneals over;
+        sized_for: unused, since no part of an on-policy state is sized by the
+        budget (see `OffPolicy`)."""
         self.env = env
         self.config = StaticView(config)
         self.steps_per_update = config.num_envs * config.rollout_length

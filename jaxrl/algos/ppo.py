@@ -44,8 +44,8 @@ class PPO(OnPolicy):
 
     config_cls = PPOConfig
 
-    def __init__(self, env, config: PPOConfig, total_timesteps: int):
-        super().__init__(env, config, total_timesteps)
+    def __init__(self, env, config: PPOConfig, total_timesteps: int, sized_for: int | None = None):
+        super().__init__(env, config, total_timesteps, sized_for)
         self.minibatch_size = self.steps_per_update // config.num_minibatches
 
     def loss(self, params, batch: Batch, hp: PPOConfig) -> tuple[jax.Array, dict[str, jax.Array]]:

@@ -47,8 +47,8 @@ class SAC(OffPolicy):
 
     config_cls = SACConfig
 
-    def __init__(self, env, config: SACConfig, total_timesteps: int):
-        super().__init__(env, config, total_timesteps)
+    def __init__(self, env, config: SACConfig, total_timesteps: int, sized_for: int | None = None):
+        super().__init__(env, config, total_timesteps, sized_for)
         action_dim = env.spec.action_dim
         self.actor_net = TanhGaussianPolicy(action_dim, config.hidden, config.activation, config.log_std_init)
         self.critic_net = QEnsemble(2, config.hidden, config.activation)
