@@ -187,12 +187,14 @@ def _setting(member: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 def leaderboard(members: list[dict[str, Any]], final: Sequence[float]) -> list[dict[str, Any]]:
     """Per setting (a member's hyperparameters without its seed): the mean,
-    standard deviation and minimum of the final return over its seeds, best mean first."""
+    standard deviation and minimum of the final return over its members
+    (its seeds, times the draws that gave it: `choice` may draw a value
+    twice), and their count under "members", best mean first."""
     by_setting: dict[tuple, list[float]] = {}
     for member, value in zip(members, final):
         by_setting.setdefault(_setting(member), []).append(float(value))
     rows = [
-        {**dict(setting), "seeds": len(v), "mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v))}
+        {**dict(setting), "members": len(v), "mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v))}
         for setting, v in by_setting.items()
     ]
     return sorted(rows, key=lambda r: -r["mean"] if math.isfinite(r["mean"]) else math.inf)
@@ -200,9 +202,9 @@ def leaderboard(members: list[dict[str, Any]], final: Sequence[float]) -> list[d
 
 def format_leaderboard(rows: list[dict[str, Any]], names: Sequence[str]) -> str:
     """The leaderboard as an aligned text table."""
-    header = ["rank", *names, "seeds", "mean", "std", "min"]
+    header = ["rank", *names, "members", "mean", "std", "min"]
     lines = [
-        [str(i + 1), *(f"{row[n]:.4g}" for n in names), str(row["seeds"]), *(f"{row[k]:.2f}" for k in ("mean", "std", "min"))]
+        [str(i + 1), *(f"{row[n]:.4g}" for n in names), str(row["members"]), *(f"{row[k]:.2f}" for k in ("mean", "std", "min"))]
         for i, row in enumerate(rows)
     ]
     widths = [max(len(c) for c in col) for col in zip(header, *lines)]
@@ -265,7 +267,7 @@ class SweepResults(Hook):
             for i, (member, value, best) in enumerate(zip(self.members, final, self.best)):
                 writer.writerow([i, *(repr(member[n]) for n in self.names), member["seed"], repr(value), repr(float(best))])
         board = format_leaderboard(leaderboard(self.members, final), self.names)
-        print(f"sweep leaderboard (final {RETURN} over seeds, best first):\n{board}", flush=True)
+        print(f"sweep leaderboard (final {RETURN} over members, best first):\n{board}", flush=True)
         try:
             plot_sweep(self.members, final, self.names, self.run_dir / "sweep.png")
         except Exception as err:  # noqa: BLE001 (a plot is never worth a lost run)

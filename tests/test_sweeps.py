@@ -98,7 +98,7 @@ def test_a_random_search_writes_sweep_csv_and_a_leaderboard(tmp_path, capsys):
     assert [float(r["final_return"]) for r in rows] == pytest.approx(summary["final"]["eval/return_mean"])
     assert (tmp_path / "run" / "sweep.png").stat().st_size > 0
     board = capsys.readouterr().out.split("sweep leaderboard")[1].splitlines()[1:18]
-    assert board[0].split() == ["rank", "algo.lr", "seeds", "mean", "std", "min"]
+    assert board[0].split() == ["rank", "algo.lr", "members", "mean", "std", "min"]
     assert [int(line.split()[0]) for line in board[1:]] == list(range(1, 17))
     means = [float(line.split()[3]) for line in board[1:]]
     assert means == sorted(means, reverse=True)
@@ -125,7 +125,7 @@ def test_a_resumed_sweep_keeps_the_best_return_of_its_earlier_sessions(tmp_path,
 def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():
     members = [{"seed": s, "algo.lr": lr} for lr in (0.1, 0.2) for s in (0, 1)]
     rows = leaderboard(members, [1.0, 3.0, 10.0, 0.0])
-    assert [(r["algo.lr"], r["mean"], r["std"], r["min"], r["seeds"]) for r in rows] == [(0.2, 5.0, 5.0, 0.0, 2), (0.1, 2.0, 1.0, 1.0, 2)]
+    assert [(r["algo.lr"], r["mean"], r["std"], r["min"], r["members"]) for r in rows] == [(0.2, 5.0, 5.0, 0.0, 2), (0.1, 2.0, 1.0, 1.0, 2)]
 
 
 @pytest.mark.parametrize(
