@@ -134,6 +134,16 @@ def inject_nan(states: Any, alerts: AlertsConfig, index: int) -> Any:
 # ---------------------------------------------------------------- validation
 
 
+def _title(title: str, run: str, limit: int = 63) -> str:
+    """"TITLE (RUN)" in at most `limit` characters (W&B takes titles under
+    64), the run's name shortened first, with an ellipsis."""
+    whole = f"{title} ({run})"
+    if len(whole) <= limit:
+        return whole
+    room = limit - len(title) - 4  # " (", the ellipsis and ")"
+    return f"{title} ({run[:room]}…)" if room > 0 else title[: limit - 1] + "…"
+
+
 def _rule_name(rule: AlertRule) -> str:
     if rule.name:
         return rule.name
@@ -613,7 +623,7 @@ class AlertHook(Hook):
     def send(self, rule: AlertRule, title: str, text: str, member: int | None = None) -> None:
         """Queues an alert of `rule` about the run (and `member`)."""
         run = self.info.name if self.info else "jaxrl"
-        self.dispatcher.send(Alert(_rule_name(rule), rule.level, f"{title} ({run})"[:63], f"{run}: {text}", member))
+        self.dispatcher.send(Alert(_rule_name(rule), rule.level, _title(title, run), f"{run}: {text}", member))
 
     def heartbeat(self) -> dict[str, Any]:
         """heartbeat.json's content: who, where, how far, how fast, and when."""

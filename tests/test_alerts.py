@@ -25,7 +25,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from conftest import compose, run_cli
-from jaxrl.alerts import alert_hooks
+from jaxrl.alerts import _title, alert_hooks
 from jaxrl.config import ConfigError, from_dict
 from jaxrl.errors import RESUMABLE_EXIT
 from jaxrl.events import Hook
@@ -160,6 +160,14 @@ def test_dead_mans_switch_is_pinged_at_start_and_end(alerted_run):
     pings = [request.path for request, _ in http.log if request.path.startswith("/ping")]
     # start, then an alive ping a minute after the last ping (the run is shorter), the finished end
     assert pings == ["/ping/start", "/ping"], pings
+
+
+def test_a_long_run_name_is_shortened_in_alert_titles_which_stay_readable():
+    run = "20261205-071537-ppo-mountaincar_continuous"
+    assert _title("solved", run) == f"solved ({run})"
+    title = _title("eval/return_mean >= 90 (member 1)", run)
+    # W&B takes titles under 64 characters; the rule's own words are kept whole
+    assert len(title) <= 63 and title == "eval/return_mean >= 90 (member 1) (20261205-071537-ppo-mounta…)"
 
 
 def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver):

@@ -130,7 +130,8 @@ class ConsoleSink(Sink):
         self.console.print(table)
         if "sps" in summary:
             cache = summary.get("compile_cache") or {}
-            cached = f", {cache['hits']} programs from the compile cache" if cache.get("hits") else ""
+            hits = cache.get("hits") or 0
+            cached = f", {hits} program{'s' * (hits > 1)} from the compile cache" if hits else ""
             self.console.print(
                 f"{summary['env_steps']:,} env steps per member in {summary['wall_s']:.1f} s "
                 f"(compile {summary['compile_s']:.1f} s{cached}, {summary['sps']:,.0f} steps/s) -> {self._run.run_dir}"
