@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import operator
 import os
@@ -302,6 +303,10 @@ class AppriseChannel(Channel):
     def __init__(self, spec: str):
         import apprise
 
+        # its warnings reach the user once, through the dispatcher (`deliver`
+        # captures them), not again through a root handler that another
+        # library set up, once per attempt
+        logging.getLogger("apprise").propagate = False
         self._apprise = apprise.Apprise()
         if spec.startswith("config:"):
             config = apprise.AppriseConfig()

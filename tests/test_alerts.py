@@ -8,6 +8,7 @@ import contextlib
 import email
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -225,6 +226,22 @@ def test_bad_alert_config_is_one_line(override, message):
         from_dict(compose(override))
     assert message in str(err.value) and "\n" not in str(err.value)
     assert "hunter2" not in str(err.value)
+
+
+def test_a_failing_apprise_channel_says_why_without_logging_through_the_root_logger():
+    # wandb gives the root logger a handler; apprise's warning per attempt would reach the console
+    # through it, on top of the dispatcher's one line
+    from jaxrl.alerts import Alert, AppriseChannel
+
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    logging.getLogger().addHandler(handler)
+    try:
+        reason = AppriseChannel(f"json://127.0.0.1:{free_port()}/hook").deliver(Alert("rule", "warn", "title", "text"))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert reason == "A Connection error occurred sending JSON notification to 127.0.0.1."
+    assert seen.getvalue() == ""
 
 
 def test_a_channel_in_an_unset_env_var_fails_before_training(monkeypatch):
