@@ -468,23 +468,26 @@ def _claim(lock: FolderLock, run_dir: Path, in_place: bool) -> None:
         raise ConfigError(f"run_dir {run_dir} was filled by another run while this one compiled; give a new folder")
 
 
-def _together(check: Callable[[], None]) -> None:
+def _together(check: Callable[[], None], distributed: bool) -> None:
     """Runs `check`, which raises ConfigError to refuse the run. With several
-    processes (`distributed=true`), each calls this at the same point and all
+    processes (`distributed`), each calls this at the same point and all
     raise when one refuses (only process 0 has a folder to refuse): one that
     ended alone would leave the others to fail in their next collective once
     jax's timeouts expire (30 s for gloo on CPUs; 5 minutes, then an abort,
-    while starting the backend), with another exit status than 2."""
+    while starting the backend), with another exit status than 2. A single
+    process raises at once, before the backend starts (seconds on a GPU)."""
+    if not distributed:
+        check()
+        return
     try:
         check()
     except ConfigError as err:
         refusal: ConfigError | None = err
     else:
         refusal = None
-    if jax.process_count() > 1:
-        votes = _every_process(refusal is not None)
-        if refusal is None and votes.any():
-            refusal = ConfigError(f"process {int(votes.argmax())} refused to train (its output says why)")
+    votes = _every_process(refusal is not None)
+    if refusal is None and votes.any():
+        refusal = ConfigError(f"process {int(votes.argmax())} refused to train (its output says why)")
     if refusal is not None:
         raise refusal
 
@@ -500,7 +503,7 @@ def _train(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     in_place = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
-    _together(lambda: _take(lock, run_dir) if in_place else check_run_dir(run_dir))
+    _together(lambda: _take(lock, run_dir) if in_place else check_run_dir(run_dir), run.distributed)
     out = FanOut(sinks)
     checkpoints = Checkpointer(run_dir, run.checkpoint, out)
     source = checkpoints if resume_from is None or in_place else Checkpointer(Path(resume_from), run.checkpoint)
@@ -521,7 +524,7 @@ def _train(
         raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
-    _together(lambda: _claim(lock, run_dir, in_place))
+    _together(lambda: _claim(lock, run_dir, in_place), run.distributed)
     # whole or not at all: resume=auto reads every candidate's config.yaml
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None
