@@ -40,10 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 import psutil
 
+from jaxrl.config import AlertRule
 from jaxrl.errors import ConfigError, Stopped, last_line
 from jaxrl.events import ChunkDone, Hook
 from jaxrl.files import write_atomically
-from jaxrl.config import AlertRule
 from jaxrl.sinks.base import RunInfo, Sink
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ import numpy as np
 from jaxrl.alerts import nonfinite
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
-from jaxrl.files import write_atomically
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
+from jaxrl.files import write_atomically
 from jaxrl.sinks.base import FanOut
 
 __all__ = ["POLICY_FILE", "Curves", "PolicyFile", "Videos", "check_run_dir", "save_policy"]

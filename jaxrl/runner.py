@@ -34,12 +34,12 @@ from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal
 from jaxrl.config import ConfigError, RunConfig, Schedule
-from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.envs import make_env
+from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.evaluation import evaluate
+from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.files import LOCK_FILE, FolderLock, read_jsonl, write_atomically
 from jaxrl.host import check_cpu_guard
-from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
 from jaxrl.sweeps import SweepResults

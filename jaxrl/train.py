@@ -30,9 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
+from jaxrl.events import Hook
 from jaxrl.files import FolderLock, write_atomically
 from jaxrl.host import relax_cpu_guard
-from jaxrl.events import Hook
 from jaxrl.multirun import flat_config, job_dir
 from jaxrl.sweeps import quote_distributions
 

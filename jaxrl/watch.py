@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from jaxrl.alerts import HEARTBEAT_FILE, Alert, Dispatcher, check_channel, write_json, make_channels
+from jaxrl.alerts import HEARTBEAT_FILE, Alert, Dispatcher, check_channel, make_channels, write_json
 from jaxrl.errors import ConfigError
 
 __all__ = ["Watcher", "main"]

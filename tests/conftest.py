@@ -18,8 +18,8 @@ import jax.numpy as jnp
 
 import jaxrl  # noqa: F401  (installs the CPU deadlock guard before jax starts)
 from jaxrl.config import RunConfig, from_dict
-from jaxrl.train import open_sweep_keys
 from jaxrl.envs.base import EnvSpec, EnvState, TimeStep, end_of_step, initial_state
+from jaxrl.train import open_sweep_keys
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -16,6 +14,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
+from conftest import compose, run_config
 from jaxrl.algos.base import hyperparams
 from jaxrl.algos.natural_gradient import conjugate_gradient, fisher_vector_product
 from jaxrl.algos.trpo import TRPOConfig, trpo_policy_step
@@ -23,8 +23,6 @@ from jaxrl.errors import ConfigError
 from jaxrl.networks import CategoricalPolicy, GaussianPolicy, policy_distribution
 from jaxrl.runner import train
 from jaxrl.sinks.jsonl import JsonlSink
-
-from conftest import compose, run_config
 
 QUIET = ("video.enabled=false", "eval.episodes=8")
 MOUNTAINCAR = {"suite": "gymnax", "name": "MountainCarContinuous-v0"}

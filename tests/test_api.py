@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 import jaxrl
-from jaxrl.config import ConfigError
-
 from conftest import run_cli
+from jaxrl.config import ConfigError
 
 TINY = [
     "algo.num_envs=4", "algo.rollout_length=32", "algo.hidden=[32,32]", "algo.num_minibatches=4",

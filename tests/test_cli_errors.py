@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import run_cli
 
 # Each command fails before compiling, so only its start-up (imports) costs time;

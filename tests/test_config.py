@@ -6,9 +6,8 @@ import time
 
 import pytest
 
-from jaxrl.config import ConfigError, from_dict
-
 from conftest import compose, run_cli
+from jaxrl.config import ConfigError, from_dict
 
 
 def config_error(*overrides: str) -> str:

@@ -11,20 +11,18 @@
 
 from __future__ import annotations
 
-import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
+from conftest import ProbeEnv, run_config
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import StaticView, hyperparams, traced_names
 from jaxrl.envs import make_env
 from jaxrl.runner import Schedule, compile_programs
-
-from conftest import ProbeEnv, run_config
 
 ON_SMALL = dict(num_envs=4, rollout_length=8, hidden=(16, 16))
 OFF_SMALL = dict(num_envs=2, rollout_length=2, gradient_steps=2, batch_size=8, warmup_steps=8, hidden=(16,))

@@ -18,6 +18,7 @@ from jaxrl.host import CPU_GUARD, batched_lapack_calls, needs_cpu_guard
 from jaxrl.networks import orthogonal
 from jaxrl.runner import build, member_keys, population_hyperparams
 
+
 def test_import_sets_the_guard_unless_the_user_set_xla_flags():
     clean = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     check = [sys.executable, "-c", "import os, jaxrl; print(os.environ['XLA_FLAGS'])"]

@@ -10,9 +10,8 @@ import signal
 import pytest
 import yaml
 
-from jaxrl.multirun import collect
-
 from conftest import run_cli, start_cli, wait_while_running
+from jaxrl.multirun import collect
 
 TINY = ["algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4", "total_timesteps=256", "num_logs=2",
         "logger=none", "video.enabled=false", "seeds=1", "eval.episodes=1"]

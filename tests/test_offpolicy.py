@@ -5,13 +5,13 @@ algorithm keeps is in test_contract.py."""
 
 from __future__ import annotations
 
-import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
+from conftest import compose, run_config
 from jaxrl.algos import SAC
 from jaxrl.algos.base import hyperparams
 from jaxrl.algos.offpolicy import ou_step, polyak
@@ -22,8 +22,6 @@ from jaxrl.errors import ConfigError
 from jaxrl.networks import tanh_gaussian
 from jaxrl.runner import train
 from jaxrl.sinks.jsonl import JsonlSink
-
-from conftest import compose, run_config
 
 MOUNTAINCAR = make_env("gymnax", "MountainCarContinuous-v0")
 SMALL = dict(num_envs=2, rollout_length=2, gradient_steps=2, batch_size=8, warmup_steps=8, hidden=(16,))

@@ -15,7 +15,6 @@ from jaxrl.envs import make_env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
 
 
-
 def test_gae_by_hand():
     gamma, lam = 0.9, 0.5
     # one env, four steps: the episode is truncated after step 1 and terminates after step 3

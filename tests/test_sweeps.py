@@ -11,21 +11,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
-
 import chex
 import jax
 import numpy as np
 import pytest
 
+import jaxrl  # noqa: F401  (sets the CPU scheduler flag before jax starts)
+from conftest import compose, run_config
 from jaxrl.config import ConfigError
+from jaxrl.events import EvaluationDone, RunEnded
 from jaxrl.runner import Schedule, build, compile_programs, member_keys, population_hyperparams, train
 from jaxrl.sinks import make_sinks
-from jaxrl.events import EvaluationDone, RunEnded
 from jaxrl.sinks.base import RunInfo
 from jaxrl.sweeps import SweepResults, leaderboard
-
-from conftest import compose, run_config
 
 TINY = (
     "algo.num_envs=4",

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import compose, leet_summary, run_cli, run_config
 from jaxrl import load_policy
 from jaxrl.host import CPU_GUARD
 from jaxrl.runner import POLICY_FILE, train
 from jaxrl.sinks.jsonl import JsonlSink
-
-from conftest import compose, leet_summary, run_cli, run_config
 
 TINY = ["algo.num_envs=4", "algo.rollout_length=32", "algo.hidden=[32,32]", "algo.num_minibatches=4", "eval.episodes=2", "video.enabled=false"]
 

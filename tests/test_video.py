@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import ProbeEnv
 from jaxrl import host
 from jaxrl.envs.base import RenderUnavailable
 from jaxrl.envs.gymnax_env import GymnaxEnv
@@ -34,8 +35,6 @@ from jaxrl.video import (
     rollout,
     write_mp4,
 )
-
-from conftest import ProbeEnv
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.errors import ConfigError
 from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
 from jaxrl.algos.common import adam_state, apply_where, flatten_steps, gae
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
+from jaxrl.errors import ConfigError
 from jaxrl.networks import CategoricalPolicy, GaussianPolicy, ValueCritic, deterministic_action, policy_distribution
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import jax
 from flax import struct
 
-from jaxrl.errors import ConfigError
 from jaxrl.algos.base import static
 from jaxrl.algos.common import clipped_adam_step, epochs_of_minibatches, flatten_steps, linear_decay
 from jaxrl.algos.losses import normalize_advantage, ppo_loss
 from jaxrl.algos.onpolicy import Batch, OnPolicy, OnPolicyConfig, OnPolicyState, check_minibatches
+from jaxrl.errors import ConfigError
 from jaxrl.networks import policy_distribution
 
 

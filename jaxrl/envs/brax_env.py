@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from brax import envs as brax_envs
 
-from jaxrl.errors import ConfigError
 from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, initial_state, scale_action
 from jaxrl.envs.brax_render import brax_frames, brax_html
 from jaxrl.envs.mujoco_gl import frame_indices
+from jaxrl.errors import ConfigError
 
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 

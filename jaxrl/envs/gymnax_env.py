@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.errors import ConfigError
 from jaxrl.envs import mountaincar_render
 from jaxrl.envs.base import (
     EnvSpec,
@@ -23,6 +22,7 @@ from jaxrl.envs.base import (
     initial_state,
     scale_action,
 )
+from jaxrl.errors import ConfigError
 
 
 class GymnaxEnv:

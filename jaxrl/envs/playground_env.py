@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.errors import ConfigError
 from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, initial_state, scale_action
 from jaxrl.envs.mujoco_gl import draw, frame_indices
+from jaxrl.errors import ConfigError
 
 IMPLS = ("jax", "warp")
 # Playground envs with dict observations give the policy's under this key
