@@ -86,12 +86,15 @@ class PolicyFile(Hook):
         finite = np.asarray(jax.vmap(nonfinite)(params)) == 0.0
         path = self.run_dir / POLICY_FILE
         if not finite.all():
-            bad = np.flatnonzero(~finite).tolist()
-            kept = "their last finite ones" if path.exists() else "them nonetheless: no finite ones were saved before"
-            warnings.warn(f"the policy parameters of member(s) {bad} are not finite at step {event.step}; "
-                          f"{POLICY_FILE} keeps {kept}", RuntimeWarning, stacklevel=2)
-            if path.exists():
-                saved = flax.serialization.from_bytes(params, path.read_bytes())
+            saved = flax.serialization.from_bytes(params, path.read_bytes()) if path.exists() else None
+            # the file may hold no finite parameters of a member either (it went bad before its first evaluation)
+            had = np.zeros_like(finite) if saved is None else np.asarray(jax.vmap(nonfinite)(saved)) == 0.0
+            kept, lost = np.flatnonzero(~finite & had).tolist(), np.flatnonzero(~finite & ~had).tolist()
+            said = [f"keeps the last finite ones of member(s) {kept}"] if kept else []
+            said += [f"holds non-finite ones for member(s) {lost}: none finite were saved before"] if lost else []
+            warnings.warn(f"the policy parameters of member(s) {sorted(kept + lost)} are not finite at step {event.step}; "
+                          f"{POLICY_FILE} {' and '.join(said)}", RuntimeWarning, stacklevel=2)
+            if saved is not None:
                 params = jax.tree.map(lambda new, old: np.where(finite.reshape(-1, *[1] * (new.ndim - 1)), new, old),
                                       params, saved)
         save_policy(self.run_dir, params)

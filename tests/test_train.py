@@ -236,6 +236,27 @@ def test_a_full_disk_while_saving_the_policy_leaves_no_temp_file(tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_policy_file_keeps_finite_parameters_and_says_which_members_have_none(tmp_path):
+    import flax.serialization
+
+    from jaxrl.events import EvaluationDone
+    from jaxrl.outputs import PolicyFile
+
+    def evaluated(step, *members):
+        return EvaluationDone(0, step, {}, {"w": np.array(members, np.float32)})
+
+    hook, nan = PolicyFile(tmp_path), float("nan")
+    # member 1 goes bad before its first evaluation: the file can only hold what it has
+    with pytest.warns(RuntimeWarning, match=r"member\(s\) \[1\] are not finite at step 8; policy.msgpack holds non-finite ones"):
+        hook.on_evaluation(evaluated(8, [1.0], [nan]))
+    # later member 0 goes bad too: it keeps its saved parameters, member 1 still has none
+    with pytest.warns(RuntimeWarning, match=r"member\(s\) \[0, 1\] .* keeps the last finite ones of member\(s\) \[0\] "
+                                            r"and holds non-finite ones for member\(s\) \[1\]"):
+        hook.on_evaluation(evaluated(16, [nan], [nan]))
+    saved = flax.serialization.msgpack_restore((tmp_path / POLICY_FILE).read_bytes())
+    assert saved["w"][0] == 1.0 and np.isnan(saved["w"][1])
+
+
 def test_a_failed_run_says_so_in_its_summary(tmp_path):
     from jaxrl.events import Hook
 
