@@ -98,11 +98,32 @@ def _accelerator_memory_percent() -> float | None:
     return 100.0 * stats.get("bytes_in_use", 0) / stats["bytes_limit"]
 
 
+class _CpuPercent:
+    """The machine's CPU use since the previous call (the monitor's interval),
+    or None until a measurement spans half a second: psutil says 0.0 for its
+    first call, and for a call right after another, whatever the load."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def restart(self) -> None:
+        """Starts a measurement (a monitor starting): the next call says None."""
+        psutil.cpu_percent(interval=None)
+        self.since = time.monotonic()
+
+    def __call__(self, run_dir: Path) -> float | None:
+        value = psutil.cpu_percent(interval=None)
+        now, since = time.monotonic(), self.since
+        self.since = now
+        return value if since is not None and now - since >= 0.5 else None
+
+
+_cpu_percent = _CpuPercent()
+
 SYSTEM_METRICS: dict[str, Callable[[Path], float | None]] = {
     "system/memory_percent": lambda run_dir: psutil.virtual_memory().percent,
     "system/rss_gib": lambda run_dir: psutil.Process().memory_info().rss / 2**30,
-    # since the previous call: the monitor's interval
-    "system/cpu_percent": lambda run_dir: psutil.cpu_percent(interval=None),
+    "system/cpu_percent": _cpu_percent,
     "system/disk_free_gib": lambda run_dir: psutil.disk_usage(str(run_dir)).free / 2**30,
     "system/accelerator_memory_percent": lambda run_dir: _accelerator_memory_percent(),
 }
@@ -196,8 +217,14 @@ def check_alerts(alerts: AlertsConfig) -> None:
     for i, spec in enumerate(alerts.channels):
         check_channel(f"alerts.channels[{i}]", spec, wandb_ok=True)
     for name, url in [("ping_url", alerts.ping_url), ("watch_url", alerts.watch_url)]:
-        if url and not url.startswith("env:") and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        if not url or url.startswith("env:"):
+            continue
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https"):
             raise ConfigError(f"alerts.{name} must be an http(s) URL or env:NAME, got {mask(url)!r}")
+        if parts.password:
+            # the config is saved in the run folder and sent to wandb
+            raise ConfigError(f"alerts.{name} holds a password; put the URL in an environment variable and give env:NAME")
 
 
 def check_channel(where: str, spec: str, wandb_ok: bool) -> None:
@@ -297,10 +324,11 @@ class WandbChannel(Channel):
 
 
 class AppriseChannel(Channel):
-    """Any apprise target: one URL, the URLs in an environment variable, or
-    an apprise config file."""
+    """One apprise target: a URL, or one service read from an apprise config
+    file. Each target is its own channel, retried on its own, so a dead target
+    never makes the others send an alert twice."""
 
-    def __init__(self, spec: str):
+    def __init__(self, target: Any, name: str | None = None):
         import apprise
 
         # its warnings reach the user once, through the dispatcher (`deliver`
@@ -308,22 +336,9 @@ class AppriseChannel(Channel):
         # library set up, once per attempt
         logging.getLogger("apprise").propagate = False
         self._apprise = apprise.Apprise()
-        if spec.startswith("config:"):
-            config = apprise.AppriseConfig()
-            config.add(str(Path(spec[7:]).expanduser()))
-            self._apprise.add(config)
-            self.name = spec
-        elif spec.startswith("env:"):
-            urls = os.environ.get(spec[4:], "").replace(",", " ").split()
-            if not urls:
-                raise ConfigError(f"alerts channel {spec}: environment variable {spec[4:]} is not set")
-            for url in urls:
-                if not self._apprise.add(url):
-                    raise ConfigError(f"alerts channel {spec}: apprise does not accept {mask(url)!r}")
-            self.name = f"{spec} ({', '.join(mask(u) for u in urls)})"
-        else:
-            self._apprise.add(spec)
-            self.name = mask(spec)
+        if not self._apprise.add(target):
+            raise ConfigError(f"alerts channel {name or mask(target)}: apprise does not accept it")
+        self.name = name or mask(target)
 
     def deliver(self, alert: Alert) -> str | None:
         """Sends through apprise; apprise's own log lines become the reason."""
@@ -340,9 +355,30 @@ class AppriseChannel(Channel):
         return lines[-1].split(" - ")[-1] if lines else "apprise reported a failure"
 
 
+def _apprise_channels(spec: str) -> list[AppriseChannel]:
+    """One channel per target of an apprise channel spec: a URL, env:NAME
+    (URLs separated by spaces or commas) or config:PATH (an apprise config file)."""
+    if spec.startswith("env:"):
+        urls = os.environ.get(spec[4:], "").replace(",", " ").split()
+        if not urls:
+            raise ConfigError(f"alerts channel {spec}: environment variable {spec[4:]} is not set")
+        return [AppriseChannel(url, f"{spec} ({mask(url)})") for url in urls]
+    if spec.startswith("config:"):
+        import apprise
+
+        config = apprise.AppriseConfig()
+        config.add(str(Path(spec[7:]).expanduser()))
+        services = config.services()
+        if not services:
+            raise ConfigError(f"alerts channel {spec}: the file holds no URL apprise accepts")
+        return [AppriseChannel(service, f"{spec} ({service.url(privacy=True)})") for service in services]
+    return [AppriseChannel(spec)]
+
+
 def make_channels(specs: Sequence[str], sinks: Sequence[Sink] = ()) -> list[Channel]:
     """The channels for `alerts.channels` (already checked); "wandb" goes
-    through `sinks`, the run's sinks."""
+    through `sinks`, the run's sinks; env:NAME and config:PATH give a channel
+    per URL they hold."""
     channels: list[Channel] = []
     for spec in specs:
         if spec == "console":
@@ -350,7 +386,7 @@ def make_channels(specs: Sequence[str], sinks: Sequence[Sink] = ()) -> list[Chan
         elif spec == "wandb":
             channels.append(WandbChannel(sinks))
         else:
-            channels.append(AppriseChannel(spec))
+            channels.extend(_apprise_channels(spec))
     return channels
 
 
@@ -518,6 +554,7 @@ class Monitor:
 
     def start(self) -> None:
         """Starts the thread after a first heartbeat."""
+        _cpu_percent.restart()
         self.tick()
         self._thread.start()
 
@@ -611,6 +648,8 @@ class AlertHook(Hook):
         self.system_rules = [Threshold(r) for r in alerts.rules if r.kind == "system"]
         self.progress_rules = [NoProgress(r) for r in alerts.rules if r.kind == "no_progress"]
         self.run_rules = [r for r in alerts.rules if r.kind == "run"]
+        # metric rules whose metric has not yet been looked for in a logged row
+        self.unchecked = [r for r in self.metric_rules if not r.rule.metric.startswith("summary/")]
         self.nonfinite_latch = Latch(None)
         self.run_dir = Path(".")
         self.info: RunInfo | None = None
@@ -669,6 +708,7 @@ class AlertHook(Hook):
         self.sps = float(np.mean([row.get("perf/sps", 0.0) for row in event.rows]))
         now = time.monotonic()
         self._check_nonfinite(event, now)
+        self._check_logged(event)
         for rule in self.metric_rules:
             metric = rule.rule.metric
             values = [row.get(metric) for row in event.rows]
@@ -683,6 +723,15 @@ class AlertHook(Hook):
                     who = _member_label(self.info.members, i) if self.info else f"member {i}"
                     text = f"{who}: {metric} = {value:.4g} at env step {event.step}"
                     self.send(rule.rule, f"{rule.name} (member {i})", f"{rule.name}: {text}", i)
+
+    def _check_logged(self, event: ChunkDone) -> None:
+        # a misspelt metric, or one another algorithm logs, would never fire: say
+        # so at the first row that could hold it (eval/ metrics: an evaluated one)
+        logged = set(event.rows[0]) if event.rows else set()
+        for rule in [r for r in self.unchecked if event.evaluated or not r.rule.metric.startswith("eval/")]:
+            self.unchecked.remove(rule)
+            if rule.rule.metric not in logged:
+                _unlogged(rule.name, rule.rule.metric, logged)
 
     def _check_nonfinite(self, event: ChunkDone, now: float) -> None:
         bad_members = []
@@ -724,9 +773,20 @@ class AlertHook(Hook):
         values = {f"summary/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for rule in self.metric_rules:
             value = values.get(rule.rule.metric)
+            if rule.rule.metric.startswith("summary/") and value is None:
+                _unlogged(rule.name, rule.rule.metric, set(values))
             if isinstance(rule, Threshold) and value is not None and rule.check("summary", float(value), time.monotonic()):
                 self.send(rule.rule, rule.name, f"{rule.name}: {rule.rule.metric} = {value:.4g} at the end of the run")
         self.dispatcher.close(self.alerts.flush_s)
+
+
+def _unlogged(rule: str, metric: str, logged: set[str]) -> None:
+    print(
+        f"alerts: rule {rule!r} watches {metric!r}, which this run does not log, so it never fires; "
+        f"logged: {', '.join(sorted(logged))}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _ending(summary: dict[str, Any]) -> str:

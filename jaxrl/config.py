@@ -358,6 +358,9 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"unknown logger.backend {run.logger.backend!r}; choose one of: {', '.join(LOGGERS)}")
     if run.logger.mode not in WANDB_MODES:
         raise ConfigError(f"unknown logger.mode {run.logger.mode!r}; choose one of: {', '.join(WANDB_MODES)}")
+    if "wandb" in run.alerts.channels and run.logger.backend != "wandb":
+        # the channel alerts on the run's own wandb runs; without them its alerts would go nowhere
+        raise ConfigError(f"alerts channel wandb needs logger=wandb, got logger={run.logger.backend}")
     for where, value in [
         ("seeds", run.seeds),
         ("total_timesteps", run.total_timesteps),

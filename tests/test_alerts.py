@@ -106,7 +106,9 @@ def alerted_run(servers, tmp_path_factory):
         "alerts.rules=[{name: solved, metric: eval/return_mean, op: '>', value: -1000, scope: population},"
         " {name: rss, kind: system, metric: system/rss_gib, op: '>', value: 0.01},"
         " {name: stall, kind: no_progress, seconds: 12}, {name: done, kind: run, when: [finished]},"
-        " {name: slow, metric: summary/sps, op: '<', value: 1e9}]",
+        " {name: slow, metric: summary/sps, op: '<', value: 1e9},"
+        " {name: typo, metric: eval/return_mea, op: '>', value: 0}, {name: sac, metric: loss/critic, op: '>', value: 0},"
+        " {name: late, metric: summary/spss, op: '>', value: 0}]",
         f"alerts.channels=[console,'{mail.format(smtp_port)}','json://127.0.0.1:{http.port}/hook',"
         f"'{mail.format(refused)}','json://127.0.0.1:{http.port}/broken']",
     )
@@ -129,6 +131,16 @@ def test_threshold_alert_reaches_smtp_and_webhook_once(alerted_run):
     assert "eval/return_mean" in hooks[0]["message"] and "population mean" in hooks[0]["message"]
     # one mail and one POST per alert: solved, rss, stall, done, slow
     assert len(inbox.messages) == 5 and len(posts(http, "/hook")) == 5, subjects
+
+
+def test_a_rule_on_a_metric_the_run_does_not_log_is_reported_once(alerted_run):
+    _, _, stderr, _, _ = alerted_run
+    for rule, metric in [("typo", "eval/return_mea"), ("sac", "loss/critic"), ("late", "summary/spss")]:
+        said = [line for line in stderr.splitlines() if f"rule {rule!r} watches {metric!r}, which this run does not log" in line]
+        assert len(said) == 1, stderr
+    # the logged metrics are listed, so the right name can be picked
+    assert "eval/return_mean" in stderr and "summary/sps" in stderr
+    assert "watches 'eval/return_mean'" not in stderr and "watches 'summary/sps'" not in stderr
 
 
 def test_memory_rule_fires_once_and_stall_is_seen(alerted_run):
@@ -219,11 +231,14 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
         ("alerts.channels=[email]", "alerts.channels[0]='email' is not a channel"),
         ("alerts.channels=['nosuch://host/x']", "apprise does not accept 'nosuch://host/..."),
         ("alerts.channels=['mailtos://me:hunter2@example.com']", "holds a password; put the URL in an environment variable"),
+        ("alerts.ping_url=https://me:hunter2@hc.example.com/ping", "alerts.ping_url holds a password"),
+        ("alerts.watch_url=http://me:hunter2@watch.example.com/heartbeat", "alerts.watch_url holds a password"),
+        (["logger=none", "alerts.channels=[console,wandb]"], "alerts channel wandb needs logger=wandb, got logger=none"),
     ],
 )
 def test_bad_alert_config_is_one_line(override, message):
     with pytest.raises(ConfigError) as err:
-        from_dict(compose(override))
+        from_dict(compose(*([override] if isinstance(override, str) else override)))
     assert message in str(err.value) and "\n" not in str(err.value)
     assert "hunter2" not in str(err.value)
 
@@ -242,6 +257,37 @@ def test_a_failing_apprise_channel_says_why_without_logging_through_the_root_log
         logging.getLogger().removeHandler(handler)
     assert reason == "A Connection error occurred sending JSON notification to 127.0.0.1."
     assert seen.getvalue() == ""
+
+
+def test_a_channel_of_several_urls_sends_once_to_each_that_works(monkeypatch, httpserver):
+    # the URLs of one env:NAME used to be one apprise target: a dead URL made every retry resend to the others
+    from jaxrl.alerts import Alert, Dispatcher, make_channels
+
+    httpserver.expect_request("/good", method="POST").respond_with_data("ok")
+    dead = free_port()
+    monkeypatch.setenv("JAXRL_TEST_HOOKS", f"json://127.0.0.1:{httpserver.port}/good,json://127.0.0.1:{dead}/dead")
+    dispatcher = Dispatcher(make_channels(["env:JAXRL_TEST_HOOKS"]), retries=2, backoff_s=0.05)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        dispatcher.send(Alert("rule", "warn", "title", "text"))
+        dispatcher.close(60)
+    assert [p["title"] for p in posts(httpserver, "/good")] == ["title"]
+    # the one report names the URL that failed, not the group
+    failures = [line for line in err.getvalue().splitlines() if "failed" in line]
+    assert len(failures) == 1 and f":{dead}" in failures[0] and "/good" not in failures[0], err.getvalue()
+
+
+def test_a_cpu_rule_waits_for_a_real_measurement():
+    # psutil says 0.0 for a first call whatever the load: a "cpu below 5%" rule fired as every run started
+    from jaxrl.alerts import SYSTEM_METRICS
+
+    cpu = SYSTEM_METRICS["system/cpu_percent"]
+    cpu.restart()
+    assert cpu(Path(".")) is None
+    end = time.monotonic() + 0.6
+    while time.monotonic() < end:  # one core busy for the whole measurement
+        pass
+    assert cpu(Path(".")) > 10
 
 
 def test_a_channel_in_an_unset_env_var_fails_before_training(monkeypatch):
