@@ -11,6 +11,7 @@ import ctypes.util
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -87,12 +88,25 @@ def guard_cpu_deadlock() -> None:
     whatever a user computes is safe; `relax_cpu_guard` takes it back, before
     XLA starts, for a run whose programs hold no batched LAPACK call. XLA reads
     the flag when its backend starts; it only affects the CPU backend. A
-    user's own XLA_FLAGS are left alone.
+    user's own XLA_FLAGS are left alone, and so is a process whose backend
+    started before `import jaxrl` (a warning says so): XLA would ignore the
+    flag, and `check_cpu_guard` then refuses what could hang.
     """
     global _guard_is_ours
-    if "XLA_FLAGS" not in os.environ:
-        os.environ["XLA_FLAGS"] = CPU_GUARD
-        _guard_is_ours = True
+    if "XLA_FLAGS" in os.environ:
+        return
+    bridge = sys.modules.get("jax._src.xla_bridge")  # not imported: jax has not started
+    if bridge is not None and bridge.backends_are_initialized():
+        warnings.warn(
+            "jax computed before `import jaxrl`, so its CPU backend runs without jaxrl's guard against XLA's "
+            f"deadlock ({CPU_GUARD}); runs whose programs could hang are refused. Import jaxrl first (in a "
+            "notebook: restart it)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    os.environ["XLA_FLAGS"] = CPU_GUARD
+    _guard_is_ours = True
 
 
 def needs_cpu_guard(suite: str, backend: str | None) -> bool:

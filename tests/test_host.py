@@ -27,6 +27,19 @@ def test_import_sets_the_guard_unless_the_user_set_xla_flags():
     assert own.stdout.strip() == ""
 
 
+def test_jax_started_before_import_jaxrl_gets_no_guard_it_would_ignore_and_is_refused_what_could_hang():
+    # XLA reads XLA_FLAGS when its backend starts: setting the guard afterwards would only make
+    # summary.json's xla_flags, and check_cpu_guard, believe a guard that is not there
+    late = ("import os, jax, jax.numpy as jnp; jnp.ones(2).sum(); import jaxrl; print(os.environ.get('XLA_FLAGS')); "
+            "from jaxrl.host import check_cpu_guard; "
+            "check_cpu_guard({'qr': jax.jit(jax.vmap(jnp.linalg.qr)).lower(jnp.ones((4, 3, 3)))})")
+    clean = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, env=clean, timeout=60)
+    assert proc.stdout.strip() == "None", proc.stderr
+    assert "jax computed before `import jaxrl`" in proc.stderr and "Import jaxrl first" in proc.stderr
+    assert "ConfigError: the qr program holds batched LAPACK calls" in proc.stderr
+
+
 def test_the_guard_is_taken_back_only_for_one_member_on_an_env_without_lapack():
     # False: a population, or an env whose programs factorise matrices, keeps it
     relax = ("import os, jaxrl; from jaxrl.host import relax_cpu_guard as r; "
