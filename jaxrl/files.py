@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import socket
 import warnings
@@ -13,10 +14,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["LOCK_FILE", "FolderLock", "read_jsonl", "write_atomically"]
+__all__ = ["LOCK_FILE", "FolderLock", "json_text", "read_jsonl", "write_atomically"]
 
 LOCK_FILE = ".lock"
 """In a run folder: locked while a process trains there; it names that process."""
+
+
+def json_text(data: Any) -> str:
+    """`data` as standard JSON, indented, with a final newline: NaN and
+    infinities become null, as in metrics.jsonl (strict parsers, JavaScript's
+    and Go's among them, reject the NaN that Python's json writes)."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(data), indent=2, allow_nan=False) + "\n"
 
 
 def write_atomically(path: Path, data: str | bytes) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 
+from jaxrl.files import json_text
 from jaxrl.sweeps import RETURN
 
 __all__ = ["MultirunSummary", "collect", "flat_config", "job_dir"]
@@ -79,7 +80,7 @@ class MultirunSummary(Callback):
         if not sweep_dir.is_dir():
             return
         result = collect(sweep_dir)
-        (sweep_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+        (sweep_dir / "summary.json").write_text(json_text(result))
         print(f"multirun: {len(result['jobs'])} job(s), summary in {sweep_dir / 'summary.json'}", flush=True)
         for job in result["jobs"]:
             print(_line(job), flush=True)

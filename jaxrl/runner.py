@@ -38,7 +38,7 @@ from jaxrl.envs import make_env
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.evaluation import evaluate
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
-from jaxrl.files import LOCK_FILE, FolderLock, read_jsonl, write_atomically
+from jaxrl.files import LOCK_FILE, FolderLock, json_text, read_jsonl, write_atomically
 from jaxrl.host import check_cpu_guard
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
@@ -637,7 +637,7 @@ def _train(
                         dataclasses.replace(position, wall_s=elapsed()), final=last,
                     )
             summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
-            write_atomically(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_atomically(run_dir / "summary.json", json_text(summary))
             for hook in hooks:
                 hook.on_end(RunEnded(position.env_steps, summary, states))
         except Stopped as err:
@@ -742,6 +742,6 @@ def _write_quietly(path: Path, summary: dict[str, Any]) -> None:
     """Writes a stopped run's summary.json; a failure here (a full disk) must
     not hide the error that stopped the run."""
     try:
-        write_atomically(path, json.dumps(summary, indent=2) + "\n")
+        write_atomically(path, json_text(summary))
     except OSError:
         pass
