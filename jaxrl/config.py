@@ -358,6 +358,12 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"unknown logger.backend {run.logger.backend!r}; choose one of: {', '.join(LOGGERS)}")
     if run.logger.mode not in WANDB_MODES:
         raise ConfigError(f"unknown logger.mode {run.logger.mode!r}; choose one of: {', '.join(WANDB_MODES)}")
+    # wandb's own rule for project names (wandb.Settings), which it applies only when its runs start
+    forbidden = set(run.logger.project) & set("/\\#?%:")
+    if run.logger.backend == "wandb" and (forbidden or not 0 < len(run.logger.project) <= 128):
+        raise ConfigError(
+            f"logger.project={run.logger.project!r} is not a W&B project name: 1 to 128 characters, none of / \\ # ? % :"
+        )
     if "wandb" in run.alerts.channels and run.logger.backend != "wandb":
         # the channel alerts on the run's own wandb runs; without them its alerts would go nowhere
         raise ConfigError(f"alerts channel wandb needs logger=wandb, got logger={run.logger.backend}")

@@ -36,6 +36,8 @@ def test_defaults_are_valid():
         (["sweep.algo.num_envs=[4,8]"], "sweep.algo.num_envs is not a sweepable hyperparameter of ppo; sweepable: lr, gamma"),
         (["env.suite=dm_control"], "unknown env.suite 'dm_control'; valid suites: gymnax, brax"),
         (["logger.mode=sometimes"], "unknown logger.mode 'sometimes'; choose one of: auto, online"),
+        # wandb would only refuse it when its runs start, and the run would train without W&B
+        (["logger.project=team/rl"], "logger.project='team/rl' is not a W&B project name: 1 to 128 characters, none of /"),
         (["video.member=5"], "video.member=5 is not a member index; this run has members 0..1"),
         (["sweep.algo.gamma=[0.9,1.5]"], "sweep.algo.gamma=1.5: algo.gamma must be in \\(0, 1\\], got 1.5"),
         (["total_timesteps=3e9"], "total_timesteps=3000000000 is too large"),
