@@ -159,7 +159,13 @@ class Videos(Hook):
         from jaxrl.video import record_episode
 
         member = self.video.member
-        act = deterministic_policy(self.algo, jax.tree.map(lambda x: x[member], params))
+        params = jax.tree.map(lambda x: x[member], params)
+        if float(nonfinite(params)):
+            # such a policy's actions are NaN: an episode of the env standing still, not of the policy
+            warnings.warn(f"no video at step {step}: member {member}'s policy parameters are not finite",
+                          RuntimeWarning, stacklevel=2)
+            return
+        act = deterministic_policy(self.algo, params)
         try:
             result = record_episode(
                 self.algo.env, act, jax.random.PRNGKey(step), self.run_dir / "videos", name, max_frames=self.video.max_frames

@@ -257,6 +257,16 @@ def test_the_policy_file_keeps_finite_parameters_and_says_which_members_have_non
     assert saved["w"][0] == 1.0 and np.isnan(saved["w"][1])
 
 
+def test_a_member_with_non_finite_parameters_is_not_filmed(tmp_path):
+    from jaxrl.outputs import Videos
+
+    # its actions would be NaN: a video of the env standing still, passed off as the policy's
+    videos = Videos(None, run_config("seeds=2", "video.member=1"), tmp_path, None)
+    with pytest.warns(RuntimeWarning, match="no video at step 8: member 1's policy parameters are not finite"):
+        videos.film({"w": np.array([[1.0], [float("nan")]], np.float32)}, 8, "final")
+    assert not (tmp_path / "videos").exists()
+
+
 def test_a_failed_run_says_so_in_its_summary(tmp_path):
     from jaxrl.events import Hook
 
