@@ -277,6 +277,8 @@ def _wrong_value(owner: str, error: dict[str, Any]) -> str:
         return f"{where} must be a finite number, got {error['input']!r}"
     if kind == "missing_argument":
         return f"{where} is required"
+    if kind == "int_parsing_size":
+        return f"{where}={error['input']!r} is too large for an integer"
     expected = next((text for prefix, text in _EXPECTED.items() if kind.startswith(prefix)), None)
     if expected is None:
         return f"{where}: {error['msg']}, got {error['input']!r}"

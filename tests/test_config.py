@@ -41,6 +41,7 @@ def test_defaults_are_valid():
         (["video.member=5"], "video.member=5 is not a member index; this run has members 0..1"),
         (["sweep.algo.gamma=[0.9,1.5]"], "sweep.algo.gamma=1.5: algo.gamma must be in \\(0, 1\\], got 1.5"),
         (["total_timesteps=3e9"], "total_timesteps=3000000000 is too large"),
+        (["total_timesteps=5e20"], "total_timesteps=5e\\+20 is too large for an integer"),
         # below 2**31, but not once rounded up to 20 whole chunks of 4,096-step updates
         (["total_timesteps=2147480000"], "rounded up to whole chunks it is 2147532800 env steps per seed"),
     ],
