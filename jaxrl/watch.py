@@ -6,8 +6,10 @@ endpoint that trainers post their heartbeats to (`alerts.watch_url`). When an
 unfinished run's newest heartbeat is older than the run's timeout
 (`alerts.timeout_s`, or --timeout), it alerts through the same channels as
 the trainer (console, apprise URLs, env:NAME, config:PATH); when the run
-comes back, it alerts again. What it has alerted is kept in a state file, so
-a restarted watcher neither repeats an alert nor forgets a silent run.
+comes back, it alerts again. What it has alerted, and the last heartbeat
+each run posted, are kept in a state file, so a restarted watcher neither
+repeats an alert nor forgets a silent run, even one that died while the
+watcher was down.
 
     python -m jaxrl.watch runs/ --channel env:JAXRL_ALERT_URL
     python -m jaxrl.watch --listen 0.0.0.0:8765 --channel 'json://hooks.example/x'
@@ -16,7 +18,9 @@ a restarted watcher neither repeats an alert nor forgets a silent run.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import re
 import signal
 import sys
 import threading
@@ -26,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from jaxrl.alerts import HEARTBEAT_FILE, Alert, Dispatcher, check_channel, make_channels, write_json
-from jaxrl.errors import ConfigError
+from jaxrl.errors import ConfigError, last_line
 
-__all__ = ["Watcher", "main"]
+__all__ = ["Watcher", "load_state", "main", "parse_listen"]
 
 
 class Watcher:
@@ -53,11 +57,15 @@ class Watcher:
         self.state_file = state_file
         self.default_timeout_s = default_timeout_s
         self.forget_s = forget_s
-        self.posted: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
         self.lock = threading.Lock()
-        self.runs: dict[str, dict[str, Any]] = {}
-        if state_file.exists():
-            self.runs = json.loads(state_file.read_text()).get("runs", {})
+        self.runs, self.posted = load_state(state_file)
+        # posted heartbeats read back from the state file, not yet posted again
+        # since this start: their silence counts from this start at the earliest,
+        # so a run that lives on has time to post before it is called silent
+        self.restored = set(self.posted)
+        self._dirty = False
+        self._save_failed = False
 
     def receive(self, heartbeat: dict[str, Any]) -> None:
         """A heartbeat posted to the HTTP endpoint."""
@@ -65,6 +73,8 @@ class Watcher:
             raise ValueError("a heartbeat needs an 'id' and a 'time'")
         with self.lock:
             self.posted[heartbeat["id"]] = heartbeat
+            self.restored.discard(heartbeat["id"])
+            self._dirty = True
 
     def _from_folders(self) -> dict[str, dict[str, Any]]:
         heartbeats = {}
@@ -85,22 +95,32 @@ class Watcher:
     def check(self) -> None:
         """One round: reads every heartbeat, alerts on silence and return,
         saves the state when it changed."""
-        with self.lock:
-            heartbeats = {**self._from_folders(), **self.posted}
+        folders = self._from_folders()
         now = time.time()
-        changed = False
+        with self.lock:
+            # a posted heartbeat older than --forget is dropped: the state file does not grow forever
+            for key in [k for k, beat in self.posted.items() if now - float(beat["time"]) > self.forget_s]:
+                del self.posted[key]
+                self.restored.discard(key)
+                self._dirty = True
+            # one read back from the state file is older than the run's own file, if there is one
+            posted = {k: beat for k, beat in self.posted.items() if k not in self.restored or k not in folders}
+            heartbeats = {**folders, **posted}
+            restored = set(self.restored)
         for key, heartbeat in heartbeats.items():
             run = self.runs.get(key)
-            silent_s = now - float(heartbeat.get("time", 0))
+            last = float(heartbeat.get("time", 0))
+            silent_s = now - last
+            judged_s = now - max(last, self.started) if key in restored else silent_s
             timeout = float(heartbeat.get("timeout_s") or self.default_timeout_s)
             ended = heartbeat.get("state") != "running"
             if run is None:
                 if silent_s > self.forget_s:
                     continue
                 run = self.runs[key] = {"silent": False, "ended": False}
-                changed = True
+                self._dirty = True
             name = heartbeat.get("run") or key
-            if not run["silent"] and not ended and silent_s > timeout:
+            if not run["silent"] and not ended and judged_s > timeout:
                 self._send(
                     "error",
                     f"{name} went silent",
@@ -108,18 +128,86 @@ class Watcher:
                     f"{silent_s:.0f} s (timeout {timeout:g} s), last at env step {heartbeat.get('step', 0)} of "
                     f"{heartbeat.get('total_steps', '?')}; the machine or the process may be gone",
                 )
-                run["silent"], changed = True, True
+                run["silent"], self._dirty = True, True
             elif run["silent"] and silent_s <= timeout:
                 self._send("info", f"{name} is back", f"run {name}: heartbeats again, state {heartbeat.get('state')}, env step {heartbeat.get('step', 0)}")
-                run["silent"], changed = False, True
+                run["silent"], self._dirty = False, True
             if ended != run["ended"]:
-                run["ended"], changed = ended, True
-        if changed:
-            write_json(self.state_file, {"runs": self.runs})
+                run["ended"], self._dirty = ended, True
+        if self._dirty:
+            self.save()
+
+    def save(self) -> None:
+        """Writes the state file (what was alerted, the last posted heartbeats).
+        A failure is told once on stderr and retried next round: alerts go on."""
+        with self.lock:
+            data = {"runs": self.runs, "posted": dict(self.posted)}
+            self._dirty = False
+        try:
+            write_json(self.state_file, data)
+        except OSError as err:
+            self._dirty = True
+            if not self._save_failed:
+                print(f"watch: cannot write the state file {self.state_file} ({last_line(err)}); still watching, "
+                      "but a restarted watcher would not know what this one saw; retrying each round, "
+                      "not reported again while it fails", file=sys.stderr, flush=True)
+            self._save_failed = True
+        else:
+            self._save_failed = False
 
     def _send(self, level: str, title: str, text: str) -> None:
         print(f"watch: {title}", file=sys.stderr, flush=True)
         self.dispatcher.send(Alert("silent run", level, title[:63], text))
+
+
+def load_state(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A state file's runs (what was alerted) and last posted heartbeats;
+    both empty when there is no file. A state file from before the posted
+    heartbeats were kept has none. ConfigError for a file that is not one."""
+    if not path.exists():
+        return {}, {}
+    bad = f"the state file {str(path)!r} is not a jaxrl.watch state file"
+    fix = "delete it or pass another --state"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:  # IsADirectoryError, a permission, UnicodeDecodeError, JSONDecodeError
+        raise ConfigError(f"{bad} ({last_line(err)}); {fix}") from None
+    runs = data.get("runs") if isinstance(data, dict) else None
+    posted = data.get("posted", {}) if isinstance(data, dict) else None
+    if not isinstance(runs, dict) or not isinstance(posted, dict) or not all(isinstance(r, dict) for r in runs.values()):
+        raise ConfigError(f"{bad} (no 'runs' object); {fix}")
+    for run in runs.values():
+        run["silent"], run["ended"] = bool(run.get("silent")), bool(run.get("ended"))
+    posted = {k: beat for k, beat in posted.items() if isinstance(beat, dict) and isinstance(beat.get("time"), (int, float))}
+    return runs, posted
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """--listen's HOST:PORT as (host, port); an empty host is 0.0.0.0 (every
+    interface). ConfigError naming the value when it is not HOST:PORT with a
+    port 0-65535."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
+        raise ConfigError(f"--listen {value!r} is not HOST:PORT with a port 0-65535 (e.g. 0.0.0.0:8765)")
+    return host or "0.0.0.0", int(port)
+
+
+def _serve(watcher: Watcher, value: str) -> ThreadingHTTPServer:
+    host, port = parse_listen(value)
+    try:
+        return ThreadingHTTPServer((host, port), _handler(watcher))
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--listen {value!r}: port {port} is in use on {host}; choose another port") from None
+        raise ConfigError(f"--listen {value!r}: cannot listen on {host}:{port} ({last_line(err)}); "
+                          "give HOST:PORT with a host of this machine and a port 0-65535") from None
+
+
+def _check_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise ConfigError(f"the folder to follow {str(folder)!r} {what}")
 
 
 def _handler(watcher: Watcher) -> type[BaseHTTPRequestHandler]:
@@ -172,12 +260,29 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     state = args.state or ((args.folders[0] if args.folders else Path(".")) / ".jaxrl-watch.json")
-    watcher = Watcher(args.folders, dispatcher, state, args.timeout, args.forget)
-    if args.listen:
-        host, _, port = args.listen.rpartition(":")
-        server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), _handler(watcher))
+    try:
+        _check_folders(args.folders)
+        if args.listen:
+            parse_listen(args.listen)
+        try:  # written now: a state file that cannot be written is told now, not at the first alert
+            if state.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "it is a folder; give a file's path")
+            if not state.parent.is_dir():
+                what = "is not a folder" if state.parent.exists() else "does not exist"
+                raise FileNotFoundError(errno.ENOENT, f"its folder {str(state.parent)!r} {what}")
+            watcher = Watcher(args.folders, dispatcher, state, args.timeout, args.forget)
+            write_json(state, {"runs": watcher.runs, "posted": watcher.posted})
+        except OSError as err:
+            raise ConfigError(f"cannot write the state file {str(state)!r} ({err.strerror or last_line(err)}); "
+                              "pass --state with a path in a folder you can write to") from None
+        server = _serve(watcher, args.listen) if args.listen else None
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if server is not None:
         threading.Thread(target=server.serve_forever, name="jaxrl-watch-http", daemon=True).start()
-        print(f"watch: listening on {host or '0.0.0.0'}:{server.server_port}", file=sys.stderr, flush=True)
+        host, port = server.server_address[:2]
+        print(f"watch: listening on {host}:{port}", file=sys.stderr, flush=True)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -185,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     while not stop.is_set():
         watcher.check()
         stop.wait(args.interval)
+    watcher.save()  # the heartbeats posted since the last round
     dispatcher.close(10.0)
 
 

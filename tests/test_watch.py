@@ -1,0 +1,182 @@
+"""`python -m jaxrl.watch` as a user runs it: real processes, heartbeats
+POSTed by hand over real HTTP, alerts caught by a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+
+
+def titles(server: HTTPServer) -> list[str]:
+    """The titles of the alerts POSTed to the json:// channel."""
+    return [json.loads(request.get_data())["title"] for request, _ in server.log if request.path == "/alert"]
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxrl.watch", "--interval", "0.3", *args], stderr=subprocess.PIPE, text=True
+    )
+
+
+def stop(watcher: subprocess.Popen) -> str:
+    """SIGTERM, as a service manager stops it; its stderr."""
+    watcher.send_signal(signal.SIGTERM)
+    _, stderr = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, stderr
+    return stderr
+
+
+def post(port: int, run: str, timeout_s: float, age_s: float = 0.0) -> None:
+    """POSTs a heartbeat of `run` as alerts.watch_url does, last alive `age_s` ago."""
+    deadline = time.monotonic() + 30
+    while True:  # the watcher may still be starting
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/heartbeat", json.dumps(beat(run, timeout_s, age_s)).encode(),
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, "the watcher never listened"
+            time.sleep(0.1)
+
+
+def beat(run: str, timeout_s: float, age_s: float = 0.0) -> dict:
+    """A trainer's heartbeat, as alerts.watch_url receives it."""
+    return {"id": f"node7:/runs/{run}", "run": run, "state": "running", "time": time.time() - age_s,
+            "timeout_s": timeout_s, "step": 4096, "total_steps": 16384, "host": "node7", "pid": 4242}
+
+
+def refused(*args: str, cwd: Path | None = None) -> str:
+    """Runs the watcher, which must refuse to start: exit 2, one 'error: ' line; that line."""
+    done = subprocess.run([sys.executable, "-m", "jaxrl.watch", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    return done.stderr
+
+
+@pytest.fixture
+def alerts(httpserver: HTTPServer) -> HTTPServer:
+    httpserver.expect_request("/alert", method="POST").respond_with_data("ok")
+    return httpserver
+
+
+def test_a_run_that_dies_while_the_watcher_is_down_is_alerted_once_after_restart(tmp_path, alerts):
+    state, port = tmp_path / "state.json", free_port()
+    args = ["--listen", f"127.0.0.1:{port}", "--state", str(state), "--channel", f"json://127.0.0.1:{alerts.port}/alert"]
+    watcher = start(*args)
+    try:
+        post(port, "died", timeout_s=2)
+        wait_until(lambda: "node7:/runs/died" in json.loads(state.read_text())["runs"], 10, "the run in the state")
+        stop(watcher)  # the watcher goes down; meanwhile the trainer is killed (it posts no more)
+        assert titles(alerts) == []
+        watcher = start(*args)
+        wait_until(lambda: titles(alerts), 10, "the silent-run alert after the restart")
+        assert titles(alerts) == ["died went silent"]
+        stop(watcher)
+        watcher = start(*args)  # restarted again: that alert was sent, not again
+        time.sleep(3)
+        assert titles(alerts) == ["died went silent"]
+        post(port, "died", timeout_s=2)
+        wait_until(lambda: len(titles(alerts)) == 2, 10, "the back-again alert")
+        assert titles(alerts)[1] == "died is back"
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_a_restarted_watcher_gives_a_living_run_time_to_post_and_reads_old_state_files(tmp_path, alerts):
+    state, port = tmp_path / "state.json", free_port()
+    # a state file from before posted heartbeats were kept, and one with a heartbeat
+    # posted 30 s ago by a run that lived on while the watcher was down
+    state.write_text(json.dumps({"runs": {"old": {"silent": True, "ended": False}}}))
+    assert refused("--listen", "127.0.0.1:notaport", "--state", str(state))  # read, not rewritten
+    state.write_text(json.dumps({"runs": {"node7:/runs/alive": {"silent": False, "ended": False}},
+                                 "posted": {"node7:/runs/alive": beat("alive", timeout_s=2, age_s=30)}}))
+    watcher = start("--listen", f"127.0.0.1:{port}", "--state", str(state), "--channel", f"json://127.0.0.1:{alerts.port}/alert")
+    try:
+        post(port, "alive", timeout_s=2)  # its next heartbeat, within the timeout of the restart
+        time.sleep(1.5)
+        post(port, "alive", timeout_s=2)
+        time.sleep(1)
+        assert titles(alerts) == []
+        assert json.loads(state.read_text())["runs"]["node7:/runs/alive"] == {"silent": False, "ended": False}
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_a_missing_folder_or_unwritable_state_is_refused_at_start(tmp_path):
+    missing = tmp_path / "does_not_exist"
+    assert str(missing) in refused(str(missing))  # without --listen it used to watch nothing, forever
+    assert str(missing) in refused(str(missing), "--listen", f"127.0.0.1:{free_port()}")
+    assert str(missing / "state.json") in refused("--listen", f"127.0.0.1:{free_port()}", "--state", str(missing / "state.json"))
+    (tmp_path / "a_file").write_text("")
+    assert "is not a folder" in refused("--listen", ":0", "--state", str(tmp_path / "a_file" / "state.json"))
+    assert not missing.exists()
+
+
+def test_a_state_file_that_cannot_be_written_later_is_told_once_and_watching_goes_on(tmp_path, alerts):
+    (tmp_path / "gone").mkdir()
+    state, port = tmp_path / "gone" / "state.json", free_port()
+    watcher = start("--listen", f"127.0.0.1:{port}", "--state", str(state), "--channel", f"json://127.0.0.1:{alerts.port}/alert")
+    try:
+        wait_until(state.exists, 20, "the state file")
+        shutil.rmtree(tmp_path / "gone")  # e.g. the shared storage went away
+        post(port, "first", timeout_s=1)
+        time.sleep(1)  # a few rounds, each failing to save
+        post(port, "second", timeout_s=1, age_s=10)
+        wait_until(lambda: sorted(titles(alerts)) == ["first went silent", "second went silent"], 10, "both alerts")
+        assert watcher.poll() is None
+        stderr = stop(watcher)
+        assert stderr.count(f"cannot write the state file {state}") == 1, stderr
+        assert "Traceback" not in stderr
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:notaport", "nohost", "127.0.0.1:65536", "127.0.0.1:-1"])
+def test_a_listen_value_that_is_not_host_port_is_one_line(tmp_path, listen):
+    said = refused("--listen", listen, "--state", str(tmp_path / "state.json"))
+    assert repr(listen) in said and "HOST:PORT" in said and "0-65535" in said
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        said = refused("--listen", f"127.0.0.1:{port}", "--state", str(tmp_path / "state.json"))
+    assert f"127.0.0.1:{port}" in said and "in use" in said
+
+
+@pytest.mark.parametrize("content", ["", '{"runs": {"a": {"sil', "[]"])
+def test_a_corrupt_state_file_is_one_line_and_kept(tmp_path, content):
+    state = tmp_path / ".jaxrl-watch.json"
+    state.write_text(content)
+    said = refused(str(tmp_path), "--listen", "127.0.0.1:0")  # the default state file, in the folder
+    assert str(state) in said and "delete it or pass another --state" in said
+    assert state.read_text() == content  # not overwritten: it may be someone's file
