@@ -87,6 +87,8 @@ class Watcher:
                     heartbeat = json.loads(path.read_text())
                 except (OSError, ValueError):
                     continue  # a file being replaced or half-synced: next round
+                if not isinstance(heartbeat, dict) or not isinstance(heartbeat.get("time"), (int, float)):
+                    continue  # not a trainer's heartbeat: the watcher must outlive any file it finds
                 if (path.parent / "summary.json").exists() and heartbeat.get("state") == "running":
                     heartbeat["state"] = "ended"  # killed after its summary was written
                 heartbeats[heartbeat.get("id", str(path.parent))] = heartbeat

@@ -180,3 +180,17 @@ def test_a_corrupt_state_file_is_one_line_and_kept(tmp_path, content):
     said = refused(str(tmp_path), "--listen", "127.0.0.1:0")  # the default state file, in the folder
     assert str(state) in said and "delete it or pass another --state" in said
     assert state.read_text() == content  # not overwritten: it may be someone's file
+
+
+def test_a_heartbeat_file_that_is_not_a_trainers_is_skipped_and_the_others_are_watched(tmp_path, alerts):
+    for name, content in [("odd", '{"time": "yesterday"}'), ("list", "[1, 2]"), ("real", json.dumps(beat("real", 1, age_s=10)))]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "heartbeat.json").write_text(content)
+    watcher = start(str(tmp_path), "--channel", f"json://127.0.0.1:{alerts.port}/alert")
+    try:
+        wait_until(lambda: titles(alerts) == ["real went silent"], 20, "the real run's alert")
+        assert watcher.poll() is None
+        assert "Traceback" not in stop(watcher)
+    finally:
+        watcher.kill()
+        watcher.wait()
