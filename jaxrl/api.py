@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,12 +33,16 @@ class Result:
     """A finished run: its folder, summary, metrics and policy.
 
     run_dir: the run folder (config.yaml, metrics.jsonl, summary.json,
-        policy.msgpack, curves.png, videos/).
+        policy.msgpack, curves.png, videos/), made absolute when the Result is
+        made, so it stays the same folder after `os.chdir`.
     summary: the content of summary.json (per-member lists under "final").
     """
 
     run_dir: Path
     summary: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_dir", Path(os.path.abspath(self.run_dir)))
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Result:
@@ -84,14 +90,17 @@ class Result:
     @property
     def videos(self) -> list[Path]:
         """Every video of the run, oldest first: mp4 files, or Brax's HTML
-        viewer where no OpenGL could render one."""
+        viewer where no OpenGL could render one; `final`, `step<N>` (every
+        `video.every` evaluations), and `final-member<M>`, `step<N>-member<M>`
+        for other members filmed later (`python -m jaxrl.film`)."""
         folder = self.run_dir / "videos"
         files = [p for p in folder.glob("*") if p.suffix in (".mp4", ".html")] if folder.is_dir() else []
         return sorted(files, key=lambda p: p.stat().st_mtime)
 
     @property
     def video(self) -> Path | None:
-        """The final episode's video (videos/final.mp4, else final.html), or None."""
+        """The final episode's video of member `video.member` (videos/final.mp4,
+        else final.html), or None."""
         for name in ("final.mp4", "final.html"):
             if (self.run_dir / "videos" / name).exists():
                 return self.run_dir / "videos" / name
@@ -130,9 +139,12 @@ def run(
     algo, env, experiment: options of those config groups (e.g. "sac",
         "humanoid", "humanoid_ppo"); None keeps the config's choice (ppo on
         mountaincar_continuous, or what the experiment sets).
-    seeds: seeds trained side by side in one compiled program (None: the config's, 2).
-    overrides: any other command-line arguments, e.g. ["total_timesteps=1e5",
-        "algo.lr=1e-3", "sweep.algo.lr=[1e-4,1e-3]", "logger=none"].
+    seeds: seeds trained side by side in one compiled program, a positive int
+        (None: the config's, 2).
+    overrides: any other command-line key=value strings, e.g. ["total_timesteps=1e5",
+        "algo.lr=1e-3", "sweep.algo.lr=[1e-4,1e-3]", "logger=none"]. Everything
+        trains in one compiled program: a sweep is `sweep.algo.<name>=[a,b]`;
+        Hydra's `-m` and its `key=a,b` (one job per value) are the command line's.
     run_dir: the run folder (default: a new runs/<time>-<algo>-<env>).
     resume: a run folder to go on from its newest checkpoint, or "auto" (the
         newest unfinished run of this configuration, else a new run), as
@@ -147,10 +159,61 @@ def run(
     if isinstance(overrides, str):
         # a lone string would otherwise be read one character at a time
         raise TypeError(f"overrides is a list of key=value strings, e.g. [{overrides!r}]")
+    _check_input(seeds, overrides)
     args = [f"{group}={choice}" for group, choice in (("algo", algo), ("env", env), ("experiment", experiment)) if choice]
     if seeds is not None:
-        args.append(f"seeds={seeds}")
+        args.append(f"seeds={int(seeds)}")
     args += [f"{key}={_quoted(str(value))}" for key, value in (("run_dir", run_dir), ("resume", resume)) if value is not None]
     folder = _RunFolder()
-    summary = run_from_overrides(open_sweep_keys([*args, *overrides]), hooks=[folder])
+    overrides = open_sweep_keys([*args, *overrides])
+    _refuse_multirun(overrides)
+    summary = run_from_overrides(overrides, hooks=[folder])
     return Result(folder.run_dir, summary)
+
+
+def _check_input(seeds: Any, overrides: Sequence[Any]) -> None:
+    """ConfigError for `seeds` that is not a positive int, or an override that is no key=value string."""
+    from jaxrl.config import ConfigError
+    from jaxrl.train import MULTIRUN_FLAGS
+
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or seeds < 1):
+        raise ConfigError(f"seeds={seeds!r} ({type(seeds).__name__}): seeds takes a positive int, the number of seeds")
+    for item in overrides:
+        if not isinstance(item, str):
+            raise ConfigError(
+                f"override {item!r} ({type(item).__name__}) is not a string; overrides takes key=value strings, "
+                "e.g. ['total_timesteps=1e5']"
+            )
+        if item in MULTIRUN_FLAGS:
+            raise ConfigError(
+                f"{item!r} is the command line's Hydra multirun flag (python -m jaxrl.train -m algo.lr=1e-4,1e-3: "
+                "one job per value); jaxrl.run trains one compiled program: sweep in it with sweep.algo.lr=[1e-4,1e-3]"
+            )
+        if item.startswith("-"):
+            raise ConfigError(f"{item!r} is a command-line flag; jaxrl.run takes key=value overrides")
+
+
+def _refuse_multirun(overrides: list[str]) -> None:
+    """ConfigError for a Hydra sweep (`algo.lr=1e-4,1e-3`, `choice(...)`, `range(...)`):
+    one job per value, which only the command line's -m runs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from jaxrl.config import ConfigError
+
+    parser = OverridesParser.create()
+    for text in overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except Exception:  # noqa: BLE001 (the trainer reports what cannot be parsed, in its own words)
+            continue
+        if override.is_sweep_override():
+            key = override.key_or_group.lstrip("+~").removeprefix("sweep.")
+            value = text.split("=", 1)[1] if "=" in text else ""
+            example = (
+                f"sweep.{key}=[{value}]" if key.startswith("algo.") and "(" not in value else "sweep.algo.lr=[1e-4,1e-3]"
+            )
+            raise ConfigError(
+                f"{text.lstrip('+')} is a Hydra multirun sweep (one job per value: the command line's "
+                f"python -m jaxrl.train -m {text.lstrip('+')}); jaxrl.run trains one compiled program: "
+                f"sweep in it with {example}"
+            )

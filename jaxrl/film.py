@@ -1,10 +1,13 @@
 """`python -m jaxrl.film RUN_DIR`: a video of a trained run's policy, made after training.
 
 For runs trained with `video.enabled=false`, or on a machine that could not
-render: writes `RUN_DIR/videos/final.mp4` (or `step<N>.mp4` with --step)
-from the run folder alone (`jaxrl.policy.film_policy`). Exit status 0 with a
-video, 1 when the env could not be drawn (the reason on stderr; Brax then
-leaves its HTML viewer), 2 for a folder or member that does not exist.
+render: films the member training films (`video.member`) to
+`RUN_DIR/videos/final.mp4` (or `step<N>.mp4` with --step) from the run folder
+alone (`jaxrl.policy.film_policy`); another member (--seed, --member) gets
+its own file, `final-member<M>.mp4` (`step<N>-member<M>.mp4`), never the
+run's. Exit status 0 with a video, 1 when the env could not be drawn (the
+reason on stderr; Brax then leaves its HTML viewer), 2 for a folder, member
+or --max-frames that does not exist or is not valid.
 """
 
 from __future__ import annotations
@@ -17,11 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     """Parses the command line, films, prints the video's path, return and length."""
     parser = argparse.ArgumentParser(prog="python -m jaxrl.film", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a jaxrl run folder (config.yaml and policy.msgpack or checkpoints/)")
-    parser.add_argument("--seed", type=int, default=0, help="the member trained with this seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int, help="the first member trained with this seed (default: the run's video.member)"
+    )
     parser.add_argument("--member", type=int, help="the member by index instead (sweeps)")
     parser.add_argument("--step", type=int, help="the policy of the checkpoint at this env step instead of the last evaluated")
-    parser.add_argument("--max-frames", type=int, help="frames drawn at most (default: the run's video.max_frames)")
+    parser.add_argument(
+        "--max-frames", type=int, metavar="N",
+        help="N >= 1: Brax and MuJoCo Playground episodes longer than N steps are drawn every k-th state, "
+        "k = ceil(length / N), the last state kept, so at most N + 1 frames; MountainCar draws every state "
+        "(default: the run's video.max_frames)",
+    )
     args = parser.parse_args(argv)
+    if args.max_frames is not None and args.max_frames < 1:
+        print(f"error: --max-frames {args.max_frames} is below 1; it takes an integer >= 1", file=sys.stderr)
+        return 2
 
     from jaxrl.policy import film_policy
 

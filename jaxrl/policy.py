@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,11 +38,18 @@ def load_policy(
     applying the saved observation normalisation. It needs no training code
     path: only the run's config.yaml and policy file.
 
+    seed, member, step: integers (Python or NumPy; an integral float such as
+    the 5.0 a pandas row holds is taken as 5).
+
     Raises FileNotFoundError for a folder without those files, ValueError for
-    a policy file that cannot be read; the callable raises ValueError for an
-    observation of the wrong shape or with NaN or infinite values.
+    an argument that is not an integer or names no member or checkpoint, and
+    for a policy file that cannot be read; the callable raises ValueError for
+    an observation that is not an array of numbers, of the wrong shape, or
+    with NaN or infinite values.
     """
-    _, algo, params = _trained(Path(run_dir), seed, member, step)
+    if seed is None and member is None:
+        seed = 0
+    _, algo, params, _ = _trained(Path(run_dir), seed, member, step)
     spec = algo.env.spec
     shape = tuple(spec.obs_shape)
 
@@ -50,10 +58,18 @@ def load_policy(
         single = lambda o: scale_action(spec, algo.policy(params, o, jax.random.PRNGKey(0), True))
         return jax.vmap(single)(obs) if obs.ndim > len(spec.obs_shape) else single(obs)
 
+    takes = f"this policy takes an array of numbers of shape {shape} or a batch (N, *{shape})"
+
     def policy(obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, np.float32)
+        try:
+            raw = np.asarray(obs)
+        except (TypeError, ValueError) as err:  # a ragged list, an object NumPy cannot read
+            raise ValueError(f"observation {_brief(obs)} is not an array ({err}); {takes}") from None
+        if raw.dtype.kind not in "biuf":
+            raise ValueError(f"observation {_brief(obs)} holds {raw.dtype} values, not numbers; {takes}")
+        obs = raw.astype(np.float32, copy=False)
         if obs.shape != shape and obs.shape[1:] != shape:
-            raise ValueError(f"observation of shape {obs.shape}; this policy takes {shape} or a batch (N, *{shape})")
+            raise ValueError(f"observation of shape {obs.shape}; {takes}")
         if not np.isfinite(obs).all():
             raise ValueError("observation holds NaN or infinite values")
         return np.asarray(act(jnp.asarray(obs)))
@@ -61,13 +77,38 @@ def load_policy(
     return policy
 
 
-def _trained(run_dir: Path, seed: int, member: int | None, step: int | None) -> tuple[RunConfig, Algorithm, Any]:
-    """The run's config, its algorithm (env included) and one member's policy params (see `load_policy`)."""
+def _brief(value: Any) -> str:
+    """`value` for a message: its repr, cut short, and its type."""
+    text = repr(value)
+    return f"{text if len(text) <= 40 else text[:37] + '...'} ({type(value).__name__})"
+
+
+def _integer(name: str, value: Any) -> int | None:
+    """`value` as an int: a Python or NumPy integer, or an integral float (a
+    pandas row's 5.0); None stays None. Else a ValueError naming `name`."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and float(value).is_integer():
+        return int(value)
+    raise ValueError(f"{name}={_brief(value)} is not an integer; {name} takes an integer")
+
+
+def _trained(
+    run_dir: Path, seed: int | None, member: int | None, step: int | None
+) -> tuple[RunConfig, Algorithm, Any, int]:
+    """The run's config, its algorithm (env included), one member's policy
+    params and that member's index (see `load_policy`). With neither `seed`
+    nor `member`, the member filmed in training (`video.member`)."""
+    seed, member, step = _integer("seed", seed), _integer("member", member), _integer("step", step)
     for name in ("config.yaml",) if step is not None else ("config.yaml", POLICY_FILE):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"no {name} in {run_dir}: is it a jaxrl run folder with an evaluated policy?")
     run = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
     members = run.members()
+    if member is None and seed is None:
+        member = run.video.member
     if member is None:
         matches = [i for i, m in enumerate(members) if m["seed"] == seed]
         if not matches:
@@ -77,33 +118,46 @@ def _trained(run_dir: Path, seed: int, member: int | None, step: int | None) -> 
         raise ValueError(f"member {member} out of range; {run_dir} has members 0..{len(members) - 1}")
     if step is None:
         algo, _ = build(run)
-        return run, algo, _policy_file_params(run_dir, run, algo, member)
+        return run, algo, _policy_file_params(run_dir, run, algo, member), member
     checkpoints = Checkpointer(run_dir, run.checkpoint)
     # the checkpoint's own sizing: a replay buffer keeps its first session's shape
     algo, _ = build(run, checkpoints.position(step))
-    return run, algo, _checkpoint_params(checkpoints, run, algo, member, step)
+    return run, algo, _checkpoint_params(checkpoints, run, algo, member, step), member
 
 
 def film_policy(
-    run_dir: str | Path, seed: int = 0, member: int | None = None, step: int | None = None, max_frames: int | None = None
+    run_dir: str | Path,
+    seed: int | None = None,
+    member: int | None = None,
+    step: int | None = None,
+    max_frames: int | None = None,
 ) -> VideoResult:
     """Films one episode of a trained member's deterministic policy into `run_dir/videos/`.
 
     For runs trained with `video.enabled=false` (a GPU machine without
     OpenGL, say): the video is made later, wherever the run folder is. The
-    member and policy are chosen as in `load_policy`; the file is
-    `videos/final.mp4`, or `videos/step<step>.mp4` with `step`. max_frames:
-    as `video.max_frames` (default: the run's). Returns
-    `jaxrl.video.VideoResult` (mp4 path, episode return and length; `reason`
-    when the env could not be drawn).
+    member is chosen as in `load_policy`, by default the run's `video.member`
+    (the member training films). Its file is `videos/final.mp4`, or
+    `videos/step<step>.mp4` with `step`, as training names it; another member's
+    is named for it (`final-member<M>.mp4`, `step<step>-member<M>.mp4`), so it
+    never replaces the run's own video. max_frames: as `video.max_frames`, an
+    integer >= 1 (default: the run's). Returns `jaxrl.video.VideoResult` (mp4
+    path, episode return and length; `reason` when the env could not be drawn).
     """
     from jaxrl.video import record_episode
 
+    max_frames = _integer("max_frames", max_frames)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames={max_frames} is below 1; max_frames takes an integer >= 1")
     run_dir = Path(run_dir)
-    run, algo, params = _trained(run_dir, seed, member, step)
+    run, algo, params, member = _trained(run_dir, seed, member, step)
+    step = _integer("step", step)
+    name = "final" if step is None else f"step{step}"
+    if member != run.video.member:
+        name += f"-member{member}"
     return record_episode(
         algo.env, deterministic_policy(algo, params), jax.random.PRNGKey(step or 0), run_dir / "videos",
-        "final" if step is None else f"step{step}", max_frames=max_frames or run.video.max_frames,
+        name, max_frames=run.video.max_frames if max_frames is None else max_frames,
     )
 
 

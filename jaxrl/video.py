@@ -172,6 +172,11 @@ def record_episode(
     always_html: write the HTML viewer (Brax's `env.render_html`) even when
         the mp4 works (by default it is the fallback when `render` cannot run).
 
+    A file written replaces any older video of the same name: writing
+    `name.mp4` removes an older `name.html` (unless written now, by
+    `always_html`), and the HTML fallback removes an older `name.mp4`, so
+    the folder never holds a stale video beside the new one.
+
     Never raises for a missing renderer: an env that cannot render gets its
     HTML viewer, if it has one, and a warning; an env without a drawer
     (`env.render_unavailable()`, or no render methods at all) gets no file and
@@ -202,8 +207,11 @@ def record_episode(
         warnings.warn(f"no video for {name}: {err.reason} Wrote the HTML viewer instead.", stacklevel=2)
         if html_path is None:
             html_path = _write_text(out_dir / f"{name}.html", render_html(states, steps))
+        (out_dir / f"{name}.mp4").unlink(missing_ok=True)  # an older film's, no longer this name's video
         return result(html=html_path, reason=err.reason)
     path = write_mp4(frames, out_dir / f"{name}.mp4", fps=fps or env_fps)
+    if html_path is None:
+        (out_dir / f"{name}.html").unlink(missing_ok=True)  # an older fallback's
     return result(mp4=path, html=html_path, num_frames=len(frames))
 
 

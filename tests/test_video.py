@@ -272,3 +272,30 @@ def test_rollout_with_partial_params_compiles_once():
     ]
     assert len(traces) == 1
     assert lengths[0] != lengths[1]  # the new params were used, not baked in
+
+
+class HtmlOnlyProbe(BlindProbe):
+    """A probe whose drawer cannot start but which has an HTML viewer, like Brax without OpenGL."""
+
+    def render_html(self, states, steps):
+        return "<html>viewer</html>"
+
+
+class DrawnProbe(ProbeEnv):
+    """A probe that draws a grey frame per state."""
+
+    def render(self, states, steps, *, width=None, height=None, max_frames=250):
+        return np.full((2, 16, 16, 3), 128, np.uint8), 30.0
+
+
+def test_a_new_video_replaces_the_other_form_of_the_same_name(tmp_path):
+    drawn = record_episode(DrawnProbe(truncate=False), zero_action, jax.random.key(0), tmp_path, "final")
+    assert drawn.mp4 == tmp_path / "final.mp4"
+    # a later film that could only write the HTML viewer: the older mp4 is not left beside it
+    with pytest.warns(UserWarning, match="HTML viewer instead"):
+        fallback = record_episode(HtmlOnlyProbe(truncate=False), zero_action, jax.random.key(0), tmp_path, "final")
+    assert fallback.html == tmp_path / "final.html"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.html"]
+    # and an mp4 again replaces the viewer
+    record_episode(DrawnProbe(truncate=False), zero_action, jax.random.key(0), tmp_path, "final")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.mp4"]

@@ -1,0 +1,120 @@
+"""What `load_policy`, `jaxrl.run`, `Result` and `python -m jaxrl.film` take,
+and what they say about anything else, on one tiny trained run."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import jaxrl
+from jaxrl import film, load_policy
+from jaxrl.config import ConfigError
+from jaxrl.policy import film_policy
+
+TINY = [
+    "algo.num_envs=4", "algo.rollout_length=32", "algo.hidden=[32,32]", "algo.num_minibatches=4",
+    "eval.episodes=2", "total_timesteps=512", "num_logs=2", "eval.every=1", "logger=none",
+]
+
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two members; training films member 1 (video.member=1) to videos/final.mp4."""
+    run_dir = tmp_path_factory.mktemp("inputs") / "run"
+    result = jaxrl.run(seeds=2, overrides=[*TINY, "video.member=1"], run_dir=run_dir)
+    assert (run_dir / "videos" / "final.mp4").exists()
+    return result
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"member": np.float64(1.0)}, {"member": 1.0}, {"member": np.int64(1)}, {"seed": np.float64(1.0)}, {"seed": np.int32(1)}],
+)
+def test_integral_numbers_pick_a_member(trained, kwargs):
+    obs = np.array([-0.5, 0.01], np.float32)
+    np.testing.assert_array_equal(load_policy(trained.run_dir, **kwargs)(obs), load_policy(trained.run_dir, member=1)(obs))
+
+
+def test_a_step_may_be_a_numpy_integer_or_an_integral_float(trained):
+    step = int(trained.summary["env_steps"])  # the last checkpoint: the last evaluated policy
+    obs = np.array([-0.5, 0.01], np.float32)
+    for value in (np.int64(step), float(step), np.float64(step)):
+        np.testing.assert_array_equal(load_policy(trained.run_dir, step=value)(obs), load_policy(trained.run_dir)(obs))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"member": "1"}, "member"), ({"member": 1.5}, "member"), ({"member": True}, "member"),
+        ({"seed": "0"}, "seed"), ({"step": "20480"}, "step"), ({"member": np.float64("nan")}, "member"),
+    ],
+)
+def test_a_non_integer_argument_is_a_value_error_naming_it(trained, kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}=.* is not an integer; {name} takes an integer") as err:
+        load_policy(trained.run_dir, **kwargs)
+    assert "truncated" not in str(err.value)
+
+
+@pytest.mark.parametrize("obs", [{"a": 1}, "ab", [[0.0, 1.0], [2.0]], None, np.array(["a", "b"])])
+def test_an_observation_that_is_not_an_array_of_numbers_is_a_value_error(trained, obs):
+    act = trained.policy(seed=0)
+    with pytest.raises(ValueError, match=r"this policy takes an array of numbers of shape \(2,\)"):
+        act(obs)
+    assert act([0.0, 0.0]).shape == (1,)  # a list of numbers is an array
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"overrides": ["total_timesteps=1e4", 3]}, r"override 3 \(int\) is not a string"),
+        ({"seeds": True}, r"seeds=True \(bool\): seeds takes a positive int"),
+        ({"seeds": 2.0}, r"seeds=2.0 \(float\): seeds takes a positive int"),
+        ({"overrides": ["-m", "algo.lr=1e-4,1e-3"]}, r"'-m' is the command line's Hydra multirun flag.*sweep\.algo\.lr=\["),
+        ({"overrides": ["algo.lr=1e-4,1e-3"]}, r"jaxrl.run trains one compiled program: sweep in it with sweep\.algo\.lr=\[1e-4,1e-3\]$"),
+    ],
+)
+def test_run_refuses_bad_input_with_a_config_error(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        jaxrl.run(**kwargs, run_dir=tmp_path / "run")
+    assert "add -m" not in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_result_keeps_its_folder_after_chdir(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(trained.run_dir.parent)
+    result = jaxrl.Result.load("run")
+    monkeypatch.chdir(tmp_path)
+    assert result.run_dir.is_absolute() and result.run_dir == trained.run_dir
+    assert result.curves is not None and result.video == trained.run_dir / "videos" / "final.mp4"
+    assert len(result.metrics) == 4
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_film_films_the_runs_video_member_and_names_another_members_file(trained, capsys):
+    videos = trained.run_dir / "videos"
+    assert film.main([str(trained.run_dir)]) == 0
+    assert capsys.readouterr().out.startswith(f"{videos / 'final.mp4'}: return ")
+    own = film_policy(trained.run_dir, member=1)
+    assert own.mp4 == videos / "final.mp4"
+    before = (videos / "final.mp4").read_bytes()
+
+    assert film.main([str(trained.run_dir), "--member", "0"]) == 0
+    assert capsys.readouterr().out.startswith(f"{videos / 'final-member0.mp4'}: return ")
+    assert film.main([str(trained.run_dir), "--seed", "0"]) == 0
+    assert (videos / "final.mp4").read_bytes() == before  # the run's own video is untouched
+    assert film_policy(trained.run_dir).episode_return == own.episode_return  # default: video.member
+    assert jaxrl.Result.load(trained.run_dir).video == videos / "final.mp4"
+    assert videos / "final-member0.mp4" in jaxrl.Result.load(trained.run_dir).videos
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_film_refuses_max_frames_below_one(trained, capsys, value):
+    assert film.main([str(trained.run_dir), "--max-frames", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--max-frames {value} is below 1" in err
+    with pytest.raises(ValueError, match="max_frames takes an integer >= 1"):
+        film_policy(trained.run_dir, max_frames=int(value))
