@@ -58,7 +58,7 @@ def load_policy(
         single = lambda o: scale_action(spec, algo.policy(params, o, jax.random.PRNGKey(0), True))
         return jax.vmap(single)(obs) if obs.ndim > len(spec.obs_shape) else single(obs)
 
-    takes = f"this policy takes an array of numbers of shape {shape} or a batch (N, *{shape})"
+    takes = f"this policy takes {shape} or a batch (N, *{shape}), arrays of numbers"
 
     def policy(obs: np.ndarray) -> np.ndarray:
         try:
