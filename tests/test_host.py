@@ -19,6 +19,12 @@ from jaxrl.networks import orthogonal
 from jaxrl.runner import build, member_keys, population_hyperparams
 
 
+def python_without_xla_flags(code: str) -> subprocess.CompletedProcess:
+    """`python -c code` in a fresh process whose environment has no XLA_FLAGS."""
+    clean = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=60)
+
+
 def test_import_sets_the_guard_unless_the_user_set_xla_flags():
     clean = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     check = [sys.executable, "-c", "import os, jaxrl; print(os.environ['XLA_FLAGS'])"]
@@ -30,11 +36,11 @@ def test_import_sets_the_guard_unless_the_user_set_xla_flags():
 def test_jax_started_before_import_jaxrl_gets_no_guard_it_would_ignore_and_is_refused_what_could_hang():
     # XLA reads XLA_FLAGS when its backend starts: setting the guard afterwards would only make
     # summary.json's xla_flags, and check_cpu_guard, believe a guard that is not there
-    late = ("import os, jax, jax.numpy as jnp; jnp.ones(2).sum(); import jaxrl; print(os.environ.get('XLA_FLAGS')); "
-            "from jaxrl.host import check_cpu_guard; "
-            "check_cpu_guard({'qr': jax.jit(jax.vmap(jnp.linalg.qr)).lower(jnp.ones((4, 3, 3)))})")
-    clean = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    proc = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, env=clean, timeout=60)
+    proc = python_without_xla_flags(
+        "import os, jax, jax.numpy as jnp; jnp.ones(2).sum(); import jaxrl; print(os.environ.get('XLA_FLAGS')); "
+        "from jaxrl.host import check_cpu_guard; "
+        "check_cpu_guard({'qr': jax.jit(jax.vmap(jnp.linalg.qr)).lower(jnp.ones((4, 3, 3)))})"
+    )
     assert proc.stdout.strip() == "None", proc.stderr
     assert "jax computed before `import jaxrl`" in proc.stderr and "Import jaxrl first" in proc.stderr
     assert "ConfigError: the qr program holds batched LAPACK calls" in proc.stderr
@@ -45,8 +51,7 @@ def test_the_guard_is_taken_back_only_for_one_member_on_an_env_without_lapack():
     relax = ("import os, jaxrl; from jaxrl.host import relax_cpu_guard as r; "
              "print(r([('gymnax', None)], 2), r([('gymnax', None), ('brax', 'mjx')], 1), os.environ['XLA_FLAGS'] != '', "
              "r([('gymnax', None), ('brax', 'spring')], 1), 'XLA_FLAGS' in os.environ)")
-    clean = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    proc = subprocess.run([sys.executable, "-c", relax], capture_output=True, text=True, env=clean, timeout=60)
+    proc = python_without_xla_flags(relax)
     assert proc.stdout.split() == ["False", "False", "True", "True", "False"], proc.stderr[-2000:]
 
 
