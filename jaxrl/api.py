@@ -199,6 +199,7 @@ def _refuse_multirun(overrides: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from jaxrl.config import ConfigError
+    from jaxrl.train import one_program_form
 
     parser = OverridesParser.create()
     for text in overrides:
@@ -207,11 +208,9 @@ def _refuse_multirun(overrides: list[str]) -> None:
         except Exception:  # noqa: BLE001 (the trainer reports what cannot be parsed, in its own words)
             continue
         if override.is_sweep_override():
-            key = override.key_or_group.lstrip("+~").removeprefix("sweep.")
             value = text.split("=", 1)[1] if "=" in text else ""
-            example = (
-                f"sweep.{key}=[{value}]" if key.startswith("algo.") and "(" not in value else "sweep.algo.lr=[1e-4,1e-3]"
-            )
+            form = one_program_form(override.key_or_group, value) if "(" not in value else None
+            example = form or "sweep.algo.lr=[1e-4,1e-3]"
             raise ConfigError(
                 f"{text.lstrip('+')} is a Hydra multirun sweep (one job per value: the command line's "
                 f"python -m jaxrl.train -m {text.lstrip('+')}); jaxrl.run trains one compiled program: "

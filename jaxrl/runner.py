@@ -210,6 +210,7 @@ def compile_programs(
     hp: Any,
     eval_episodes: int,
     devices: Sequence[jax.Device] | None = None,
+    announce: str | None = None,
 ) -> Programs:
     """Lowers and compiles a population's programs; keys [P] and hp ([P] leaves)
     give the population's shapes.
@@ -226,7 +227,8 @@ def compile_programs(
     `Programs.whole`.
 
     Raises ConfigError, before anything is compiled, when the population's
-    training state cannot fit in memory.
+    training state cannot fit in memory; else prints `announce` on stderr
+    (so that users see slow compilation has begun).
     """
     start = time.perf_counter()
     num_members = keys.shape[0]
@@ -236,6 +238,8 @@ def compile_programs(
     shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct((layout.padded, *s.shape[1:]), s.dtype), member_shapes)
     keys, hp = pad_members((keys, hp), layout.padded)
     _check_memory(shapes, layout.padded, layout.shards)
+    if announce:
+        print(announce, file=sys.stderr, flush=True)
 
     def checked_update(state):
         state, metrics = algo.update(state)
@@ -512,14 +516,13 @@ def _train(
     members = run.members()
     init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
     hp = population_hyperparams(run)
-    # on stderr, so users (and tests) see that slow compilation has begun
-    print(f"compiling {run.algo_name} for {len(members)} member(s) ...", file=sys.stderr, flush=True)
     # XLA compiles in C, where no signal can interrupt it; a KeyboardInterrupt
     # raised when Python resumes can land in one of jax's garbage-collector
     # callbacks, which swallow it, so a signal here is raised once compiling ends
     cache_dir = compile_cache.enable(run.compile_cache)
     with StopOnSignal() as stop, compile_cache.CacheCount() as cached:
-        programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes)
+        programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes,
+                                    announce=f"compiling {run.algo_name} for {len(members)} member(s) ...")
     if stop.requested:
         raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind

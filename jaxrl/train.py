@@ -325,13 +325,55 @@ def _hydra_error(err: Exception, overrides: list[str]) -> ConfigError:
     text = str(err)
     if text.startswith("Ambiguous value for argument"):
         arg = text.split("'")[1]
+        key, _, values = arg.partition("=")
+        form = one_program_form(key, values)
         return ConfigError(
-            f"{arg} is a Hydra multirun sweep: add -m to run one job per value, or give a list as key=[a,b]"
+            f"{arg.lstrip('+')} is a Hydra multirun sweep: add -m to run one job per value"
+            + (f", or give {form} to train every value in one compiled program" if form else "")
         )
-    full_key = getattr(err.__cause__, "full_key", None)
-    if full_key and "not in struct" in str(err.__cause__):
+    cause = err.__cause__
+    full_key = getattr(cause, "full_key", None)
+    if full_key and "not in struct" in str(cause):
         return ConfigError(_unknown_key(full_key, overrides))
+    if full_key and str(cause).startswith("Cannot merge"):
+        # OmegaConf names the node's own type last: list or dict
+        if getattr(cause, "object_type", None) is list:
+            return ConfigError(f"{full_key} takes a list: put the mapping in brackets, {full_key}=[{{...}}]")
+        return ConfigError(f"{full_key} takes a mapping: set its keys one by one ({full_key}.<key>=value)")
     return ConfigError(text.strip().splitlines()[0])
+
+
+def one_program_form(key: str, values: str) -> str | None:
+    """What trains every value of the Hydra sweep `key=values` in one compiled
+    program (`algo.lr=1e-4,1e-3` -> `sweep.algo.lr=[1e-4,1e-3]`, `seed=0,1`
+    -> `seeds=2`); None for a key no population can vary (`env`, `algo`, ...)."""
+    key = key.lstrip("+~")
+    if key.startswith("sweep."):
+        return f"{key}=[{values}]"
+    if key.startswith("algo."):
+        return f"sweep.{key}=[{values}]"
+    if key == "seed":
+        return f"seeds={len(values.split(','))} (seed, seed+1, ...)"
+    return None
+
+
+def _check_group_choices(overrides: list[str]) -> None:
+    """Raises ConfigError for a config group (`algo`, `env`, ...) given
+    something other than a config's name, which Hydra would meet with a
+    TypeError or ValueError deep inside composition."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    groups = _config_groups()
+    for override in OverridesParser.create().parse_overrides(overrides):
+        group = override.key_or_group
+        if group not in groups or override.is_delete() or override.is_sweep_override():
+            continue
+        value = override.value()
+        names = value if isinstance(value, list) else [value]
+        if not names or not all(isinstance(name, str) for name in names):
+            options = sorted(p.name.removesuffix(".yaml") for p in resources.files(CONFIG_MODULE).joinpath(group).iterdir()
+                             if p.name.endswith(".yaml"))
+            raise ConfigError(f"{override.input_line}: {group} takes a config's name, one of {', '.join(options)}")
 
 
 def _unknown_key(full_key: str, overrides: list[str]) -> str:
@@ -361,6 +403,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
+        _check_group_choices(overrides)
         return _compose(overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise _hydra_error(err, overrides) from None

@@ -50,13 +50,15 @@ def test_bad_values_are_named(overrides, message):
     assert pytest.importorskip("re").search(message, config_error(*overrides)), config_error(*overrides)
 
 
-def test_a_replay_buffer_that_cannot_fit_is_refused_before_compiling(tmp_path):
+def test_a_replay_buffer_that_cannot_fit_is_refused_before_compiling(tmp_path, capsys):
     from jaxrl.runner import train
 
     overrides = ["experiment=sac_mountaincar", "total_timesteps=2e9", "algo.buffer_size=2e9", "seeds=2"]
     with pytest.raises(ConfigError, match=r"training state of 2 member\(s\) needs \d+\.\d GiB, more than .* algo.buffer_size"):
         train(from_dict(compose(*overrides)), tmp_path / "run", [], compose(*overrides))
     assert not (tmp_path / "run").exists()
+    # the refusal is the only line: no "compiling ..." before it
+    assert "compiling" not in capsys.readouterr().err
 
 
 def test_large_int_in_scientific_notation_is_accepted():
