@@ -120,12 +120,22 @@ def _distribution(text: str, where: str) -> Distribution:
     return Distribution(kind, args)
 
 
+def _mapping(value: Any, where: str, keys: str) -> dict[str, Any]:
+    """`value` (None: empty) as a dict; ConfigError for a scalar or list given
+    in its place (`sweep=foo`), which Hydra lets through since `sweep: {}` has no schema."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} takes a mapping: set its keys one by one ({keys}), got {where}={value!r}")
+    return dict(value)
+
+
 def parse_sweep(algo_name: str, traced: Sequence[str], raw: Any) -> Sweep:
     """The `sweep` config node as a Sweep; ConfigError (one line) for anything
     but traced hyperparameters with lists or distributions, a positive
     `samples` and an integer `seed`."""
-    raw = dict(raw or {})
-    algo_values = dict(raw.pop("algo", None) or {})
+    raw = _mapping(raw, "sweep", "sweep.algo.<hyperparameter>=[a,b], sweep.samples=N, sweep.seed=S")
+    algo_values = _mapping(raw.pop("algo", None), "sweep.algo", "sweep.algo.<hyperparameter>=[a,b] or =loguniform(low,high)")
     samples, seed = raw.pop("samples", None), raw.pop("seed", 0)
     if raw:
         raise ConfigError(

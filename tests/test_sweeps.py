@@ -145,6 +145,9 @@ def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():
          r"sweep.algo.gamma=\S+ \(drawn from uniform\(0.5,2\) with sweep.seed=0\): algo.gamma must be in \(0, 1\]"),
         (["sweep.algo.lr=[1e-3,abc]"], "sweep.algo.lr must be a list of numbers, got \\[0.001, 'abc'\\]"),
         (["sweep.algos.lr=[1]"], "unknown sweep key\\(s\\) sweep.algos; valid: sweep.algo.<hyperparameter>, sweep.samples, sweep.seed"),
+        # `sweep: {}` has no schema, so Hydra lets a scalar or a list replace it or its `algo`
+        (["sweep=foo"], "sweep takes a mapping: set its keys one by one \\(sweep.algo.<hyperparameter>=\\[a,b\\], sweep.samples=N"),
+        (["sweep.algo=[1e-4,1e-3]"], "sweep.algo takes a mapping: set its keys one by one \\(sweep.algo.<hyperparameter>="),
     ],
 )
 def test_bad_sweeps_are_refused_in_one_line(overrides, message):
