@@ -42,14 +42,15 @@ def flat_config(tree: Any, prefix: str = "") -> dict[str, Any]:
 def collect(sweep_dir: Path) -> dict[str, Any]:
     """{"jobs": [...]} for the run folders `<sweep_dir>/<n>`, in job order: each
     job's folder, the settings that differ between jobs (from their
-    config.yaml), and its summary.json (None for a job that wrote none)."""
+    config.yaml; not run_dir or resume), and its summary.json (None for a job that wrote none)."""
     folders = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     configs = []
     for folder in folders:
         path = folder / "config.yaml"
         configs.append(flat_config(yaml.safe_load(path.read_text())) if path.exists() else {})
     keys = sorted({k for c in configs for k in c})
-    differ = [k for k in keys if k not in ("run_dir",) and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    # how a job was started, not what it trained: a resumed job's config.yaml says resume: null, a first one auto
+    differ = [k for k in keys if k not in ("run_dir", "resume") and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
     jobs = []
     for folder, config in zip(folders, configs):
         path = folder / "summary.json"

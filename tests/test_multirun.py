@@ -18,9 +18,11 @@ TINY = ["algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4", "
 
 
 def test_collect_names_what_differs_between_jobs(tmp_path):
-    for job, envs in enumerate((4, 8)):
+    # resume: what a first session of resume=auto writes, and what a resumed one does
+    for job, (envs, resume) in enumerate(((4, "auto"), (8, None))):
         (tmp_path / str(job)).mkdir()
-        (tmp_path / str(job) / "config.yaml").write_text(yaml.safe_dump({"algo": {"num_envs": envs, "lr": 1e-3}, "run_dir": None}))
+        config = {"algo": {"num_envs": envs, "lr": 1e-3}, "run_dir": None, "resume": resume}
+        (tmp_path / str(job) / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "0" / "summary.json").write_text(json.dumps({"status": "finished"}))
     (tmp_path / ".submitit").mkdir()
     jobs = collect(tmp_path)["jobs"]
@@ -52,7 +54,7 @@ def test_a_stopped_multirun_goes_on_with_resume_auto_and_trains_no_finished_job_
     # job 0 is short and finishes; job 1 is long enough to be stopped while it trains
     args = ["-m", "hydra.sweep.dir=sweep", "total_timesteps=1024,300000", "algo.num_envs=4", *TINY[:3],
             "num_logs=100", *TINY[5:], "checkpoint.every=0"]
-    proc = start_cli(tmp_path, *args)
+    proc = start_cli(tmp_path, *args, "resume=auto")  # the README's form: the same command every time
     metrics = tmp_path / "sweep" / "1" / "metrics.jsonl"
     wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, proc)
     proc.send_signal(signal.SIGTERM)
@@ -70,6 +72,8 @@ def test_a_stopped_multirun_goes_on_with_resume_auto_and_trains_no_finished_job_
     assert [(j["summary"]["status"], j["summary"]["env_steps"] >= total) for j, total in zip(summary["jobs"], (1024, 3e5))] == [
         ("finished", True), ("finished", True),
     ]
+    # job 0's config.yaml is its first session's (resume: auto), job 1's its resumed one's: not a setting
+    assert [j["settings"] for j in summary["jobs"]] == [{"total_timesteps": 1024}, {"total_timesteps": 300000}]
 
     # a job that stopped on NaN parameters is left to a person, and the others go on
     job0 = tmp_path / "sweep" / "0" / "summary.json"
