@@ -159,7 +159,8 @@ def _key(override: str) -> str:
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
     """The keys of a resolved config that a resumed run must keep."""
-    return {k: v for k, v in flat_config(config).items() if k.split(".")[0] not in RESUME_MAY_CHANGE}
+    # an empty mapping (`sweep: {}`) sets nothing: a sweep added on resume would also "change sweep ({} -> unset)"
+    return {k: v for k, v in flat_config(config).items() if k.split(".")[0] not in RESUME_MAY_CHANGE and v != {}}
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:

@@ -131,8 +131,9 @@ def finished_run(tmp_path_factory) -> Path:
         (["env=mountaincar"], "changes env.id (mountaincar_continuous -> mountaincar)"),
         (["algo=sac"], "cannot resume"),
         (["seeds=3"], "changes seeds (2 -> 3)"),
+        (["sweep.algo.lr=[0.001]"], "this command changes sweep.algo.lr (unset -> [0.001]); a resumed run may only"),
     ],
-    ids=["finished", "lr", "env", "algo", "members"],
+    ids=["finished", "lr", "env", "algo", "members", "sweep"],
 )
 def test_a_resume_that_cannot_work_is_refused_before_compiling(finished_run, args, message):
     result = run_cli([f"resume={finished_run}", *args], finished_run.parent, timeout=120)
