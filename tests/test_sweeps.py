@@ -104,6 +104,18 @@ def test_a_random_search_writes_sweep_csv_and_a_leaderboard(tmp_path, capsys):
     assert run_config(*overrides).members() == run.members()
 
 
+def test_the_final_table_shows_every_drawn_value_whole_in_80_columns(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # stdout is not a terminal: rich draws 80 columns, as in a log file
+    overrides = (*TINY, "sweep.algo.lr=loguniform(1e-5,1e-4)", "sweep.algo.gamma=uniform(0.9,0.99)", "sweep.samples=2",
+                 "seeds=1", "total_timesteps=64", "num_logs=1", "eval.episodes=1")
+    run = run_config(*overrides)
+    train(run, tmp_path / "run", make_sinks(run), compose(*overrides))
+    table = capsys.readouterr().out.split("final deterministic evaluation")[1]
+    assert "…" not in table, table
+    for member in run.members():
+        assert f"{member['algo.lr']:.4g}" in table and f"{member['algo.gamma']:.4g}" in table, table
+
+
 def test_a_resumed_sweep_keeps_the_best_return_of_its_earlier_sessions(tmp_path, capsys):
     members = [{"algo.lr": 0.001, "seed": 0}, {"algo.lr": 0.01, "seed": 0}]
     # the first session's rows, as metrics.jsonl holds them (null: a NaN return)

@@ -119,10 +119,11 @@ class ConsoleSink(Sink):
         final = summary.get("final", {})
         table = Table(title=f"{summary.get('algo')} on {summary.get('env')}: final deterministic evaluation")
         sweep_keys = [k for k in (self._run.members[0] if self._run else {}) if k != "seed"]
+        # fold: a table wider than the console (80 columns in a log file) wraps a value rather than cut it to "2.70694e-…"
         for column in ["member", "seed", *sweep_keys, "return mean", "return std", "episode length"]:
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", overflow="fold")
         for i, member in enumerate(self._run.members if self._run else []):
-            cells = [str(i), str(member["seed"]), *(f"{member[k]:g}" for k in sweep_keys)]
+            cells = [str(i), str(member["seed"]), *(f"{member[k]:.4g}" for k in sweep_keys)]  # as the leaderboard
             for key in ("eval/return_mean", "eval/return_std", "eval/length_mean"):
                 values = final.get(key) or []
                 cells.append(f"{values[i]:.2f}" if i < len(values) and values[i] is not None else "-")
