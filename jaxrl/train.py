@@ -390,11 +390,11 @@ def _unknown_key(full_key: str, overrides: list[str]) -> str:
     return f"unknown key {full_key}; {scope}: {', '.join(str(k) for k in keys)}"
 
 
-def _compose(overrides: list[str]) -> DictConfig:
+def _compose(overrides: list[str], hydra_config: bool = False) -> DictConfig:
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(CONFIG_MODULE, version_base=None):
-        return compose(config_name="config", overrides=overrides)
+        return compose(config_name="config", overrides=overrides, return_hydra_config=hydra_config)
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -427,6 +427,13 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
         cfg = compose_config(job)
         check_multirun_resume(cfg)
         runs.append(from_dict(OmegaConf.to_container(cfg, resolve=True)))
+    sweep_dir = OmegaConf.to_container(_compose(jobs[0], hydra_config=True).hydra.sweep)["dir"]
+    if any(run.resume == "auto" for run in runs) and "${now:" in sweep_dir:
+        # each launch would make a new folder and find nothing to resume: a requeued multirun would start over
+        raise ConfigError(
+            f"resume=auto with -m needs a fixed sweep folder, hydra.sweep.dir=<folder>: {sweep_dir} is a new "
+            "folder at every launch, so no job would ever be resumed"
+        )
     return runs
 
 

@@ -38,6 +38,7 @@ BAD = [
     (["-m", "algo.lr=-1"], "algo.lr must be positive"),
     (["-m", "algo.lr=1e-3,nan"], "algo.lr must be a finite number"),
     (["-m", "algo.num_envs=4,8", "resume=afile"], "resume=afile does not work with -m: give resume=auto"),
+    (["-m", "algo.num_envs=4,8", "resume=auto"], "resume=auto with -m needs a fixed sweep folder, hydra.sweep.dir=<folder>"),
     (["algo.lr=nan"], "algo.lr must be a finite number, got nan"),
     (["algo.lr=inf"], "algo.lr must be a finite number, got inf"),
     (["sweep.algo.lr=[nan,1e-3]"], "sweep.algo.lr must be a finite number"),
