@@ -427,8 +427,10 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
         cfg = compose_config(job)
         check_multirun_resume(cfg)
         runs.append(from_dict(OmegaConf.to_container(cfg, resolve=True)))
+    if not any(run.resume == "auto" for run in runs):
+        return runs
     sweep_dir = OmegaConf.to_container(_compose(jobs[0], hydra_config=True).hydra.sweep)["dir"]
-    if any(run.resume == "auto" for run in runs) and "${now:" in sweep_dir:
+    if "${now:" in sweep_dir:
         # each launch would make a new folder and find nothing to resume: a requeued multirun would start over
         raise ConfigError(
             f"resume=auto with -m needs a fixed sweep folder, hydra.sweep.dir=<folder>: {sweep_dir} is a new "
