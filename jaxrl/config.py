@@ -344,7 +344,9 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"unknown algo {algo_name!r}; valid algos: {', '.join(sorted(ALGORITHMS))}")
     algo_cls = ALGORITHMS[algo_name].config_cls
     algo = build(algo_cls, algo_raw, "algo")
-    sweep = parse_sweep(algo_name, traced_names(algo_cls), raw.pop("sweep", None))
+    traced = traced_names(algo_cls)
+    static = [f.name for f in dataclasses.fields(algo_cls) if f.name not in traced]
+    sweep = parse_sweep(algo_name, traced, raw.pop("sweep", None), static)
     alerts = _alerts(raw.pop("alerts", None))
     run = build(RunConfig, {**raw, "algo_name": algo_name, "algo": algo, "sweep": sweep, "alerts": alerts}, "")
     if run.env.suite not in SUITES:

@@ -130,10 +130,11 @@ def _mapping(value: Any, where: str, keys: str) -> dict[str, Any]:
     return dict(value)
 
 
-def parse_sweep(algo_name: str, traced: Sequence[str], raw: Any) -> Sweep:
+def parse_sweep(algo_name: str, traced: Sequence[str], raw: Any, static: Sequence[str] = ()) -> Sweep:
     """The `sweep` config node as a Sweep; ConfigError (one line) for anything
     but traced hyperparameters with lists or distributions, a positive
-    `samples` and an integer `seed`."""
+    `samples` and an integer `seed`. `static`: the algorithm's other settings
+    (those that shape the program), which a Hydra multirun varies instead."""
     raw = _mapping(raw, "sweep", "sweep.algo.<hyperparameter>=[a,b], sweep.samples=N, sweep.seed=S")
     algo_values = _mapping(raw.pop("algo", None), "sweep.algo", "sweep.algo.<hyperparameter>=[a,b] or =loguniform(low,high)")
     samples, seed = raw.pop("samples", None), raw.pop("seed", 0)
@@ -147,12 +148,14 @@ def parse_sweep(algo_name: str, traced: Sequence[str], raw: Any) -> Sweep:
     grid, random = [], []
     for name, values in algo_values.items():
         where = f"sweep.algo.{name}"
-        if name not in traced:
+        if name in static:
             raise ConfigError(
                 f"{where} is not a sweepable hyperparameter of {algo_name}; sweepable: {', '.join(traced)}. "
                 f"A setting that changes shapes needs one program per value: Hydra multirun, "
                 f"-m algo.{name}=<a>,<b>"
             )
+        if name not in traced:
+            raise ConfigError(f"unknown hyperparameter {where} of {algo_name}; sweepable: {', '.join(traced)}")
         if isinstance(values, str):
             random.append((name, _distribution(values, where)))
             continue

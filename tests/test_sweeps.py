@@ -144,6 +144,8 @@ def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():
         (["sweep.algo.hidden=[[16],[32]]"], "sweep.algo.hidden is not a sweepable hyperparameter of ppo; sweepable: lr, .*"
          "changes shapes needs one program per value: Hydra multirun, -m algo.hidden=<a>,<b>"),
         (["sweep.algo.num_envs=[4,8]"], "-m algo.num_envs=<a>,<b>"),
+        # a typo is not a setting a multirun could vary
+        (["sweep.algo.lrr=[1e-4,1e-3]"], "^unknown hyperparameter sweep.algo.lrr of ppo; sweepable: lr, gamma, .*[a-z]$"),
         (["sweep.algo.lr=lognormal(1,2)", "sweep.samples=2"], r"sweep.algo.lr=lognormal\(1,2\) is not a search space; give a list "
          r"\[a,b,...\], loguniform\(low,high\), uniform\(low,high\) or choice\(a,b,...\)"),
         (["sweep.algo.lr=loguniform(0,1e-2)", "sweep.samples=2"], "needs low > 0"),
