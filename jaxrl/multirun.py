@@ -69,8 +69,8 @@ def _line(job: dict[str, Any]) -> str:
     summary = job["summary"] or {}
     returns = summary.get("final", {}).get(RETURN) or []
     mean = f"{sum(returns) / len(returns):.2f}" if returns else "-"
-    settings = " ".join(f"{k}={v}" for k, v in job["settings"].items())
-    return f"  job {job['job']}: {summary.get('status', 'no summary')}, {RETURN} {mean}, {settings}"
+    settings = "".join(f", {k}={v}" for k, v in job["settings"].items())
+    return f"  job {job['job']}: {summary.get('status', 'no summary')}, {RETURN} {mean}{settings}"
 
 
 class MultirunSummary(Callback):
