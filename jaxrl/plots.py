@@ -79,6 +79,12 @@ def _aggregate(curves: Curves) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return grid[keep], np.nanmean(table, axis=0), np.nanmin(table, axis=0), np.nanmax(table, axis=0)
 
 
+def _marker(steps: np.ndarray) -> str | None:
+    """A dot for a series of one point [1], which a line alone would not draw
+    (a short run evaluates once, at its end); None (a plain line) otherwise."""
+    return "o" if steps.size == 1 else None
+
+
 def plot_curves(
     metrics_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -117,11 +123,12 @@ def plot_curves(
             color, label = f"C{(i + 1) % 10}", f"{group_key} {group}"
         else:
             color, label = "tab:gray", (f"each {group_key} ({len(curves)})" if i == 0 else None)
-        ax.plot(steps, values, color=color, linewidth=0.9, alpha=0.7, label=label)
+        ax.plot(steps, values, color=color, linewidth=0.9, alpha=0.7, label=label, marker=_marker(steps))
     grid, mean, low, high = _aggregate(curves)
     if len(curves) > 1:
         ax.fill_between(grid, low, high, color="tab:blue", alpha=0.15, linewidth=0, label="min-max")
-    ax.plot(grid, mean, color="tab:blue", linewidth=2.5, label=f"mean over {len(curves)} {group_key}s")
+    ax.plot(grid, mean, color="tab:blue", linewidth=2.5, label=f"mean over {len(curves)} {group_key}s",
+            marker=_marker(grid))
 
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric)

@@ -72,3 +72,16 @@ def test_plot_curves_without_the_metric_says_what_is_there(tmp_path):
     metrics = _write_jsonl(tmp_path / "metrics.jsonl", [{"step": 1, "seed": 0, "loss/actor": 0.5}])
     with pytest.raises(ValueError, match="loss/actor"):
         plot_curves(metrics, tmp_path / "x.png")
+
+
+def test_plot_curves_draws_a_single_evaluation(tmp_path):
+    # A short run evaluates once, at its end: each member has one point, which
+    # a line alone leaves invisible, so the plot came out empty.
+    records = [{"step": 16_384, "seed": m, "member": m, "eval/return_mean": [-6.6, 92.7][m]} for m in range(2)]
+    out = plot_curves(_write_jsonl(tmp_path / "metrics.jsonl", records), tmp_path / "curves.png")
+
+    with Image.open(out) as image:
+        axes = np.asarray(image.convert("RGB"))[:, :550].astype(int)  # left of the legend
+    # The mean's dot, in tab:blue (31, 119, 180), and one dot per member.
+    assert (np.abs(axes - [31, 119, 180]).sum(axis=-1) < 30).sum() > 50
+    assert len({tuple(c) for c in axes.reshape(-1, 3) if c.max() - c.min() > 100}) > 3
