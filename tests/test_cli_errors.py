@@ -46,6 +46,8 @@ BAD = [
     (["seed=99999999999"], "seed must be in 0.."),
     (["algo=sac", "total_timesteps=8192"], "never takes a gradient step"),
     (["algo=td3", "total_timesteps=8192"], "never takes a gradient step"),
+    (["algo=sac", "env=mountaincar"], "SAC needs continuous actions; MountainCar-v0 has 3 discrete ones: train it with algo=ppo"),
+    (["algo=ddpg", "env=gymnax", "env.name=CartPole-v1"], "DDPG needs continuous actions; CartPole-v1 has 2 discrete"),
     (["env.id=../../../x"], "must be a plain name"),
     (["env.id=.."], "must be a plain name"),
     (["env.episode_length=1e12"], "env.episode_length must be in 1..2147483647"),

@@ -125,7 +125,7 @@ def test_bad_settings_are_config_errors(overrides, message):
 
 
 def test_discrete_actions_are_refused():
-    with pytest.raises(ConfigError, match="needs continuous actions"):
+    with pytest.raises(ConfigError, match="needs continuous actions; CartPole-v1 has 2 discrete ones: train it with algo=ppo, a2c or trpo"):
         SAC(make_env("gymnax", "CartPole-v1"), SACConfig(), total_timesteps=1000)
 
 

@@ -158,7 +158,8 @@ class OffPolicy(abc.ABC):
         when total_timesteps changes."""
         if env.spec.discrete:
             raise ConfigError(
-                f"{type(self).__name__} needs continuous actions; {env.name} has {env.spec.action_dim} discrete ones"
+                f"{type(self).__name__} needs continuous actions; {env.name} has {env.spec.action_dim} discrete ones: "
+                "train it with algo=ppo, a2c or trpo"
             )
         self.env = env
         self.config = StaticView(config)
