@@ -405,9 +405,20 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
     try:
         _check_group_choices(overrides)
-        return _compose(overrides)
+        return follow_env_name(_compose(overrides), overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise _hydra_error(err, overrides) from None
+
+
+def follow_env_name(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """`cfg` with `env.id` (the run's label) set to `env.name` when the command
+    line picks another env by name and gives no id: a preset's own id
+    (`env=mountaincar`'s "mountaincar") would otherwise name the run folder
+    and summary.json after an env the run did not train."""
+    keys = {_key(o) for o in overrides}
+    if "env.name" in keys and "env.id" not in keys:
+        cfg.env.id = cfg.env.name
+    return cfg
 
 
 def check_sweep(overrides: list[str]) -> list[RunConfig]:
@@ -485,6 +496,8 @@ def hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     with exit_status():
+        overrides = list(HydraConfig.get().overrides.task)
+        cfg = follow_env_name(cfg, overrides)
         job = job_dir()
         if job is None and cfg.resume is not None:
             raise ConfigError("resume= works with -m or without Hydra's flags, not with Hydra's other flags")
@@ -502,7 +515,7 @@ def hydra_main(cfg: DictConfig) -> None:
                 return
             check_resumable(job, cfg)  # names what differs when the folder holds other settings
             resume_dir = job
-        run_from_config(cfg, list(HydraConfig.get().overrides.task), resume_dir)
+        run_from_config(cfg, overrides, resume_dir)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import compose, run_cli
 from jaxrl.config import ConfigError, from_dict
@@ -85,3 +86,19 @@ def test_cli_rejects_bad_input_before_compiling(tmp_path):
     assert proc.returncode == 2 and "run_dir old already holds files" in proc.stderr
     assert (tmp_path / "old" / "metrics.jsonl").read_text() == "{}\n"
     assert time.perf_counter() - start < 120
+
+
+@pytest.mark.parametrize(
+    "overrides, label",
+    [
+        (["env=mountaincar"], "mountaincar"),
+        (["env=mountaincar", "env.name=CartPole-v1"], "CartPole-v1"),
+        (["experiment=playground_cartpole", "env.name=CartpoleSwingup"], "CartpoleSwingup"),
+        (["env=mountaincar", "env.name=CartPole-v1", "env.id=cartpole"], "cartpole"),
+    ],
+)
+def test_a_run_is_labelled_with_the_env_it_trains(overrides, label):
+    from jaxrl.train import compose_config
+
+    # env.id names the run folder and summary.json's env: a preset's own id must not stick to another env
+    assert from_dict(OmegaConf.to_container(compose_config(overrides), resolve=True)).env.id == label
