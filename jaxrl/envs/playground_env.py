@@ -36,7 +36,7 @@ def _registry():
     except ImportError as err:
         raise ConfigError(
             f"env.suite=playground needs MuJoCo Playground, which is not installed ({err}); "
-            "install it with: pip install 'jaxrl[playground]'  (or: pip install 'playground<1')"
+            "install it with: pip install -e '.[playground]' in jaxrl's checkout (or: pip install 'playground>=0.2,<1')"
         ) from None
     return registry
 
