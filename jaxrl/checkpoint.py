@@ -71,6 +71,16 @@ class Position:
     sized_for: int | None = None
 
 
+def _why_unreadable(err: BaseException) -> str:
+    """The first line of the innermost cause of a failed read, at most 300
+    characters: orbax wraps tensorstore's error ("OUT_OF_RANGE: Error reading
+    <array> ... at <file>") in one whose last line is the tail of a dumped spec."""
+    while err.__cause__ is not None or (err.__context__ is not None and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
+
+
 def _manager(directory: Path, keep: int) -> Any:
     import orbax.checkpoint as ocp
 
@@ -230,9 +240,9 @@ class Checkpointer:
                 position = Position(**restored.position)
             except Exception as err:  # noqa: BLE001 (a damaged checkpoint fails in many ways)
                 if step is not None:
-                    raise ValueError(f"checkpoint {self.directory / str(step)} cannot be read ({last_line(err)})") from None
+                    raise ValueError(f"checkpoint {self.directory / str(step)} cannot be read ({_why_unreadable(err)})") from None
                 warnings.warn(
-                    f"checkpoint {self.directory / str(candidate)} cannot be read ({last_line(err)}); "
+                    f"checkpoint {self.directory / str(candidate)} cannot be read ({_why_unreadable(err)}); "
                     "trying the one before it",
                     RuntimeWarning,
                     stacklevel=2,
@@ -241,6 +251,21 @@ class Checkpointer:
             state = _with_empty(abstract, restored.state)
             return state["states"], state["eval_keys"], position
         return None
+
+    def set_aside_after(self, step: int) -> None:
+        """Renames the checkpoints after env step `step` (those a resume from
+        `step` found unreadable) to `<step>.damaged-<time>`, which orbax does not
+        take for a step, with a warning: the resumed run writes its own
+        checkpoints at those steps, which orbax refuses while the folders exist.
+        They are renamed rather than deleted: the data in them may still be wanted."""
+        later = [s for s in self.steps() if s > step]
+        for later_step in later:
+            damaged = self.directory / f"{later_step}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+            (self.directory / str(later_step)).rename(damaged)
+            warnings.warn(f"unreadable checkpoint moved to {damaged}; delete it when you no longer need it",
+                          RuntimeWarning, stacklevel=2)
+        if later:
+            self._manager.reload()
 
     def position(self, step: int | None = None) -> Position | None:
         """The Position of the checkpoint at env step `step`, or (step None)

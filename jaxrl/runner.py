@@ -539,6 +539,8 @@ def _train(
         )
     if restored:
         states, eval_keys, position = restored
+        if in_place:
+            checkpoints.set_aside_after(position.env_steps)
         states = programs.pad(states)
         # sized_for: checkpoints older than the field had it unsaved
         position = dataclasses.replace(position, sessions=position.sessions + 1, sized_for=schedule.sized_for)
