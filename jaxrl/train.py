@@ -248,7 +248,7 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             f"{', '.join(RESUME_MAY_CHANGE)}"
         )
     done = _finished_steps(run_dir)
-    if done is not None and cfg.total_timesteps <= done:
+    if done is not None and _total_timesteps(cfg) <= done:
         raise ConfigError(
             f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
             f"resume it with total_timesteps larger than {done}"
@@ -266,7 +266,14 @@ def _changes(run_dir: Path, cfg: DictConfig) -> list[str]:
 def _finished_already(run_dir: Path, cfg: DictConfig) -> bool:
     """Whether the run in `run_dir` finished with `cfg`'s settings and at least its `total_timesteps`."""
     done = _finished_steps(run_dir)
-    return done is not None and cfg.total_timesteps <= done and not _changes(run_dir, cfg)
+    return done is not None and _total_timesteps(cfg) <= done and not _changes(run_dir, cfg)
+
+
+def _total_timesteps(cfg: DictConfig) -> int:
+    """`cfg`'s total_timesteps, validated: compared with a finished run's steps
+    before the run's config is, a bad value ('abc') would fail the comparison
+    with a TypeError instead of the ConfigError that names it."""
+    return from_dict(OmegaConf.to_container(cfg, resolve=True)).total_timesteps
 
 
 def _finished_steps(run_dir: Path) -> int | None:
