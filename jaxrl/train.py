@@ -247,11 +247,19 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             f"cannot resume {run_dir}: this command changes {', '.join(changed)}; a resumed run may only change "
             f"{', '.join(RESUME_MAY_CHANGE)}"
         )
-    done = _finished_steps(run_dir)
-    if done is not None and _total_timesteps(cfg) <= done:
+    done, total = _finished_steps(run_dir), _total_timesteps(cfg)
+    if done is not None and total <= done:
         raise ConfigError(
             f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
             f"resume it with total_timesteps larger than {done}"
+        )
+    saved = _checkpoint_steps(run_dir) if done is None else None
+    if saved is not None and total <= saved:
+        # the loop would have no chunk left to train: the run would be marked finished
+        # without its final evaluation, beyond the total that config.yaml then records
+        raise ConfigError(
+            f"cannot resume {run_dir} with total_timesteps={total}: its newest checkpoint is at {saved} env steps "
+            f"per member; give total_timesteps larger than {saved}, or leave it out"
         )
 
 
@@ -274,6 +282,19 @@ def _total_timesteps(cfg: DictConfig) -> int:
     before the run's config is, a bad value ('abc') would fail the comparison
     with a TypeError instead of the ConfigError that names it."""
     return from_dict(OmegaConf.to_container(cfg, resolve=True)).total_timesteps
+
+
+def _checkpoint_steps(run_dir: Path) -> int | None:
+    """The env steps per member of the newest readable checkpoint in `run_dir`; None when there is none."""
+    from jaxrl.checkpoint import Checkpointer
+    from jaxrl.config import CheckpointConfig
+
+    checkpoints = Checkpointer(run_dir, CheckpointConfig())
+    try:
+        position = checkpoints.position()
+    finally:
+        checkpoints.close()
+    return None if position is None else position.env_steps
 
 
 def _finished_steps(run_dir: Path) -> int | None:

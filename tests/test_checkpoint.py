@@ -142,6 +142,20 @@ def test_a_resume_that_cannot_work_is_refused_before_compiling(finished_run, arg
     assert message in result.stderr and "compiling" not in result.stderr, result.stderr
 
 
+def test_an_unfinished_run_resumed_with_a_total_below_its_checkpoint_is_refused(finished_run, tmp_path):
+    # killed after its last checkpoint: no summary.json; the loop would have no chunk left to train
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    (run_dir / "summary.json").unlink()
+    config = (run_dir / "config.yaml").read_text()
+    result = run_cli(["resume=run", "total_timesteps=8192"], tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert ("cannot resume run with total_timesteps=8192: its newest checkpoint is at 12288 env steps per member; "
+            "give total_timesteps larger than 12288") in result.stderr, result.stderr[-3000:]
+    assert "compiling" not in result.stderr
+    assert not (run_dir / "summary.json").exists() and (run_dir / "config.yaml").read_text() == config
+
+
 def test_resume_of_a_folder_that_is_not_a_run_is_refused(tmp_path):
     result = run_cli([f"resume={tmp_path}"], tmp_path, timeout=120)
     assert result.returncode == 2 and "not a resumable jaxrl run folder" in result.stderr, result.stderr
