@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import logging
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -79,6 +80,23 @@ def _why_unreadable(err: BaseException) -> str:
         err = err.__cause__ or err.__context__
     lines = str(err).strip().splitlines()
     return f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
+
+
+@functools.cache
+def _quiet_closed_loop_callbacks() -> None:
+    """Drops the unraisable `RuntimeError: Event loop is closed` that each
+    tensorstore read still in flight raises once a failed restore has closed
+    orbax's event loop: dozens of tracebacks, printed after the one-line
+    warning, that read like a crash of the resume. Other unraisable errors go
+    to the previous hook. Installed once, at the first unreadable checkpoint
+    (the reads end after `restore` has returned)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _manager(directory: Path, keep: int) -> Any:
@@ -239,6 +257,7 @@ class Checkpointer:
                 )
                 position = Position(**restored.position)
             except Exception as err:  # noqa: BLE001 (a damaged checkpoint fails in many ways)
+                _quiet_closed_loop_callbacks()
                 if step is not None:
                     raise ValueError(f"checkpoint {self.directory / str(step)} cannot be read ({_why_unreadable(err)})") from None
                 warnings.warn(
