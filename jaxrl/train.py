@@ -209,7 +209,7 @@ def resume_target(cfg: DictConfig) -> tuple[Path | None, FolderLock | None]:
         return path, None
     if cfg.run_dir:
         folder = Path(cfg.run_dir).expanduser()
-        if (folder / OVERRIDES_FILE).is_file() and (folder / "config.yaml").is_file():
+        if _started(folder):
             return folder, None
         print("resume=auto: no run in run_dir yet; starting it", file=sys.stderr, flush=True)
         return None, None
@@ -231,9 +231,21 @@ def resume_target(cfg: DictConfig) -> tuple[Path | None, FolderLock | None]:
     return None, None
 
 
+def _started(folder: Path) -> bool:
+    """Whether a run was started in `folder` (a fixed run_dir, or a multirun
+    job's folder), for resume=auto to go on there. config.yaml is its first
+    file once compiled; overrides.yaml follows only after the states are made
+    and the sinks opened (seconds with W&B), so a run killed in between left
+    config.yaml alone: it trained nothing, and it starts again in its folder,
+    which would otherwise be refused as holding files, at every requeue."""
+    return (folder / "config.yaml").is_file()
+
+
 def resume_overrides(run_dir: Path, overrides: list[str]) -> list[str]:
-    """The run's recorded command line, then the new one (later values win)."""
-    recorded = yaml.safe_load((run_dir / OVERRIDES_FILE).read_text()) or []
+    """The run's recorded command line, then the new one (later values win);
+    only the new one for a run killed before it recorded its own (`_started`)."""
+    file = run_dir / OVERRIDES_FILE
+    recorded = (yaml.safe_load(file.read_text()) or []) if file.is_file() else []
     return [*recorded, *(o for o in overrides if _key(o) != "resume")]
 
 
@@ -531,7 +543,7 @@ def hydra_main(cfg: DictConfig) -> None:
             raise ConfigError("resume= works with -m or without Hydra's flags, not with Hydra's other flags")
         check_multirun_resume(cfg)
         resume_dir = None
-        if cfg.resume == "auto" and (job / OVERRIDES_FILE).is_file():
+        if cfg.resume == "auto" and _started(job):
             # resume=auto in a multirun: the job goes on in its own folder (<sweep dir>/<job>),
             # and one that finished there is not trained again
             if _finished_already(job, cfg):

@@ -156,6 +156,20 @@ def test_an_unfinished_run_resumed_with_a_total_below_its_checkpoint_is_refused(
     assert not (run_dir / "summary.json").exists() and (run_dir / "config.yaml").read_text() == config
 
 
+def test_resume_auto_starts_over_a_run_killed_before_it_recorded_its_command_line(finished_run, tmp_path):
+    # what a kill leaves between config.yaml (written once compiled) and overrides.yaml (after
+    # the states are made and the sinks opened): the spot loop must not stop on "holds files"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(finished_run / "config.yaml", run_dir)
+    (run_dir / ".lock").write_text("pid 1 on gone\n")
+    result = run_cli([*PPO, "total_timesteps=12288", "num_logs=6", "run_dir=run", "resume=auto"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert rows(run_dir) == rows(finished_run)
+    assert (run_dir / "overrides.yaml").is_file()
+
+
 def test_resume_of_a_folder_that_is_not_a_run_is_refused(tmp_path):
     result = run_cli([f"resume={tmp_path}"], tmp_path, timeout=120)
     assert result.returncode == 2 and "not a resumable jaxrl run folder" in result.stderr, result.stderr
