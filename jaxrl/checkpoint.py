@@ -280,7 +280,13 @@ class Checkpointer:
         later = [s for s in self.steps() if s > step]
         for later_step in later:
             damaged = self.directory / f"{later_step}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-            (self.directory / str(later_step)).rename(damaged)
+            try:
+                (self.directory / str(later_step)).rename(damaged)
+            except OSError as err:
+                # a folder that cannot be renamed cannot take a new checkpoint either: `save` warns then
+                warnings.warn(f"unreadable checkpoint {self.directory / str(later_step)} cannot be moved aside "
+                              f"({err.strerror}); the checkpoint at its step will fail", RuntimeWarning, stacklevel=2)
+                continue
             warnings.warn(f"unreadable checkpoint moved to {damaged}; delete it when you no longer need it",
                           RuntimeWarning, stacklevel=2)
         if later:
