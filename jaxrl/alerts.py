@@ -219,9 +219,13 @@ def check_alerts(alerts: AlertsConfig) -> None:
     for name, url in [("ping_url", alerts.ping_url), ("watch_url", alerts.watch_url)]:
         if not url or url.startswith("env:"):
             continue
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise ConfigError(f"alerts.{name} must be an http(s) URL or env:NAME, got {mask(url)!r}")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port  # raises for a port that is not a number 0-65535
+        except ValueError as err:  # e.g. "Invalid IPv6 URL" for an unclosed [
+            raise ConfigError(f"alerts.{name}={mask(url)!r} is not a URL ({err}); give http(s)://HOST[:PORT]/PATH or env:NAME") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+            raise ConfigError(f"alerts.{name} must be an http(s) URL with a host (and a port 1-65535) or env:NAME, got {mask(url)!r}")
         if parts.password:
             # the config is saved in the run folder and sent to wandb
             raise ConfigError(f"alerts.{name} holds a password; put the URL in an environment variable and give env:NAME")
@@ -243,13 +247,24 @@ def check_channel(where: str, spec: str, wandb_ok: bool) -> None:
     if "://" not in spec:
         named = "console, wandb" if wandb_ok else "console"
         raise ConfigError(f"{where}={spec!r} is not a channel; give {named}, an apprise URL (mailto://, json://, slack://, ...), env:NAME or config:PATH")
-    if urllib.parse.urlsplit(spec).password:
+    try:
+        password = urllib.parse.urlsplit(spec).password
+    except ValueError as err:  # e.g. "Invalid IPv6 URL" for an unclosed [
+        raise ConfigError(f"{where}={mask(spec)!r} is not a URL ({err}); see https://appriseit.com/services/") from None
+    if password:
         raise ConfigError(f"{where}: {mask(spec)!r} holds a password; put the URL in an environment variable and give env:NAME")
     import apprise
 
-    if apprise.Apprise.instantiate(spec) is None:
+    plugin = apprise.Apprise.instantiate(spec)
+    if plugin is None:
         scheme = spec.split("://", 1)[0]
-        raise ConfigError(f"{where}: apprise does not accept {mask(spec)!r} (scheme {scheme!r}); see https://appriseit.com/services/")
+        # a webhook's URL is the usual first try; apprise spells it json:// or jsons://
+        hint = "; a JSON webhook is json://HOST/PATH (jsons:// for https)" if scheme in ("http", "https") else ""
+        raise ConfigError(f"{where}: apprise does not accept {mask(spec)!r} (scheme {scheme!r}){hint}; see https://appriseit.com/services/")
+    # apprise takes any number as a port; the alert would fail only when sent, hours later
+    port = getattr(plugin, "port", None)
+    if isinstance(port, int) and not 0 < port <= 65535:
+        raise ConfigError(f"{where}: {mask(spec)!r} has port {port}; a port is 1-65535")
 
 
 def mask(url: str) -> str:
@@ -265,8 +280,11 @@ def mask(url: str) -> str:
             return plugin.url(privacy=True)
     except Exception:  # noqa: BLE001 (masking must never fail)
         pass
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}/..."
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}/..."
+    except ValueError:  # not even a URL: its scheme alone is safe
+        return f"{url.split('://', 1)[0]}://..."
 
 
 # ---------------------------------------------------------------- channels and delivery

@@ -238,6 +238,13 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
         ("alerts.channels=['nosuch://host/x']", "apprise does not accept 'nosuch://host/..."),
         ("alerts.channels=['mailtos://me:hunter2@example.com']", "holds a password; put the URL in an environment variable"),
         ("alerts.ping_url=https://me:hunter2@hc.example.com/ping", "alerts.ping_url holds a password"),
+        # malformed URLs: refused before compiling, not a ValueError traceback nor a failure hours later
+        ("alerts.channels=['json://[::1/hook']", "alerts.channels[0]='json://...' is not a URL (Invalid IPv6 URL)"),
+        ("alerts.channels=['json://127.0.0.1:99999/hook']", "has port 99999; a port is 1-65535"),
+        ("alerts.channels=['http://127.0.0.1:8080/hook']", "a JSON webhook is json://HOST/PATH"),
+        ("alerts.ping_url='http://[::1/ping'", "alerts.ping_url='http://...' is not a URL (Invalid IPv6 URL)"),
+        ("alerts.watch_url=http://127.0.0.1:99999/heartbeat", "alerts.watch_url='http://127.0.0.1/...' is not a URL (Port out of range"),
+        ("alerts.ping_url=http://", "alerts.ping_url must be an http(s) URL with a host"),
         ("alerts.watch_url=http://me:hunter2@watch.example.com/heartbeat", "alerts.watch_url holds a password"),
         (["logger=none", "alerts.channels=[console,wandb]"], "alerts channel wandb needs logger=wandb, got logger=none"),
     ],
