@@ -42,7 +42,7 @@ import psutil
 
 from jaxrl.config import AlertRule
 from jaxrl.errors import ConfigError, Stopped, last_line
-from jaxrl.events import ChunkDone, Hook
+from jaxrl.events import EPISODE_METRICS, ChunkDone, Hook
 from jaxrl.files import write_atomically
 from jaxrl.sinks.base import RunInfo, Sink
 
@@ -744,8 +744,9 @@ class AlertHook(Hook):
 
     def _check_logged(self, event: ChunkDone) -> None:
         # a misspelt metric, or one another algorithm logs, would never fire: say
-        # so at the first row that could hold it (eval/ metrics: an evaluated one)
-        logged = set(event.rows[0]) if event.rows else set()
+        # so at the first row that could hold it (eval/ metrics: an evaluated one;
+        # the episode metrics are logged once an episode ends, often chunks later)
+        logged = {*(event.rows[0] if event.rows else ()), *EPISODE_METRICS}
         for rule in [r for r in self.unchecked if event.evaluated or not r.rule.metric.startswith("eval/")]:
             self.unchecked.remove(rule)
             if rule.rule.metric not in logged:

@@ -13,7 +13,11 @@ from typing import Any
 
 from jaxrl.sinks.base import RunInfo
 
-__all__ = ["ChunkDone", "EvaluationDone", "Hook", "RunEnded"]
+__all__ = ["EPISODE_METRICS", "ChunkDone", "EvaluationDone", "Hook", "RunEnded"]
+
+EPISODE_METRICS = ("train/episode_return", "train/episode_length")
+"""Every algorithm logs these, but a member's row holds them only when one of
+its episodes finished in the chunk (long episodes: not in the first chunks)."""
 
 
 @dataclasses.dataclass(frozen=True)

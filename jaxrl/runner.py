@@ -37,7 +37,7 @@ from jaxrl.config import ConfigError, RunConfig, Schedule
 from jaxrl.envs import make_env
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.evaluation import evaluate
-from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
+from jaxrl.events import EPISODE_METRICS, ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.files import LOCK_FILE, FolderLock, json_text, read_jsonl, write_atomically
 from jaxrl.host import check_cpu_guard
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
@@ -161,8 +161,8 @@ def reduce_chunk(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
     for i in range(count.shape[0]):
         row = {k: float(v[:, i].mean()) for k, v in metrics.items() if k not in SUMMED}
         if count[i] > 0:
-            row["train/episode_return"] = float(metrics["episode/return_sum"][:, i].sum() / count[i])
-            row["train/episode_length"] = float(metrics["episode/length_sum"][:, i].sum() / count[i])
+            for name, total in zip(EPISODE_METRICS, ("episode/return_sum", "episode/length_sum"), strict=True):
+                row[name] = float(metrics[total][:, i].sum() / count[i])
         rows.append(row)
     return rows
 

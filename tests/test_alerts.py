@@ -411,3 +411,19 @@ def test_watch_alerts_on_a_killed_run_not_a_finished_one_and_survives_restart(tm
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_rule_on_the_episode_return_is_not_called_unlogged_before_an_episode_ends(tmp_path):
+    # mountaincar's episodes are 999 steps: the first chunk of TINY ends none,
+    # so its rows have no train/episode_return yet (alerts=solved watches it)
+    result = run_cli([*TINY, "checkpoint.enabled=false",
+                      "alerts.rules=[{kind: not_improved, metric: train/episode_return, op: '>', points: 10},"
+                      " {name: typo, metric: train/episode_retrun, op: '>', value: 0}]",
+                      f"run_dir={tmp_path / 'run'}"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "train/episode_return" not in rows[0] and any("train/episode_return" in row for row in rows)
+    assert "watches 'train/episode_return'" not in result.stderr
+    # a misspelt name is still told, with the right one among the logged metrics
+    said = [line for line in result.stderr.splitlines() if "watches 'train/episode_retrun', which this run does not log" in line]
+    assert len(said) == 1 and "train/episode_return" in said[0], result.stderr
