@@ -212,6 +212,13 @@ def check_alerts(alerts: AlertsConfig) -> None:
     for name, value in [("interval_s", alerts.interval_s), ("timeout_s", alerts.timeout_s)]:
         if value <= 0:
             raise ConfigError(f"alerts.{name} must be positive, got {value}")
+    if alerts.timeout_s < 3 * alerts.interval_s:
+        # heartbeats come every interval_s (later when a tick posts or pings): jaxrl.watch
+        # would call a healthy run silent, then back, at every heartbeat
+        raise ConfigError(
+            f"alerts.timeout_s={alerts.timeout_s:g} is too short for a heartbeat every alerts.interval_s="
+            f"{alerts.interval_s:g} s; give a timeout_s of at least 3 x interval_s ({3 * alerts.interval_s:g})"
+        )
     if alerts.retries < 0 or alerts.flush_s < 0:
         raise ConfigError("alerts.retries and alerts.flush_s must be >= 0")
     for i, spec in enumerate(alerts.channels):

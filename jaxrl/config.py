@@ -160,7 +160,8 @@ class AlertsConfig:
         its bad state) or "continue" (alert only).
     interval_s: how often heartbeat.json is written, system metrics sampled,
         no-progress checked and heartbeats posted to `watch_url`.
-    timeout_s: silence after which `jaxrl.watch` calls this run dead.
+    timeout_s: silence after which `jaxrl.watch` calls this run dead (at least
+        3 x interval_s, so that a healthy run is never called silent between heartbeats).
     ping_url: a dead-man's switch (healthchecks.io style: <url>/start, <url>,
         <url>/fail), or "env:NAME".
     retries: delivery attempts per alert and channel after the first.

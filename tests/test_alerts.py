@@ -245,6 +245,8 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
         ("alerts.ping_url='http://[::1/ping'", "alerts.ping_url='http://...' is not a URL (Invalid IPv6 URL)"),
         ("alerts.watch_url=http://127.0.0.1:99999/heartbeat", "alerts.watch_url='http://127.0.0.1/...' is not a URL (Port out of range"),
         ("alerts.ping_url=http://", "alerts.ping_url must be an http(s) URL with a host"),
+        # a heartbeat every 5 s and a 4 s timeout: jaxrl.watch says silent, then back, every 5 s
+        (["alerts.timeout_s=4", "alerts.interval_s=5"], "alerts.timeout_s=4 is too short for a heartbeat every alerts.interval_s=5 s"),
         ("alerts.watch_url=http://me:hunter2@watch.example.com/heartbeat", "alerts.watch_url holds a password"),
         (["logger=none", "alerts.channels=[console,wandb]"], "alerts channel wandb needs logger=wandb, got logger=none"),
     ],
