@@ -692,7 +692,10 @@ class AlertHook(Hook):
     def send(self, rule: AlertRule, title: str, text: str, member: int | None = None) -> None:
         """Queues an alert of `rule` about the run (and `member`)."""
         run = self.info.name if self.info else "jaxrl"
-        self.dispatcher.send(Alert(_rule_name(rule), rule.level, _title(title, run), f"{run}: {text}", member))
+        # the name alone is ambiguous: every multirun has a job "0", and a rule on
+        # memory or disk is about one machine; the folder says where to look
+        where = f"{socket.gethostname()}:{self.run_dir.resolve()}"
+        self.dispatcher.send(Alert(_rule_name(rule), rule.level, _title(title, run), f"{run}: {text} (run folder {where})", member))
 
     def heartbeat(self) -> dict[str, Any]:
         """heartbeat.json's content: who, where, how far, how fast, and when."""

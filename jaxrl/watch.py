@@ -126,13 +126,16 @@ class Watcher:
                 self._send(
                     "error",
                     f"{name} went silent",
-                    f"run {name} on {heartbeat.get('host', '?')} (pid {heartbeat.get('pid', '?')}): no heartbeat for "
+                    f"run {name} on {heartbeat.get('host', '?')} (pid {heartbeat.get('pid', '?')}, run folder "
+                    f"{heartbeat.get('run_dir', '?')}): no heartbeat for "
                     f"{silent_s:.0f} s (timeout {timeout:g} s), last at env step {heartbeat.get('step', 0)} of "
                     f"{heartbeat.get('total_steps', '?')}; the machine or the process may be gone",
                 )
                 run["silent"], self._dirty = True, True
             elif run["silent"] and silent_s <= timeout:
-                self._send("info", f"{name} is back", f"run {name}: heartbeats again, state {heartbeat.get('state')}, env step {heartbeat.get('step', 0)}")
+                self._send("info", f"{name} is back", f"run {name} on {heartbeat.get('host', '?')} (run folder "
+                           f"{heartbeat.get('run_dir', '?')}): heartbeats again, state {heartbeat.get('state')}, "
+                           f"env step {heartbeat.get('step', 0)}")
                 run["silent"], self._dirty = False, True
             if ended != run["ended"]:
                 run["ended"], self._dirty = ended, True

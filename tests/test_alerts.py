@@ -133,6 +133,14 @@ def test_threshold_alert_reaches_smtp_and_webhook_once(alerted_run):
     assert len(inbox.messages) == 5 and len(posts(http, "/hook")) == 5, subjects
 
 
+def test_an_alert_names_the_machine_and_the_run_folder(alerted_run):
+    _, run_dir, _, inbox, http = alerted_run
+    where = f"(run folder {socket.gethostname()}:{run_dir.resolve()})"
+    assert all(where in p["message"] for p in posts(http, "/hook")), posts(http, "/hook")
+    bodies = [part.get_payload(decode=True).decode() for m in inbox.messages for part in m.walk() if not part.is_multipart()]
+    assert bodies and all(where in body for body in bodies), bodies
+
+
 def test_a_rule_on_a_metric_the_run_does_not_log_is_reported_once(alerted_run):
     _, _, stderr, _, _ = alerted_run
     for rule, metric in [("typo", "eval/return_mea"), ("sac", "loss/critic"), ("late", "summary/spss")]:
@@ -353,14 +361,15 @@ def test_watch_sees_the_jobs_of_a_multirun_in_the_runs_folder(tmp_path, httpserv
     job = tmp_path / "runs" / "multirun-2026-12-04_21-40-00" / "1"
     job.mkdir(parents=True)
     # a job's heartbeat, as its trainer writes it, whose machine stopped 30 s ago
-    beat = {"id": f"node7:{job}", "run": "1", "state": "running", "time": time.time() - 30,
+    beat = {"id": f"node7:{job}", "run": "1", "run_dir": str(job), "state": "running", "time": time.time() - 30,
             "timeout_s": 5, "step": 4096, "total_steps": 16384, "host": "node7", "pid": 4242}
     (job / "heartbeat.json").write_text(json.dumps(beat))
     watcher = watch(tmp_path / "runs", "--channel", f"json://127.0.0.1:{httpserver.port}/watch")
     try:
         wait_until(lambda: posts(httpserver, "/watch"), 30, "the silent-run alert")
         assert posts(httpserver, "/watch")[0]["title"] == "1 went silent"
-        assert "on node7 (pid 4242)" in posts(httpserver, "/watch")[0]["message"]
+        # job "1" of which multirun: its folder says
+        assert f"on node7 (pid 4242, run folder {job})" in posts(httpserver, "/watch")[0]["message"]
     finally:
         watcher.kill()
         watcher.wait()
