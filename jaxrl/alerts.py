@@ -25,6 +25,7 @@ import math
 import operator
 import os
 import queue
+import re
 import socket
 import sys
 import threading
@@ -372,12 +373,22 @@ class AppriseChannel(Channel):
         kind = {"info": apprise.NotifyType.INFO, "warn": apprise.NotifyType.WARNING, "error": apprise.NotifyType.FAILURE}
         # apprise logs each failed attempt; captured here so a failing channel
         # is reported once, by the dispatcher, not once per retry
-        with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+        with apprise.LogCapture(level=apprise.logging.DEBUG) as log:
             ok = self._apprise.notify(title=alert.title, body=alert.text, notify_type=kind[alert.level])
         if ok:
             return None
-        lines = [line.strip() for line in log.getvalue().splitlines() if line.strip()]
-        return lines[-1].split(" - ")[-1] if lines else "apprise reported a failure"
+        # lines are "time - LEVEL - message"
+        entries = [parts[1:] for parts in (line.split(" - ", 2) for line in log.getvalue().splitlines()) if len(parts) == 3]
+        warnings = [message.strip() for level, message in entries if level in ("WARNING", "ERROR", "CRITICAL")]
+        reason = warnings[-1] if warnings else "apprise reported a failure"
+        # its warning says "Connection error" for a refused password, a timeout and a
+        # refused connection alike; the cause is logged at debug level only
+        causes = [message for level, message in entries if level == "DEBUG" and message.startswith("Socket Exception: ")]
+        if causes:
+            # requests' errors name the URL's path, which holds a webhook's token
+            cause = re.sub(r"url: \S+", "url: ...", causes[-1].removeprefix("Socket Exception: ").strip())
+            reason = f"{reason.rstrip('.')}: {cause}"
+        return reason
 
 
 def _apprise_channels(spec: str) -> list[AppriseChannel]:

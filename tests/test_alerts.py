@@ -278,8 +278,28 @@ def test_a_failing_apprise_channel_says_why_without_logging_through_the_root_log
         reason = AppriseChannel(f"json://127.0.0.1:{free_port()}/hook").deliver(Alert("rule", "warn", "title", "text"))
     finally:
         logging.getLogger().removeHandler(handler)
-    assert reason == "A Connection error occurred sending JSON notification to 127.0.0.1."
+    assert reason.startswith("A Connection error occurred sending JSON notification to 127.0.0.1: ")
+    assert "Connection refused" in reason and "url: /hook" not in reason, reason
     assert seen.getvalue() == ""
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_refused_smtp_password_is_told_as_such():
+    # apprise's own warning says "Connection error" whatever went wrong: the user would check
+    # the network, not the password
+    from aiosmtpd.smtp import AuthResult
+
+    from jaxrl.alerts import Alert, AppriseChannel
+
+    smtp = Controller(Inbox(), hostname="127.0.0.1", port=free_port(), auth_require_tls=False, auth_required=True,
+                      authenticator=lambda *args: AuthResult(success=False, handled=False))
+    smtp.start()
+    try:
+        channel = AppriseChannel(f"mailto://me:wrong@127.0.0.1:{smtp.port}?from=jaxrl@example.com&to=me@example.com&mode=insecure")
+        reason = channel.deliver(Alert("rule", "warn", "title", "text"))
+    finally:
+        smtp.stop()
+    assert "Authentication credentials invalid" in reason and "wrong" not in reason, reason
 
 
 def test_a_channel_of_several_urls_sends_once_to_each_that_works(monkeypatch, httpserver):
