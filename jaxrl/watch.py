@@ -66,6 +66,10 @@ class Watcher:
         self.restored = set(self.posted)
         self._dirty = False
         self._save_failed = False
+        # folders found without a run, told once: a folder given one level too high
+        # (or mistyped) would otherwise be watched in silence, alerting on nothing
+        self._told_empty: set[Path] = set()
+        self._following: set[str] = set()
 
     def receive(self, heartbeat: dict[str, Any]) -> None:
         """A heartbeat posted to the HTTP endpoint."""
@@ -82,6 +86,11 @@ class Watcher:
             # a run folder, a folder of them, or of multiruns (<runs_root>/multirun-<time>/<job>/)
             files = [folder / HEARTBEAT_FILE] if (folder / HEARTBEAT_FILE).exists() else [
                 *folder.glob(f"*/{HEARTBEAT_FILE}"), *folder.glob(f"*/*/{HEARTBEAT_FILE}")]
+            if not files and folder not in self._told_empty:
+                self._told_empty.add(folder)
+                print(f"watch: no run in {folder} yet (no {HEARTBEAT_FILE} in it, its folders or theirs); "
+                      "give the run folder, runs/ or a multirun's folder; runs that start there later are seen",
+                      file=sys.stderr, flush=True)
             for path in files:
                 try:
                     heartbeat = json.loads(path.read_text())
@@ -122,6 +131,9 @@ class Watcher:
                 run = self.runs[key] = {"silent": False, "ended": False}
                 self._dirty = True
             name = heartbeat.get("run") or key
+            if not ended and key not in self._following:  # says what is watched: a run missing here is not
+                self._following.add(key)
+                print(f"watch: following {name} ({heartbeat.get('run_dir', key)}, {heartbeat.get('state')})", file=sys.stderr, flush=True)
             if not run["silent"] and not ended and judged_s > timeout:
                 self._send(
                     "error",

@@ -194,3 +194,25 @@ def test_a_heartbeat_file_that_is_not_a_trainers_is_skipped_and_the_others_are_w
     finally:
         watcher.kill()
         watcher.wait()
+
+
+def test_a_folder_without_runs_is_told_and_each_run_followed_is_named(tmp_path):
+    # runs one level deeper than the watcher looks (a folder given too high): nothing would
+    # ever alert, and the user would not know
+    deep = tmp_path / "shared" / "project" / "runs" / "a"
+    deep.mkdir(parents=True)
+    (deep / "heartbeat.json").write_text(json.dumps({**beat("a", 600), "run_dir": str(deep)}))
+    high, right = start(str(tmp_path / "shared"), "--state", str(tmp_path / "s1.json")), start(
+        str(tmp_path / "shared" / "project" / "runs"), "--state", str(tmp_path / "s2.json"))
+    try:
+        # the state file is written at the start, then after a round that found a run
+        s1, s2 = tmp_path / "s1.json", tmp_path / "s2.json"
+        wait_until(lambda: s1.exists() and s2.exists() and "node7:/runs/a" in s2.read_text(), 60, "both watchers' first round")
+        time.sleep(1)  # the first round of the watcher that finds nothing
+        said_high, said_right = stop(high), stop(right)
+    finally:
+        for watcher in (high, right):
+            watcher.kill()
+            watcher.wait()
+    assert f"watch: no run in {tmp_path / 'shared'} yet" in said_high and "following a " not in said_high, said_high
+    assert f"watch: following a ({deep}, running)" in said_right and "no run in" not in said_right, said_right
