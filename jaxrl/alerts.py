@@ -735,6 +735,17 @@ class AlertHook(Hook):
         self.step = self.prev_step = run.start_step
         self.last_progress, self.last_progress_time = time.monotonic(), time.time()
         self.monitor = Monitor(self)
+        # the CPU backend reports no memory limit: such a rule would never fire, unsaid
+        # (a GPU run that fell back to the CPU, say), as a rule on an unlogged metric would
+        accelerator = "system/accelerator_memory_percent"
+        if any(r.rule.metric == accelerator for r in self.system_rules) and _accelerator_memory_percent() is None:
+            for rule in [r for r in self.system_rules if r.rule.metric == accelerator]:
+                print(
+                    f"alerts: rule {rule.name!r} watches {accelerator!r}, which this run's {jax.devices()[0].platform} "
+                    f"device does not report, so it never fires; watch system/memory_percent or system/rss_gib instead",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if self.ping_url:
             self.monitor.ping("/start")
         self.monitor.start()

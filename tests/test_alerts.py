@@ -458,3 +458,14 @@ def test_a_rule_on_the_episode_return_is_not_called_unlogged_before_an_episode_e
     # a misspelt name is still told, with the right one among the logged metrics
     said = [line for line in result.stderr.splitlines() if "watches 'train/episode_retrun', which this run does not log" in line]
     assert len(said) == 1 and "train/episode_return" in said[0], result.stderr
+
+
+def test_a_rule_on_accelerator_memory_on_the_cpu_is_told_it_never_fires(tmp_path):
+    # a GPU run that fell back to the CPU (a CUDA install that broke) would have no memory alert, unsaid
+    result = run_cli([*TINY, "checkpoint.enabled=false", f"run_dir={tmp_path / 'run'}",
+                      "alerts.rules=[{name: gpu, kind: system, metric: system/accelerator_memory_percent, op: '>', value: 90}]"],
+                     tmp_path, JAX_PLATFORMS="cpu")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("alerts: rule 'gpu' watches")]
+    assert said == ["alerts: rule 'gpu' watches 'system/accelerator_memory_percent', which this run's cpu device does not "
+                    "report, so it never fires; watch system/memory_percent or system/rss_gib instead"], result.stderr
