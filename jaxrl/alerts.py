@@ -197,6 +197,10 @@ def check_alerts(alerts: AlertsConfig) -> None:
             raise ConfigError(f"{where}: a {rule.kind} rule needs a metric, e.g. metric: eval/return_mean")
         if rule.kind in ("metric", "system") and rule.value is None:
             raise ConfigError(f"{where}: a {rule.kind} rule needs a value to compare {rule.metric} with")
+        if rule.kind in ("metric", "not_improved") and rule.metric in SYSTEM_METRICS:
+            # kind defaults to metric: without this, the rule would look for it in the
+            # logged rows and be told, mid-run, that the run does not log it
+            raise ConfigError(f"{where}.metric={rule.metric!r} is a system metric, sampled by the monitor, not logged; give kind: system")
         if rule.kind == "system" and rule.metric not in SYSTEM_METRICS:
             raise ConfigError(f"{where}.metric={rule.metric!r} is not a system metric; choose one of: {', '.join(SYSTEM_METRICS)}")
         if rule.kind == "not_improved" and rule.op not in (">", ">=", "<", "<="):

@@ -242,6 +242,9 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
         ("alerts.rules=[{metric: eval/return_mean}]", "alerts.rules[0]: a metric rule needs a value"),
         ("alerts.rules=[{metric: x, value: 1, every: 3}]", "unknown key(s) alerts.rules[0].every"),
         ("alerts.rules=[{kind: system, metric: system/gpu, op: '>', value: 1}]", "is not a system metric"),
+        # kind left at its default (metric): not a mid-run "this run does not log it"
+        ("alerts.rules=[{metric: system/memory_percent, op: '>', value: 90}]",
+         "alerts.rules[0].metric='system/memory_percent' is a system metric, sampled by the monitor, not logged; give kind: system"),
         ("alerts.channels=[email]", "alerts.channels[0]='email' is not a channel"),
         ("alerts.channels=['nosuch://host/x']", "apprise does not accept 'nosuch://host/..."),
         ("alerts.channels=['mailtos://me:hunter2@example.com']", "holds a password; put the URL in an environment variable"),
