@@ -90,6 +90,9 @@ KINDS = ("metric", "not_improved", "system", "no_progress", "run")
 SCOPES = ("member", "population")
 ENDINGS = ("finished", "failed", "stopped", "interrupted")
 NONFINITE_ACTIONS = ("stop", "continue")
+MEMBERS_NAMED = 8
+"""An alert about several members names this many (the rest are counted):
+an SMS of a 64-member sweep stays readable."""
 
 
 def _accelerator_memory_percent() -> float | None:
@@ -772,11 +775,19 @@ class AlertHook(Hook):
                     text = f"{metric} = {np.mean(present):.4g} (population mean) at env step {event.step}"
                     self.send(rule.rule, rule.name, f"{rule.name}: {text}")
                 continue
-            for i, value in enumerate(values):
-                if value is not None and rule.check(i, value, now):
-                    who = _member_label(self.info.members, i) if self.info else f"member {i}"
-                    text = f"{who}: {metric} = {value:.4g} at env step {event.step}"
-                    self.send(rule.rule, f"{rule.name} (member {i})", f"{rule.name}: {text}", i)
+            # every member it fires for at this chunk, in one alert: a population
+            # that crosses a line together sends one SMS, not one per member
+            fired = [(i, value) for i, value in enumerate(values) if value is not None and rule.check(i, value, now)]
+            if not fired:
+                continue
+            named = [
+                f"{_member_label(self.info.members, i) if self.info else f'member {i}'}: {metric} = {value:.4g}"
+                for i, value in fired[:MEMBERS_NAMED]
+            ]
+            more = f"; and {len(fired) - MEMBERS_NAMED} more members" if len(fired) > MEMBERS_NAMED else ""
+            who = f"member {fired[0][0]}" if len(fired) == 1 else f"{len(fired)} members"
+            text = f"{rule.name}: {'; '.join(named)}{more} at env step {event.step}"
+            self.send(rule.rule, f"{rule.name} ({who})", text, fired[0][0] if len(fired) == 1 else None)
 
     def _check_logged(self, event: ChunkDone) -> None:
         # a misspelt metric, or one another algorithm logs, would never fire: say

@@ -131,7 +131,8 @@ class AlertRule:
     run: the run ended with a status in `when` (finished/failed/stopped/interrupted).
 
     An alert fires once per rule and member, and again only after its condition
-    cleared or, when `cooldown_s` is set, that many seconds later.
+    cleared or, when `cooldown_s` is set, that many seconds later; the members
+    a rule fires for at the same logged point share one alert.
     """
 
     __pydantic_config__ = STRICT

@@ -472,3 +472,16 @@ def test_a_rule_on_accelerator_memory_on_the_cpu_is_told_it_never_fires(tmp_path
     said = [line for line in result.stderr.splitlines() if line.startswith("alerts: rule 'gpu' watches")]
     assert said == ["alerts: rule 'gpu' watches 'system/accelerator_memory_percent', which this run's cpu device does not "
                     "report, so it never fires; watch system/memory_percent or system/rss_gib instead"], result.stderr
+
+
+def test_members_that_cross_a_line_together_share_one_alert(tmp_path, httpserver):
+    # a sweep that solves the task at the same evaluation: one SMS naming each member, not one per member
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    result = run_cli([*TINY, "seeds=3", "checkpoint.enabled=false", f"run_dir={tmp_path / 'run'}",
+                      "alerts.rules=[{name: solved, metric: eval/return_mean, op: '>', value: -1000}]",
+                      f"alerts.channels=['json://127.0.0.1:{httpserver.port}/hook']"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    alerts = posts(httpserver, "/hook")
+    assert [alert["title"] for alert in alerts] == ["solved (3 members) (run)"], alerts
+    assert all(f"member {i} (seed {i}): eval/return_mean = " in alerts[0]["message"] for i in range(3)), alerts
+    assert "at env step 4096" in alerts[0]["message"]
