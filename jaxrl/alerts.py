@@ -185,7 +185,9 @@ def _rule_name(rule: AlertRule) -> str:
 def check_alerts(alerts: AlertsConfig) -> None:
     """Raises a one-line ConfigError for a rule or channel that cannot work:
     an unknown kind, op, level, scope, system metric or run status, a missing
-    metric or value, an unknown channel or a URL apprise does not accept."""
+    metric or value, a system metric in a metric rule, a timeout_s under 3
+    heartbeat intervals, an unknown channel, a malformed URL or one apprise
+    does not accept."""
     for i, rule in enumerate(alerts.rules):
         where = f"alerts.rules[{i}]"
         for field, value, valid in [
