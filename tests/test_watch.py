@@ -216,3 +216,10 @@ def test_a_folder_without_runs_is_told_and_each_run_followed_is_named(tmp_path):
             watcher.wait()
     assert f"watch: no run in {tmp_path / 'shared'} yet" in said_high and "following a " not in said_high, said_high
     assert f"watch: following a ({deep}, running)" in said_right and "no run in" not in said_right, said_right
+
+
+@pytest.mark.parametrize(("channel", "said"), [("json://[::1/alert", "is not a URL (Invalid IPv6 URL)"),
+                                               ("json://127.0.0.1:99999/alert", "has port 99999; a port is 1-65535")])
+def test_a_malformed_channel_is_one_line(tmp_path, channel, said):
+    line = refused("--listen", "127.0.0.1:0", "--channel", channel, "--state", str(tmp_path / "state.json"))
+    assert line.startswith("error: --channel 1") and said in line, line
