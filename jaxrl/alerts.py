@@ -772,9 +772,13 @@ class AlertHook(Hook):
             metric = rule.rule.metric
             values = [row.get(metric) for row in event.rows]
             if rule.rule.scope == "population":
-                present = [v for v in values if v is not None]
+                # a member gone NaN (told by its own alert; on_nonfinite=continue trains on)
+                # would make the mean NaN, and the rule silent, for the rest of the run
+                present = [v for v in values if v is not None and math.isfinite(v)]
                 if present and rule.check("population", float(np.mean(present)), now):
-                    text = f"{metric} = {np.mean(present):.4g} (population mean) at env step {event.step}"
+                    left_out = sum(v is not None for v in values) - len(present)
+                    of = f", {left_out} non-finite member(s) left out" if left_out else ""
+                    text = f"{metric} = {np.mean(present):.4g} (population mean{of}) at env step {event.step}"
                     self.send(rule.rule, rule.name, f"{rule.name}: {text}")
                 continue
             # every member it fires for at this chunk, in one alert: a population

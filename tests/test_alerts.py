@@ -485,3 +485,15 @@ def test_members_that_cross_a_line_together_share_one_alert(tmp_path, httpserver
     assert [alert["title"] for alert in alerts] == ["solved (3 members) (run)"], alerts
     assert all(f"member {i} (seed {i}): eval/return_mean = " in alerts[0]["message"] for i in range(3)), alerts
     assert "at env step 4096" in alerts[0]["message"]
+
+
+def test_a_population_rule_still_fires_after_one_member_went_nan(tmp_path, httpserver):
+    # on_nonfinite=continue trains on past member 1's NaN: the population's mean must not turn NaN with it
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    result = run_cli([*TINY, "seeds=2", "checkpoint.enabled=false", f"run_dir={tmp_path / 'run'}",
+                      "alerts.test_nan=[0,1]", "alerts.on_nonfinite=continue",
+                      "alerts.rules=[{name: pop, metric: loss/value, op: '>', value: -1, scope: population}]",
+                      f"alerts.channels=['json://127.0.0.1:{httpserver.port}/hook']"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    pop = [alert for alert in posts(httpserver, "/hook") if alert["title"].startswith("pop")]
+    assert len(pop) == 1 and "(population mean, 1 non-finite member(s) left out) at env step 4096" in pop[0]["message"], pop
