@@ -262,6 +262,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.folders and not args.listen:
         parser.error("give run folders to follow, --listen HOST:PORT, or both")
+    # --interval 0 or less spun a core re-reading every heartbeat; --forget 0 or less
+    # ignored every run, alerting on nothing, unsaid
+    for flag, value in [("--interval", args.interval), ("--timeout", args.timeout), ("--forget", args.forget)]:
+        if not value > 0:
+            parser.error(f"{flag} must be a positive number of seconds, got {value:g}")
     return args
 
 

@@ -223,3 +223,11 @@ def test_a_folder_without_runs_is_told_and_each_run_followed_is_named(tmp_path):
 def test_a_malformed_channel_is_one_line(tmp_path, channel, said):
     line = refused("--listen", "127.0.0.1:0", "--channel", channel, "--state", str(tmp_path / "state.json"))
     assert line.startswith("error: --channel 1") and said in line, line
+
+
+@pytest.mark.parametrize("flag", ["--interval", "--timeout", "--forget"])
+def test_a_number_of_seconds_that_is_not_positive_is_refused(tmp_path, flag):
+    # --interval 0 spun a core; --forget -1 ignored every run, so nothing was ever alerted
+    done = subprocess.run([sys.executable, "-m", "jaxrl.watch", str(tmp_path), flag, "0", "--state", str(tmp_path / "s.json")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and f"error: {flag} must be a positive number of seconds, got 0" in done.stderr, done.stderr
