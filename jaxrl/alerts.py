@@ -833,11 +833,6 @@ class AlertHook(Hook):
         switch (success or fail), and flushes the queue (bounded wait)."""
         status = summary.get("status", "failed")
         self.state = status
-        if self.monitor is not None:
-            self.monitor.stop()
-            self.monitor.tick()  # the final heartbeat, with the run's status
-            if self.ping_url:
-                self.monitor.ping("" if status == "finished" else "/fail")
         for rule in self.run_rules:
             if status in rule.when:
                 self.send(rule, f"run {status}", _ending(summary))
@@ -849,6 +844,13 @@ class AlertHook(Hook):
                 _unlogged(rule.name, rule.rule.metric, set(values))
             if isinstance(rule, Threshold) and value is not None and rule.check("summary", float(value), time.monotonic()):
                 self.send(rule.rule, rule.name, f"{rule.name}: {rule.rule.metric} = {value:.4g} at the end of the run")
+        # after the alerts are queued: their channels' threads send them while a
+        # slow ping or watch endpoint keeps this thread waiting
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor.tick()  # the final heartbeat, with the run's status
+            if self.ping_url:
+                self.monitor.ping("" if status == "finished" else "/fail")
         self.dispatcher.close(self.alerts.flush_s)
 
 
