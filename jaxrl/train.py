@@ -297,16 +297,16 @@ def _total_timesteps(cfg: DictConfig) -> int:
 
 
 def _checkpoint_steps(run_dir: Path) -> int | None:
-    """The env steps per member of the newest readable checkpoint in `run_dir`; None when there is none."""
-    from jaxrl.checkpoint import Checkpointer
-    from jaxrl.config import CheckpointConfig
+    """The env steps per member of the newest checkpoint in `run_dir`; None when there is none.
 
-    checkpoints = Checkpointer(run_dir, CheckpointConfig())
-    try:
-        position = checkpoints.position()
-    finally:
-        checkpoints.close()
-    return None if position is None else position.env_steps
+    Read from the folder names (orbax renames a checkpoint to its step once it
+    is complete), not through orbax: that starts JAX's backend, and this runs
+    before `jax.distributed.initialize`, which then refuses to join.
+    """
+    from jaxrl.checkpoint import CHECKPOINTS
+
+    folder = run_dir / CHECKPOINTS
+    return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=None) if folder.is_dir() else None
 
 
 def _finished_steps(run_dir: Path) -> int | None:
