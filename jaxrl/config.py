@@ -459,3 +459,8 @@ def _check_settings(run: RunConfig) -> None:
             except ConfigError as err:
                 drawn = f" (drawn from {spaces[name]} with sweep.seed={run.sweep.seed})" if name in spaces else ""
                 raise ConfigError(f"sweep.algo.{name}={value:g}{drawn}: {err}") from None
+    # a hyperparameter these settings never read gives identical members: compute spent on nothing
+    for name in run.sweep.names:
+        reasons = [run.algo.replace(**point).unused().get(name) for point in run.sweep.points()]
+        if all(reasons):
+            raise ConfigError(f"sweep.algo.{name} has no effect on {run.algo_name} with these settings: {reasons[0]}")

@@ -162,12 +162,33 @@ def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():
         # `sweep: {}` has no schema, so Hydra lets a scalar or a list replace it or its `algo`
         (["sweep=foo"], "sweep takes a mapping: set its keys one by one \\(sweep.algo.<hyperparameter>=\\[a,b\\], sweep.samples=N"),
         (["sweep.algo=[1e-4,1e-3]"], "sweep.algo takes a mapping: set its keys one by one \\(sweep.algo.<hyperparameter>="),
+        # hyperparameters the static settings never read: the members would train identically
+        (["algo=td3", "sweep.algo.noise_theta=[0.05,0.5]"],
+         "^sweep.algo.noise_theta has no effect on td3 with these settings: .*algo.noise=gaussian .*; set algo.noise=ou$"),
+        (["algo=ddpg", "sweep.algo.target_noise_clip=[0.1,0.5]"],
+         "^sweep.algo.target_noise_clip has no effect on ddpg .*; set algo.target_noise > 0$"),
+        (["algo=sac", "algo.autotune=false", "sweep.algo.alpha_lr=loguniform(1e-4,1e-3)", "sweep.samples=2"],
+         "^sweep.algo.alpha_lr has no effect on sac .*algo.autotune=false keeps alpha at algo.init_alpha$"),
     ],
 )
 def test_bad_sweeps_are_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError) as info:
         run_config(*overrides)
     assert re.search(message, str(info.value)) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["algo=td3", "algo.noise=ou", "sweep.algo.noise_theta=[0.05,0.5]"],
+        # one of the settings smooths the target, so the clip matters to it
+        ["algo=ddpg", "sweep.algo.target_noise=[0,0.2]", "sweep.algo.target_noise_clip=[0.1,0.5]"],
+        ["algo=td3", "sweep.algo.target_noise_clip=[0.1,0.5]"],
+        ["algo=sac", "sweep.algo.alpha_lr=[1e-4,1e-3]"],
+    ],
+)
+def test_a_hyperparameter_is_swept_where_the_settings_read_it(overrides):
+    assert len(run_config(*overrides).sweep.points()) in (2, 4)
 
 
 def test_search_spaces_mix_with_grids_and_seeds():

@@ -39,6 +39,13 @@ class DDPGConfig(OffPolicyConfig):
             if getattr(self, name) < 0:
                 raise ConfigError(f"algo.{name} must be >= 0, got {getattr(self, name)}")
 
+    def unused(self) -> dict[str, str]:
+        """OffPolicyConfig's, plus the smoothing clip while smoothing is off."""
+        unused = super().unused()
+        if self.target_noise == 0:
+            unused["target_noise_clip"] = "it clips target policy smoothing, which algo.target_noise=0 turns off; set algo.target_noise > 0"
+        return unused
+
 
 @struct.dataclass
 class DDPGPolicyParams(PolicyParams):

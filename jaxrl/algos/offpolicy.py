@@ -97,6 +97,13 @@ class OffPolicyConfig:
         if not 0.0 < self.tau <= 1.0:
             raise ConfigError(f"algo.tau must be in (0, 1], got {self.tau}")
 
+    def unused(self) -> dict[str, str]:
+        """Traced hyperparameters that these settings never read, {name: why}:
+        a sweep over one would train identical members."""
+        if self.noise == "ou":
+            return {}
+        return {"noise_theta": "it sets the correlation of algo.noise=ou, and algo.noise=gaussian draws white noise; set algo.noise=ou"}
+
 
 @struct.dataclass
 class Learner:

@@ -57,6 +57,10 @@ class OnPolicyConfig:
         if not 0.0 <= self.gae_lambda <= 1.0:
             raise ConfigError(f"algo.gae_lambda must be in [0, 1], got {self.gae_lambda}")
 
+    def unused(self) -> dict[str, str]:
+        """Traced hyperparameters that these settings never read, {name: why}; none on-policy."""
+        return {}
+
 
 def check_minibatches(name: str, num_minibatches: int, batch: int) -> None:
     """Raises ConfigError unless `num_minibatches` (the value of algo.<name>)

@@ -41,6 +41,13 @@ class SACConfig(OffPolicyConfig):
         super().validate(total_timesteps)
         check_positive(self, "init_alpha", "alpha_lr")
 
+    def unused(self) -> dict[str, str]:
+        """OffPolicyConfig's, plus the temperature's step size without autotune."""
+        unused = super().unused()
+        if not self.autotune:
+            unused["alpha_lr"] = "it is the step size of the learned temperature, and algo.autotune=false keeps alpha at algo.init_alpha"
+        return unused
+
 
 class SAC(OffPolicy):
     """SAC with twin critics and automatic entropy tuning."""
