@@ -33,7 +33,7 @@ from jaxrl.config import CheckpointConfig
 from jaxrl.errors import last_line
 from jaxrl.sinks.base import FanOut
 
-__all__ = ["CHECKPOINTS", "Checkpointer", "Position", "StopOnSignal", "is_temporary"]
+__all__ = ["CHECKPOINTS", "Checkpointer", "Position", "StopOnSignal", "is_temporary", "newest_step"]
 
 CHECKPOINTS = "checkpoints"
 """The run folder's subfolder of checkpoints, one folder per saved env step."""
@@ -46,6 +46,18 @@ _TEMPORARY_MARKS = (".orbax-checkpoint-tmp", "tempstate", ".tmp")
 def is_temporary(path: Path) -> bool:
     """Whether `path` (or a folder it sits in) is a file still being written."""
     return any(mark in part for part in path.parts for mark in _TEMPORARY_MARKS)
+
+
+def newest_step(run_dir: Path) -> int | None:
+    """The env steps per member of the newest complete checkpoint in `run_dir`
+    (readable or not); None when there is none.
+
+    Read from the folder names (orbax renames a checkpoint to its step once it
+    is complete), not through orbax: that starts JAX's backend, and a resume
+    asks this before `jax.distributed.initialize`, which then refuses to join.
+    """
+    folder = run_dir / CHECKPOINTS
+    return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=None) if folder.is_dir() else None
 
 
 @dataclasses.dataclass(frozen=True)

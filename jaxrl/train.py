@@ -265,7 +265,9 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
             f"resume it with total_timesteps larger than {done}"
         )
-    saved = _checkpoint_steps(run_dir) if done is None else None
+    from jaxrl.checkpoint import newest_step
+
+    saved = newest_step(run_dir) if done is None else None
     if saved is not None and total <= saved:
         # the loop would have no chunk left to train: the run would be marked finished
         # without its final evaluation, beyond the total that config.yaml then records
@@ -294,19 +296,6 @@ def _total_timesteps(cfg: DictConfig) -> int:
     before the run's config is, a bad value ('abc') would fail the comparison
     with a TypeError instead of the ConfigError that names it."""
     return from_dict(OmegaConf.to_container(cfg, resolve=True)).total_timesteps
-
-
-def _checkpoint_steps(run_dir: Path) -> int | None:
-    """The env steps per member of the newest checkpoint in `run_dir`; None when there is none.
-
-    Read from the folder names (orbax renames a checkpoint to its step once it
-    is complete), not through orbax: that starts JAX's backend, and this runs
-    before `jax.distributed.initialize`, which then refuses to join.
-    """
-    from jaxrl.checkpoint import CHECKPOINTS
-
-    folder = run_dir / CHECKPOINTS
-    return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=None) if folder.is_dir() else None
 
 
 def _finished_steps(run_dir: Path) -> int | None:
