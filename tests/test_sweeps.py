@@ -244,11 +244,11 @@ def test_a_lone_member_with_its_envs_sharded_over_two_devices_equals_one_device(
 
 
 def test_each_wandb_run_of_a_random_search_carries_its_drawn_values():
-    from jaxrl.sinks.wandb_sink import member_config, member_name
+    from jaxrl.sinks.wandb_sink import member_config, member_names
 
     overrides = ("sweep.algo.lr=loguniform(1e-5,1e-2)", "sweep.algo.gamma=[0.9,0.99]", "sweep.samples=2")
     run, resolved = run_config(*overrides), compose(*overrides)
-    for member in run.members():
+    for member, name in zip(run.members(), member_names("group", run.members())):
         config = member_config(resolved, member)
         assert (config["algo"]["lr"], config["algo"]["gamma"], config["seed"]) == (member["algo.lr"], member["algo.gamma"], member["seed"])
-        assert f"algo.lr={member['algo.lr']:g}" in member_name("group", member)
+        assert f"algo.lr={member['algo.lr']:g}" in name

@@ -25,7 +25,7 @@ from jaxrl.sinks.wandb_sink import (  # noqa: E402
     STEP_METRIC,
     WandbSink,
     member_config,
-    member_name,
+    member_names,
     resolve_mode,
 )
 
@@ -142,10 +142,11 @@ def test_one_run_per_member_grouped_with_own_config_history_and_summary(
     for run_dir in runs:
         got = leet_summary(run_dir)
         by_name[got["name"]] = (run_dir, got)
-    assert sorted(by_name) == sorted(member_name(GROUP, m) for m in members)
+    names = member_names(GROUP, members)
+    assert sorted(by_name) == sorted(names)
 
-    for i, member in enumerate(members):
-        run_dir, got = by_name[member_name(GROUP, member)]
+    for i, (member, name) in enumerate(zip(members, names)):
+        run_dir, got = by_name[name]
         assert got["state"] == "finished"
         assert got["project"] == "jaxrl"
         assert got["tags"] == ["test", "ppo"]
@@ -335,9 +336,16 @@ def test_auto_mode_follows_wandb_mode_setting(monkeypatch, clean_wandb_env, wand
     assert resolve_mode("auto") == wandb_mode
 
 
-def test_member_name_and_config():
-    assert member_name("grp", {"seed": 3}) == "grp-seed3"
-    assert member_name("grp", {"seed": 0, "algo.lr": 0.0003}) == "grp-seed0-algo.lr=0.0003"
+def test_member_names_and_config():
+    assert member_names("grp", [{"seed": 3}]) == ["grp-seed3"]
+    assert member_names("grp", [{"seed": 0, "algo.lr": 0.0003}]) == ["grp-seed0-algo.lr=0.0003"]
+    # choice(0.9,0.99) drawn 0.99 twice, with seeds=2: no two W&B runs of the group share a name
+    drawn = [{"seed": s, "algo.gamma": g} for g in (0.99, 0.9, 0.99) for s in (0, 1)]
+    assert member_names("grp", drawn) == [
+        "grp-seed0-algo.gamma=0.99-member0", "grp-seed1-algo.gamma=0.99-member1",
+        "grp-seed0-algo.gamma=0.9", "grp-seed1-algo.gamma=0.9",
+        "grp-seed0-algo.gamma=0.99-member4", "grp-seed1-algo.gamma=0.99-member5",
+    ]
     merged = member_config(CONFIG, {"seed": 0, "algo.lr": 1e-3, "new.deep.key": 1})
     assert merged["seed"] == 0
     assert merged["algo"] == {"name": "ppo", "lr": 1e-3, "gamma": 0.99}

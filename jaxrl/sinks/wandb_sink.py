@@ -17,6 +17,7 @@ import json
 import logging
 import numbers
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from jaxrl.files import write_atomically
 from jaxrl.sinks import WANDB_MODES
 from jaxrl.sinks.base import RunInfo, Sink
 
-__all__ = ["STEP_METRIC", "WandbSink", "member_config", "member_name", "resolve_mode"]
+__all__ = ["STEP_METRIC", "WandbSink", "member_config", "member_names", "resolve_mode"]
 
 RUN_IDS = "wandb_runs.json"
 """The run folder's list of W&B run ids, one per member: a resumed run continues them."""
@@ -245,14 +246,15 @@ class WandbSink(Sink):
         ids = json.loads(ids_file.read_text()) if resumed else [runid.generate_id() for _ in run.members]
         if not resumed:
             write_atomically(ids_file, json.dumps(ids))
-        for member, run_id in zip(run.members, ids, strict=True):
+        names = member_names(run.name, run.members)
+        for member, name, run_id in zip(run.members, names, ids, strict=True):
             wandb_run = wandb.init(
                 id=run_id,
                 resume="allow" if resumed else None,
                 project=self.project,
                 entity=self.entity,
                 group=run.name,
-                name=member_name(run.name, member),
+                name=name,
                 job_type=run.algo,
                 tags=self.tags,
                 config=member_config(run.config, member),
@@ -321,16 +323,23 @@ class WandbSink(Sink):
                 wandb_run.finish(exit_code=1)
 
 
-def member_name(group: str, member: dict[str, Any]) -> str:
-    """The wandb run name of a population member: "<group>-seed<seed>", then
-    "-<key>=<value>" for each swept hyperparameter, e.g.
-    "ppo-run-seed0-algo.lr=0.0003"."""
-    parts = [f"{group}-seed{member['seed']}"]
-    for key, value in member.items():
-        if key != "seed":
-            is_float = isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
-            parts.append(f"{key}={value:g}" if is_float else f"{key}={value}")
-    return "-".join(parts)
+def member_names(group: str, members: Sequence[dict[str, Any]]) -> list[str]:
+    """The wandb run names of a population's members: "<group>-seed<seed>",
+    then "-<key>=<value>" for each swept hyperparameter, e.g.
+    "ppo-run-seed0-algo.lr=0.0003". Names that would repeat (a `choice`
+    drawn twice with the same seed, values equal to 6 digits) end in
+    "-member<i>", i being the member's row in sweep.csv, so that no two
+    runs of a group share a name."""
+    names = []
+    for member in members:
+        parts = [f"{group}-seed{member['seed']}"]
+        for key, value in member.items():
+            if key != "seed":
+                is_float = isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+                parts.append(f"{key}={value:g}" if is_float else f"{key}={value}")
+        names.append("-".join(parts))
+    counts = Counter(names)
+    return [f"{name}-member{i}" if counts[name] > 1 else name for i, name in enumerate(names)]
 
 
 def member_config(config: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
