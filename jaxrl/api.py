@@ -74,9 +74,9 @@ class Result:
             table[key] = values
         return table
 
-    def policy(self, seed: int = 0, member: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    def policy(self, seed: int | None = None, member: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
         """The trained deterministic policy of one member, as `jaxrl.load_policy`
-        gives it: NumPy observation [*obs_shape] or [N, *obs_shape] -> action."""
+        gives it (by default member 0): NumPy observation [*obs_shape] or [N, *obs_shape] -> action."""
         from jaxrl.policy import load_policy
 
         return load_policy(self.run_dir, seed=seed, member=member)

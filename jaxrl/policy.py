@@ -25,12 +25,13 @@ if TYPE_CHECKING:
 
 
 def load_policy(
-    run_dir: str | Path, seed: int = 0, member: int | None = None, step: int | None = None
+    run_dir: str | Path, seed: int | None = None, member: int | None = None, step: int | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Loads the deterministic policy of one trained member of a run.
 
     Picks the member by `seed` (the first member with that seed), or by index
-    with `member` (useful in a sweep). By default the policy of the run's
+    with `member` (useful in a sweep); with neither, member 0 (the first seed,
+    whatever the run's `seed=` was). By default the policy of the run's
     last evaluation (policy.msgpack); with `step`, the policy in the
     checkpoint taken at that env step (`checkpoints/<step>`). The returned callable maps a NumPy
     observation [*obs_shape] (or a batch [N, *obs_shape]) to the env's action
@@ -48,7 +49,7 @@ def load_policy(
     with NaN or infinite values.
     """
     if seed is None and member is None:
-        seed = 0
+        member = 0  # not seed=0: a run trained with seed=5 has no seed 0
     _, algo, params, _ = _trained(Path(run_dir), seed, member, step)
     spec = algo.env.spec
     shape = tuple(spec.obs_shape)

@@ -4,6 +4,7 @@ and what they say about anything else, on one tiny trained run."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -44,6 +45,19 @@ def test_a_step_may_be_a_numpy_integer_or_an_integral_float(trained):
     obs = np.array([-0.5, 0.01], np.float32)
     for value in (np.int64(step), float(step), np.float64(step)):
         np.testing.assert_array_equal(load_policy(trained.run_dir, step=value)(obs), load_policy(trained.run_dir)(obs))
+
+
+def test_by_default_the_first_member_of_a_run_whose_seeds_do_not_start_at_zero(trained, tmp_path):
+    # the same run as if trained with seed=5: its members' seeds are 5 and 6, and it has no seed 0
+    run_dir = tmp_path / "seed5"
+    shutil.copytree(trained.run_dir, run_dir)
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("\nseed: 0\n", "\nseed: 5\n"))
+    obs = np.array([-0.5, 0.01], np.float32)
+    first = load_policy(trained.run_dir, member=0)(obs)
+    np.testing.assert_array_equal(load_policy(run_dir)(obs), first)
+    np.testing.assert_array_equal(jaxrl.Result(run_dir, {}).policy()(obs), first)
+    np.testing.assert_array_equal(load_policy(run_dir, seed=6)(obs), load_policy(trained.run_dir, member=1)(obs))
 
 
 @pytest.mark.parametrize(
