@@ -43,7 +43,8 @@ def load_policy(
     the 5.0 a pandas row holds is taken as 5).
 
     Raises FileNotFoundError for a folder without those files, ValueError for
-    an argument that is not an integer or names no member or checkpoint, and
+    an argument that is not an integer or names no member or checkpoint (or
+    a `seed` and `member` that name different members), and
     for a policy file that cannot be read; the callable raises ValueError for
     an observation that is not an array of numbers, of the wrong shape, or
     with NaN or infinite values.
@@ -117,6 +118,11 @@ def _trained(
         member = matches[0]
     elif not 0 <= member < len(members):
         raise ValueError(f"member {member} out of range; {run_dir} has members 0..{len(members) - 1}")
+    elif seed is not None and members[member]["seed"] != seed:
+        raise ValueError(
+            f"member {member} of {run_dir} was trained with seed {members[member]['seed']}, not seed {seed}; "
+            "give seed or member alone, or a member trained with that seed"
+        )
     if step is None:
         algo, _ = build(run)
         return run, algo, _policy_file_params(run_dir, run, algo, member), member

@@ -60,6 +60,17 @@ def test_by_default_the_first_member_of_a_run_whose_seeds_do_not_start_at_zero(t
     np.testing.assert_array_equal(load_policy(run_dir, seed=6)(obs), load_policy(trained.run_dir, member=1)(obs))
 
 
+def test_a_seed_and_a_member_that_disagree_are_refused(trained, capsys):
+    with pytest.raises(ValueError, match=r"member 0 of .* was trained with seed 0, not seed 1; give seed or member alone"):
+        load_policy(trained.run_dir, seed=1, member=0)
+    with pytest.raises(ValueError, match="not seed 1"):
+        film_policy(trained.run_dir, seed=1, member=0)
+    assert film.main([str(trained.run_dir), "--seed", "1", "--member", "0"]) == 2
+    assert "was trained with seed 0, not seed 1" in capsys.readouterr().err
+    obs = np.array([-0.5, 0.01], np.float32)
+    np.testing.assert_array_equal(load_policy(trained.run_dir, seed=1, member=1)(obs), load_policy(trained.run_dir, member=1)(obs))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
