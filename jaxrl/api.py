@@ -46,8 +46,22 @@ class Result:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Result:
-        """The Result of a run folder written earlier (by `run` or the command line)."""
+        """The Result of a run folder written earlier (by `run` or the command line).
+
+        Raises FileNotFoundError, saying why, for a folder without summary.json
+        (a run still training or killed, or no run folder) and for a Hydra
+        multirun's folder (whose summary.json is the multirun's: give a job's)."""
+        from jaxrl.multirun import refuse_multirun_folder
+
         run_dir = Path(run_dir)
+        refuse_multirun_folder(run_dir)
+        if not (run_dir / "summary.json").is_file():
+            if (run_dir / "config.yaml").is_file():
+                raise FileNotFoundError(
+                    f"no summary.json in {run_dir}: the run has not ended (it is training, or was killed: "
+                    f"resume={run_dir} goes on); load_policy reads its last evaluated policy meanwhile"
+                )
+            raise FileNotFoundError(f"no summary.json in {run_dir}: it is not a jaxrl run folder")
         return cls(run_dir, json.loads((run_dir / "summary.json").read_text()))
 
     @property

@@ -17,6 +17,7 @@ from jaxrl.algos.base import Algorithm, hyperparams
 from jaxrl.checkpoint import Checkpointer
 from jaxrl.config import RunConfig, from_dict
 from jaxrl.envs.base import scale_action
+from jaxrl.multirun import refuse_multirun_folder
 from jaxrl.outputs import POLICY_FILE, deterministic_policy
 from jaxrl.runner import build
 
@@ -104,6 +105,7 @@ def _trained(
     params and that member's index (see `load_policy`). With neither `seed`
     nor `member`, the member filmed in training (`video.member`)."""
     seed, member, step = _integer("seed", seed), _integer("member", member), _integer("step", step)
+    refuse_multirun_folder(run_dir)
     for name in ("config.yaml",) if step is not None else ("config.yaml", POLICY_FILE):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"no {name} in {run_dir}: is it a jaxrl run folder with an evaluated policy?")

@@ -119,6 +119,27 @@ def test_a_result_keeps_its_folder_after_chdir(trained, tmp_path, monkeypatch):
     assert os.getcwd() == str(tmp_path)
 
 
+def test_a_multirun_folder_or_an_unended_run_is_refused_saying_what_to_give(trained, tmp_path, capsys):
+    multi = tmp_path / "multirun"  # as python -m jaxrl.train -m leaves it: a run folder per job, its own summary.json
+    for job in ("0", "1"):
+        shutil.copytree(trained.run_dir, multi / job)
+    (multi / "summary.json").write_text('{"jobs": []}')
+    said = rf"{multi} is a Hydra multirun's folder, not a run folder; give one of its jobs' run folders, .* \(jobs: 0, 1\)$"
+    for read in (jaxrl.Result.load, load_policy, film_policy):
+        with pytest.raises(FileNotFoundError, match=said):
+            read(multi)
+    assert film.main([str(multi)]) == 2 and "(jobs: 0, 1)" in capsys.readouterr().err
+    assert jaxrl.Result.load(multi / "1").final["seed"].tolist() == [0, 1]
+
+    killed = multi / "0"
+    (killed / "summary.json").unlink()  # a run killed, or still training
+    with pytest.raises(FileNotFoundError, match=f"no summary.json in {killed}: the run has not ended"):
+        jaxrl.Result.load(killed)
+    assert load_policy(killed)(np.zeros(2, np.float32)).shape == (1,)
+    with pytest.raises(FileNotFoundError, match="it is not a jaxrl run folder"):
+        jaxrl.Result.load(tmp_path)
+
+
 def test_film_films_the_runs_video_member_and_names_another_members_file(trained, capsys):
     videos = trained.run_dir / "videos"
     assert film.main([str(trained.run_dir)]) == 0
