@@ -170,9 +170,11 @@ def run(
     """
     from jaxrl.train import open_sweep_keys, run_from_overrides
 
-    if isinstance(overrides, str):
-        # a lone string would otherwise be read one character at a time
-        raise TypeError(f"overrides is a list of key=value strings, e.g. [{overrides!r}]")
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence):
+        # a lone string would be read one character at a time, a dict by its keys, None not at all
+        example = repr(overrides) if isinstance(overrides, str) else "'total_timesteps=1e5'"
+        raise TypeError(f"overrides={overrides!r} ({type(overrides).__name__}): overrides is a list of key=value strings, "
+                        f"e.g. [{example}]")
     _check_input(seeds, overrides)
     args = [f"{group}={choice}" for group, choice in (("algo", algo), ("env", env), ("experiment", experiment)) if choice]
     if seeds is not None:

@@ -72,9 +72,10 @@ def test_bad_input_is_a_config_error_before_anything_is_made(tmp_path, kwargs, m
     assert not (tmp_path / "run").exists()
 
 
-def test_overrides_must_be_a_list():
-    with pytest.raises(TypeError, match="list of key=value"):
-        jaxrl.run(overrides="seeds=1")
+@pytest.mark.parametrize("overrides", ["seeds=1", None, {"seeds": 1}, 3])
+def test_overrides_must_be_a_list(overrides):
+    with pytest.raises(TypeError, match=rf"^overrides=.* \({type(overrides).__name__}\): overrides is a list of key=value"):
+        jaxrl.run(overrides=overrides)
 
 
 @pytest.mark.parametrize("folder", ["runs/a b~c=[1]", "it's", "C:\\runs\\", "a\\'b"])
