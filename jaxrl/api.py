@@ -51,9 +51,10 @@ class Result:
         Raises FileNotFoundError, saying why, for a folder without summary.json
         (a run still training or killed, or no run folder) and for a Hydra
         multirun's folder (whose summary.json is the multirun's: give a job's)."""
+        from jaxrl.files import folder_path
         from jaxrl.multirun import refuse_multirun_folder
 
-        run_dir = Path(run_dir)
+        run_dir = folder_path(run_dir)
         refuse_multirun_folder(run_dir)
         if not (run_dir / "summary.json").is_file():
             if (run_dir / "config.yaml").is_file():

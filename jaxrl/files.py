@@ -14,10 +14,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["LOCK_FILE", "FolderLock", "json_text", "read_jsonl", "write_atomically"]
+__all__ = ["LOCK_FILE", "FolderLock", "folder_path", "json_text", "read_jsonl", "write_atomically"]
 
 LOCK_FILE = ".lock"
 """In a run folder: locked while a process trains there; it names that process."""
+
+
+def folder_path(value: Any) -> Path:
+    """A run folder argument as a Path; a TypeError naming the value for
+    anything but a str or os.PathLike (pathlib's own says neither which
+    argument nor what it got)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"run_dir={value!r} ({type(value).__name__}): run_dir takes a run folder's path, a str or Path")
+    return Path(value)
 
 
 def json_text(data: Any) -> str:

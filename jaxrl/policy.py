@@ -17,6 +17,7 @@ from jaxrl.algos.base import Algorithm, hyperparams
 from jaxrl.checkpoint import Checkpointer
 from jaxrl.config import RunConfig, from_dict
 from jaxrl.envs.base import scale_action
+from jaxrl.files import folder_path
 from jaxrl.multirun import refuse_multirun_folder
 from jaxrl.outputs import POLICY_FILE, deterministic_policy
 from jaxrl.runner import build
@@ -52,7 +53,7 @@ def load_policy(
     """
     if seed is None and member is None:
         member = 0  # not seed=0: a run trained with seed=5 has no seed 0
-    _, algo, params, _ = _trained(Path(run_dir), seed, member, step)
+    _, algo, params, _ = _trained(folder_path(run_dir), seed, member, step)
     spec = algo.env.spec
     shape = tuple(spec.obs_shape)
 
@@ -158,7 +159,7 @@ def film_policy(
     max_frames = _integer("max_frames", max_frames)
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames={max_frames} is below 1; max_frames takes an integer >= 1")
-    run_dir = Path(run_dir)
+    run_dir = folder_path(run_dir)
     run, algo, params, member = _trained(run_dir, seed, member, step)
     step = _integer("step", step)
     name = "final" if step is None else f"step{step}"

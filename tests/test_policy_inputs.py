@@ -84,6 +84,13 @@ def test_a_non_integer_argument_is_a_value_error_naming_it(trained, kwargs, name
     assert "truncated" not in str(err.value)
 
 
+@pytest.mark.parametrize("run_dir", [None, 3, ["runs/a"]])
+def test_a_run_dir_that_is_not_a_path_is_a_type_error_naming_it(run_dir):
+    for read in (load_policy, film_policy, jaxrl.Result.load):
+        with pytest.raises(TypeError, match=r"^run_dir=.* takes a run folder's path, a str or Path$"):
+            read(run_dir)
+
+
 @pytest.mark.parametrize("obs", [{"a": 1}, "ab", [[0.0, 1.0], [2.0]], None, np.array(["a", "b"])])
 def test_an_observation_that_is_not_an_array_of_numbers_is_a_value_error(trained, obs):
     act = trained.policy(seed=0)
