@@ -17,7 +17,7 @@ from jaxrl.algos.base import Algorithm, hyperparams
 from jaxrl.checkpoint import Checkpointer
 from jaxrl.config import RunConfig, from_dict
 from jaxrl.envs.base import scale_action
-from jaxrl.files import folder_path
+from jaxrl.files import folder_path, read_jsonl
 from jaxrl.multirun import refuse_multirun_folder
 from jaxrl.outputs import POLICY_FILE, deterministic_policy
 from jaxrl.runner import build
@@ -150,9 +150,11 @@ def film_policy(
     (the member training films). Its file is `videos/final.mp4`, or
     `videos/step<step>.mp4` with `step`, as training names it; another member's
     is named for it (`final-member<M>.mp4`, `step<step>-member<M>.mp4`), so it
-    never replaces the run's own video. max_frames: as `video.max_frames`, an
-    integer >= 1 (default: the run's). Returns `jaxrl.video.VideoResult` (mp4
-    path, episode return and length; `reason` when the env could not be drawn).
+    never replaces the run's own video. The episode is the one training films
+    for that policy (the same env key), so `video.enabled=false` loses nothing.
+    max_frames: as `video.max_frames`, an integer >= 1 (default: the run's).
+    Returns `jaxrl.video.VideoResult` (mp4 path, episode return and length;
+    `reason` when the env could not be drawn).
     """
     from jaxrl.video import record_episode
 
@@ -165,10 +167,20 @@ def film_policy(
     name = "final" if step is None else f"step{step}"
     if member != run.video.member:
         name += f"-member{member}"
+    # training keys an episode by the env step its policy was evaluated at: the same episode, the same video
+    key = jax.random.PRNGKey(_evaluated_step(run_dir) if step is None else step)
     return record_episode(
-        algo.env, deterministic_policy(algo, params), jax.random.PRNGKey(step or 0), run_dir / "videos",
+        algo.env, deterministic_policy(algo, params), key, run_dir / "videos",
         name, max_frames=run.video.max_frames if max_frames is None else max_frames,
     )
+
+
+def _evaluated_step(run_dir: Path) -> int:
+    """The env step of the run's last evaluation in metrics.jsonl, whose policy
+    policy.msgpack holds (0 when none is logged)."""
+    path = run_dir / "metrics.jsonl"
+    rows = read_jsonl(path) if path.exists() else []
+    return max((int(row["step"]) for row in rows if "eval/return_mean" in row), default=0)
 
 
 def _policy_file_params(run_dir: Path, run: RunConfig, algo: Algorithm, member: int) -> Any:

@@ -27,7 +27,8 @@ def trained(tmp_path_factory):
     """Two members; training films member 1 (video.member=1) to videos/final.mp4."""
     run_dir = tmp_path_factory.mktemp("inputs") / "run"
     result = jaxrl.run(seeds=2, overrides=[*TINY, "video.member=1"], run_dir=run_dir)
-    assert (run_dir / "videos" / "final.mp4").exists()
+    # kept apart: the tests below film into the run folder
+    shutil.copy(run_dir / "videos" / "final.mp4", run_dir.parent / "trained-final.mp4")
     return result
 
 
@@ -145,6 +146,15 @@ def test_a_multirun_folder_or_an_unended_run_is_refused_saying_what_to_give(trai
     assert load_policy(killed)(np.zeros(2, np.float32)).shape == (1,)
     with pytest.raises(FileNotFoundError, match="it is not a jaxrl run folder"):
         jaxrl.Result.load(tmp_path)
+
+
+def test_film_makes_the_video_training_made(trained, tmp_path):
+    # what a run trained with video.enabled=false gets from python -m jaxrl.film: the same episode
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained.run_dir, run_dir)
+    shutil.rmtree(run_dir / "videos")
+    assert film.main([str(run_dir)]) == 0
+    assert (run_dir / "videos" / "final.mp4").read_bytes() == (trained.run_dir.parent / "trained-final.mp4").read_bytes()
 
 
 def test_film_films_the_runs_video_member_and_names_another_members_file(trained, capsys):
