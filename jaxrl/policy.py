@@ -49,7 +49,7 @@ def load_policy(
     a `seed` and `member` that name different members), and
     for a policy file that cannot be read; the callable raises ValueError for
     an observation that is not an array of numbers, of the wrong shape, or
-    with NaN or infinite values.
+    with NaN or infinite values or values beyond float32's range.
     """
     if seed is None and member is None:
         member = 0  # not seed=0: a run trained with seed=5 has no seed 0
@@ -71,11 +71,15 @@ def load_policy(
             raise ValueError(f"observation {_brief(obs)} is not an array ({err}); {takes}") from None
         if raw.dtype.kind not in "biuf":
             raise ValueError(f"observation {_brief(obs)} holds {raw.dtype} values, not numbers; {takes}")
-        obs = raw.astype(np.float32, copy=False)
-        if obs.shape != shape and obs.shape[1:] != shape:
-            raise ValueError(f"observation of shape {obs.shape}; {takes}")
+        if raw.shape != shape and raw.shape[1:] != shape:
+            raise ValueError(f"observation of shape {raw.shape}; {takes}")
+        # checked before the cast: 1e40 is finite, but infinite as float32
+        if not np.isfinite(raw).all():
+            raise ValueError(f"observation holds NaN or infinite values; {takes}, all finite")
+        with np.errstate(over="ignore"):
+            obs = raw.astype(np.float32, copy=False)
         if not np.isfinite(obs).all():
-            raise ValueError("observation holds NaN or infinite values")
+            raise ValueError(f"observation holds values beyond float32's range (±3.4e38); {takes}, all within it")
         return np.asarray(act(jnp.asarray(obs)))
 
     return policy

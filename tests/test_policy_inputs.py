@@ -85,6 +85,15 @@ def test_a_non_integer_argument_is_a_value_error_naming_it(trained, kwargs, name
     assert "truncated" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("obs", "said"),
+    [([np.nan, 0.0], "NaN or infinite values"), ([0.0, -np.inf], "NaN or infinite values"), ([1e40, 0.0], "values beyond float32's range")],
+)
+def test_a_non_finite_observation_is_a_value_error_saying_what_it_takes(trained, obs, said):
+    with pytest.raises(ValueError, match=rf"^observation holds {said}.*; this policy takes \(2,\) or a batch"):
+        trained.policy()(np.array(obs))
+
+
 @pytest.mark.parametrize("run_dir", [None, 3, ["runs/a"]])
 def test_a_run_dir_that_is_not_a_path_is_a_type_error_naming_it(run_dir):
     for read in (load_policy, film_policy, jaxrl.Result.load):
