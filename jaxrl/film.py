@@ -6,7 +6,8 @@ render: films the member training films (`video.member`) to
 alone (`jaxrl.policy.film_policy`); another member (--seed, --member) gets
 its own file, `final-member<M>.mp4` (`step<N>-member<M>.mp4`), never the
 run's. Exit status 0 with a video, 1 when the env could not be drawn (the
-reason on stderr; Brax then leaves its HTML viewer), 2 for a folder, member
+reason on stderr; Brax then leaves its HTML viewer) or the video could not
+be written (a read-only run folder), 2 for a folder, member
 or --max-frames that does not exist or is not valid.
 """
 
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a run folder on read-only storage, a file named videos
+        print(f"error: cannot write the video into {args.run_dir}: {err}", file=sys.stderr)
+        return 1
     if result.mp4 is None:
         print(f"no video: {result.reason}" + (f"; HTML viewer: {result.html}" if result.html else ""), file=sys.stderr)
         return 1

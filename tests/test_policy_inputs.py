@@ -166,6 +166,16 @@ def test_film_makes_the_video_training_made(trained, tmp_path):
     assert (run_dir / "videos" / "final.mp4").read_bytes() == (trained.run_dir.parent / "trained-final.mp4").read_bytes()
 
 
+def test_film_says_in_one_line_when_it_cannot_write_the_video(trained, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained.run_dir, run_dir)
+    shutil.rmtree(run_dir / "videos")
+    (run_dir / "videos").write_text("")  # a file where the folder goes, as a read-only folder would refuse it
+    assert film.main([str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot write the video into {run_dir}: ")
+
+
 def test_film_films_the_runs_video_member_and_names_another_members_file(trained, capsys):
     videos = trained.run_dir / "videos"
     assert film.main([str(trained.run_dir)]) == 0
