@@ -169,7 +169,7 @@ def run(
     is accepted) for bad input, before anything compiles or is written; a
     failure during training is re-raised with a note naming the run folder.
     """
-    from jaxrl.train import open_sweep_keys, run_from_overrides
+    from jaxrl.train import compose_config, open_sweep_keys, run_from_overrides
 
     if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence):
         # a lone string would be read one character at a time, a dict by its keys, None not at all
@@ -185,6 +185,9 @@ def run(
     overrides = open_sweep_keys([*args, *overrides])
     _refuse_multirun(overrides)
     summary = run_from_overrides(overrides, hooks=[folder])
+    if folder.run_dir is None:
+        # resume=auto in a run_dir whose run finished already: nothing trained, so no hook heard of the folder
+        folder.run_dir = Path(compose_config(overrides).run_dir).expanduser()
     return Result(folder.run_dir, summary)
 
 

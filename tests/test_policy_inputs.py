@@ -126,6 +126,12 @@ def test_run_refuses_bad_input_with_a_config_error(tmp_path, kwargs, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_run_with_resume_auto_of_a_finished_run_gives_its_result(trained):
+    # a notebook run again from the top after its run finished: nothing is trained
+    again = jaxrl.run(seeds=2, overrides=[*TINY, "video.member=1"], run_dir=trained.run_dir, resume="auto")
+    assert again.run_dir == trained.run_dir and again.summary == trained.summary
+
+
 def test_a_result_keeps_its_folder_after_chdir(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(trained.run_dir.parent)
     result = jaxrl.Result.load("run")
