@@ -479,6 +479,24 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
     return runs
 
 
+def check_builds(runs: list[RunConfig]) -> None:
+    """Builds every multirun job's env (once per distinct env) and algorithm,
+    compiling nothing, so that a job the config alone cannot refuse (an env
+    name its suite lacks, discrete actions for SAC) fails before the first
+    job trains rather than after it. Starts XLA's backend: call it after
+    `_relax_cpu_guard_for`."""
+    from jaxrl.algos import ALGORITHMS
+    from jaxrl.config import Schedule
+    from jaxrl.envs import make_env
+
+    envs = {}
+    for run in runs:
+        key = (run.env.suite, run.env.name, run.env.backend, run.env.episode_length)
+        if key not in envs:
+            envs[key] = make_env(*key)
+        ALGORITHMS[run.algo_name](envs[key], run.algo, Schedule.for_run(run).total_steps)
+
+
 def check_multirun_resume(cfg: DictConfig) -> None:
     """Raises ConfigError for resume=<folder> in a multirun job: a job composes
     its config once, inside Hydra, without the folder's command line, and
@@ -560,7 +578,9 @@ def main() -> None:
             return
         if set(flags) <= set(MULTIRUN_FLAGS):
             # the basic launcher runs every job in this process
-            _relax_cpu_guard_for(check_sweep(overrides))
+            runs = check_sweep(overrides)
+            _relax_cpu_guard_for(runs)
+            check_builds(runs)
     sys.argv[1:] = args
     hydra_main()
 

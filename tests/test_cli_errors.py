@@ -37,6 +37,10 @@ BAD = [
     (["experiment=sac_mountaincar", "algo=ppo"], "these are keys of sac"),
     (["-m", "algo.lr=-1"], "algo.lr must be positive"),
     (["-m", "algo.lr=1e-3,nan"], "algo.lr must be a finite number"),
+    # the bad job second: the first must not train before it is refused
+    (["-m", "env=gymnax", "env.name=CartPole-v1,CartPol-v1", "seeds=1", "total_timesteps=4096"],
+     "unknown gymnax env 'CartPol-v1'; gymnax knows: CartPole-v1"),
+    (["-m", "algo=ppo,sac", "env=mountaincar", "seeds=1", "total_timesteps=20000"], "SAC needs continuous actions"),
     (["-m", "algo.num_envs=4,8", "resume=afile"], "resume=afile does not work with -m: give resume=auto"),
     (["-m", "algo.num_envs=4,8", "resume=auto"], "resume=auto with -m needs a fixed sweep folder, hydra.sweep.dir=<folder>"),
     (["algo.lr=nan"], "algo.lr must be a finite number, got nan"),
