@@ -581,6 +581,9 @@ def main() -> None:
             runs = check_sweep(overrides)
             _relax_cpu_guard_for(runs)
             check_builds(runs)
+            # Hydra's argparse takes overrides only after its flags: `logger=none -m algo.lr=1e-4,1e-3`
+            # would otherwise be refused, with Hydra's usage, as unrecognized arguments
+            args = [*flags, *overrides]
     sys.argv[1:] = args
     hydra_main()
 

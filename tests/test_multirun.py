@@ -32,6 +32,16 @@ def test_collect_names_what_differs_between_jobs(tmp_path):
     ]
 
 
+def test_overrides_before_the_multirun_flag_are_taken(tmp_path):
+    # `make train ARGS=...` and shell habits put settings before -m; Hydra's parser takes them only after it
+    proc = run_cli([*TINY, "-m", "algo.num_envs=4"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "runs").glob("multirun-*")
+    config = yaml.safe_load((sweep / "0" / "config.yaml").read_text())
+    assert (config["algo"]["num_envs"], config["algo"]["rollout_length"], config["total_timesteps"]) == (4, 8, 256)
+    assert "job 0: finished" in proc.stdout
+
+
 @pytest.mark.slow  # two jobs, each its own process (with Ray, a local cluster too): about 20 s each on 2 cores
 @pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
 def test_a_launcher_multirun_makes_a_run_folder_per_job_and_a_summary(tmp_path, launcher):
