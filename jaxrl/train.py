@@ -336,6 +336,30 @@ def open_sweep_keys(overrides: list[str]) -> list[str]:
     return [f"++{quote_distributions(arg)}" if arg.startswith("sweep.") else arg for arg in overrides]
 
 
+def open_keys_of_swept_groups(overrides: list[str]) -> list[str]:
+    """Rewrites `key=value` as `++key=value` when a config group is swept
+    (`-m algo=sac,td3 algo.warmup_steps=500`).
+
+    Hydra composes the multirun's own config with no swept group's options
+    (PPO, by default), where a key of the swept-in configs is unknown, and
+    fails before any job starts. Every job was composed with the overrides
+    as given (`check_sweep`), so this adds no key that a job lacks.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    groups = _config_groups()
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if not any(o.key_or_group in groups and o.is_sweep_override() for o in parsed):
+        return overrides
+    # a key inside a node (algo.warmup_steps), set plainly; group choices and Hydra's own keys stay as they are
+    return [
+        f"++{arg}" if o.type == OverrideType.CHANGE and "." in o.key_or_group and not o.key_or_group.startswith("hydra.")
+        else arg
+        for arg, o in zip(overrides, parsed)
+    ]
+
+
 def _config_groups() -> list[str]:
     return sorted(p.name for p in resources.files(CONFIG_MODULE).iterdir() if p.is_dir() and not p.name.startswith("_"))
 
@@ -583,7 +607,7 @@ def main() -> None:
             check_builds(runs)
             # Hydra's argparse takes overrides only after its flags: `logger=none -m algo.lr=1e-4,1e-3`
             # would otherwise be refused, with Hydra's usage, as unrecognized arguments
-            args = [*flags, *overrides]
+            args = [*flags, *open_keys_of_swept_groups(overrides)]
     sys.argv[1:] = args
     hydra_main()
 

@@ -42,6 +42,16 @@ def test_overrides_before_the_multirun_flag_are_taken(tmp_path):
     assert "job 0: finished" in proc.stdout
 
 
+def test_a_multirun_over_algorithms_takes_keys_the_default_algorithm_lacks(tmp_path):
+    # Hydra composes the multirun's own config with no swept group's option: PPO, which has no normalize_advantage
+    a2c = ["algo=choice(a2c)", "algo.normalize_advantage=true", "algo.num_envs=4", *TINY[:2], *TINY[3:]]
+    proc = run_cli(["-m", *a2c], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "runs").glob("multirun-*")
+    config = yaml.safe_load((sweep / "0" / "config.yaml").read_text())
+    assert (config["algo"]["name"], config["algo"]["normalize_advantage"]) == ("a2c", True)
+
+
 @pytest.mark.slow  # two jobs, each its own process (with Ray, a local cluster too): about 20 s each on 2 cores
 @pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
 def test_a_launcher_multirun_makes_a_run_folder_per_job_and_a_summary(tmp_path, launcher):
