@@ -78,6 +78,14 @@ def test_image_observations_are_flattened_and_time_limits_settable():
     assert ts.obs.shape == (3, 400) and ts.final_obs.shape == (3, 400)
 
 
+def test_a_time_limit_keeps_the_type_of_the_envs_own():
+    # BernoulliBandit-misc's limit is a float, and its state's dtypes follow it: an int one failed to trace
+    env = make_env("gymnax", "BernoulliBandit-misc", episode_length=5)
+    assert env.spec.max_episode_steps == 5
+    ts = run_steps(env, lambda obs: jnp.int32(0), 10)
+    assert list(np.flatnonzero(ts.truncated)) == [4, 9]
+
+
 def test_gymnax_render_draws_the_mountaincars_only():
     env = make_env("gymnax", "MountainCarContinuous-v0")
     assert env.render_unavailable() is None

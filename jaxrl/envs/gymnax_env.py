@@ -41,7 +41,9 @@ class GymnaxEnv:
         self.name = name
         self.env, self.params = gymnax.make(name)
         if episode_length is not None:
-            self.params = self.params.replace(max_steps_in_episode=episode_length)
+            # in the env's own type: BernoulliBandit-misc's is a float, and its state's dtypes derive from it
+            own = type(self.params.max_steps_in_episode)
+            self.params = self.params.replace(max_steps_in_episode=own(episode_length))
         obs_space = self.env.observation_space(self.params)
         act_space = self.env.action_space(self.params)
         discrete = hasattr(act_space, "n")
