@@ -586,7 +586,14 @@ def hydra_main(cfg: DictConfig) -> None:
                 return
             check_resumable(job, cfg)  # names what differs when the folder holds other settings
             resume_dir = job
-        run_from_config(cfg, overrides, resume_dir)
+        try:
+            run_from_config(cfg, overrides, resume_dir)
+        except Stopped as err:
+            if job is None or err.save:
+                raise
+            # a job that diverged (a NaN) is one of the sweep's results, not a reason to leave the
+            # others untrained: its summary.json says so, and resume=auto leaves it as it is
+            print(f"stopped: {err.reason}; the other jobs go on", file=sys.stderr, flush=True)
 
 
 def main() -> None:

@@ -52,6 +52,18 @@ def test_a_multirun_over_algorithms_takes_keys_the_default_algorithm_lacks(tmp_p
     assert (config["algo"]["name"], config["algo"]["normalize_advantage"]) == ("a2c", True)
 
 
+def test_a_job_that_diverges_leaves_the_others_to_train(tmp_path):
+    # job 0's parameters become NaN in its first chunk: it stops, unsaved, and job 1 still trains
+    proc = run_cli(["-m", *TINY, "algo.num_envs=4", "alerts.test_nan=[0,0],null"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "runs").glob("multirun-*")
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert [(j["summary"]["status"], j["summary"].get("bad_state")) for j in summary["jobs"]] == [
+        ("stopped", True), ("finished", None),
+    ]
+    assert "the other jobs go on" in proc.stderr and "job 1: finished" in proc.stdout
+
+
 @pytest.mark.slow  # two jobs, each its own process (with Ray, a local cluster too): about 20 s each on 2 cores
 @pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
 def test_a_launcher_multirun_makes_a_run_folder_per_job_and_a_summary(tmp_path, launcher):
