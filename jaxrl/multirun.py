@@ -61,9 +61,13 @@ def collect(sweep_dir: Path) -> dict[str, Any]:
     for folder in folders:
         path = folder / "config.yaml"
         configs.append(flat_config(yaml.safe_load(path.read_text())) if path.exists() else {})
-    keys = sorted({k for c in configs for k in c})
+    # compared among the jobs that wrote a config: one that failed before would make every key differ;
+    # a key some configs lack (clip_eps in an A2C job of -m algo=ppo,a2c) is their algorithm's or env's
+    # own, not a setting the jobs differ in: listed, it filled every job's line with None
+    written = [c for c in configs if c]
+    keys = sorted({k for c in written for k in c if all(k in other for other in written)})
     # how a job was started, not what it trained: a resumed job's config.yaml says resume: null, a first one auto
-    differ = [k for k in keys if k not in ("run_dir", "resume") and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    differ = [k for k in keys if k not in ("run_dir", "resume") and len({json.dumps(c[k], sort_keys=True) for c in written}) > 1]
     jobs = []
     for folder, config in zip(folders, configs):
         path = folder / "summary.json"

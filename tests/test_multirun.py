@@ -64,6 +64,18 @@ def test_a_job_that_diverges_leaves_the_others_to_train(tmp_path):
     assert "the other jobs go on" in proc.stderr and "job 1: finished" in proc.stdout
 
 
+def test_collect_leaves_out_keys_that_only_some_jobs_have(tmp_path):
+    # -m algo=ppo,a2c: clip_eps is PPO's alone; job 2 wrote no config (it failed before compiling)
+    algos = [{"name": "ppo", "lr": 3e-4, "clip_eps": 0.2}, {"name": "a2c", "lr": 7e-4, "normalize_advantage": False}]
+    for job, algo in enumerate(algos):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / "config.yaml").write_text(yaml.safe_dump({"algo": algo, "seeds": 1}))
+    (tmp_path / "2").mkdir()
+    assert [j["settings"] for j in collect(tmp_path)["jobs"]] == [
+        {"algo.lr": 3e-4, "algo.name": "ppo"}, {"algo.lr": 7e-4, "algo.name": "a2c"}, {"algo.lr": None, "algo.name": None},
+    ]
+
+
 @pytest.mark.slow  # two jobs, each its own process (with Ray, a local cluster too): about 20 s each on 2 cores
 @pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
 def test_a_launcher_multirun_makes_a_run_folder_per_job_and_a_summary(tmp_path, launcher):
