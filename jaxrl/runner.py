@@ -203,6 +203,19 @@ class Programs:
         return pad_members(states, self.padded)
 
 
+def check_fits(
+    algo: Algorithm, keys: jax.Array, hp: Any, devices: Sequence[jax.Device] | None = None
+) -> tuple[Any, Layout, Any]:
+    """The population's state shapes (ShapeDtypeStructs [P, ...]) for keys [P]
+    and hp ([P] leaves), traced, not run; its Layout; and the shapes padded to
+    [P', ...]. Raises ConfigError when that state cannot fit in memory (`_check_memory`)."""
+    member_shapes = jax.eval_shape(jax.vmap(algo.init), keys, hp)
+    layout = Layout.for_population(algo, member_shapes, keys.shape[0], devices)
+    shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct((layout.padded, *s.shape[1:]), s.dtype), member_shapes)
+    _check_memory(shapes, layout.padded, layout.shards)
+    return member_shapes, layout, shapes
+
+
 def compile_programs(
     algo: Algorithm,
     schedule: Schedule,
@@ -232,12 +245,8 @@ def compile_programs(
     """
     start = time.perf_counter()
     num_members = keys.shape[0]
-    # traced, not run: the state's shapes size it and place it
-    member_shapes = jax.eval_shape(jax.vmap(algo.init), keys, hp)
-    layout = Layout.for_population(algo, member_shapes, num_members, devices)
-    shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct((layout.padded, *s.shape[1:]), s.dtype), member_shapes)
+    member_shapes, layout, shapes = check_fits(algo, keys, hp, devices)
     keys, hp = pad_members((keys, hp), layout.padded)
-    _check_memory(shapes, layout.padded, layout.shards)
     if announce:
         print(announce, file=sys.stderr, flush=True)
 

@@ -505,20 +505,23 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
 
 def check_builds(runs: list[RunConfig]) -> None:
     """Builds every multirun job's env (once per distinct env) and algorithm,
-    compiling nothing, so that a job the config alone cannot refuse (an env
-    name its suite lacks, discrete actions for SAC) fails before the first
-    job trains rather than after it. Starts XLA's backend: call it after
+    and traces its training state's shapes, compiling nothing, so that a job
+    the config alone cannot refuse (an env name its suite lacks, discrete
+    actions for SAC, a state larger than memory) fails before the first job
+    trains rather than after it. Starts XLA's backend: call it after
     `_relax_cpu_guard_for`."""
     from jaxrl.algos import ALGORITHMS
     from jaxrl.config import Schedule
     from jaxrl.envs import make_env
+    from jaxrl.runner import check_fits, member_keys, population_hyperparams
 
     envs = {}
     for run in runs:
         key = (run.env.suite, run.env.name, run.env.backend, run.env.episode_length)
         if key not in envs:
             envs[key] = make_env(*key)
-        ALGORITHMS[run.algo_name](envs[key], run.algo, Schedule.for_run(run).total_steps)
+        algo = ALGORITHMS[run.algo_name](envs[key], run.algo, Schedule.for_run(run).total_steps)
+        check_fits(algo, member_keys(run), population_hyperparams(run))
 
 
 def check_multirun_resume(cfg: DictConfig) -> None:

@@ -41,6 +41,8 @@ BAD = [
     (["-m", "env=gymnax", "env.name=CartPole-v1,CartPol-v1", "seeds=1", "total_timesteps=4096"],
      "unknown gymnax env 'CartPol-v1'; gymnax knows: CartPole-v1"),
     (["-m", "algo=ppo,sac", "env=mountaincar", "seeds=1", "total_timesteps=20000"], "SAC needs continuous actions"),
+    (["-m", "algo=sac", "env=gymnax", "env.name=Swimmer-misc", "seeds=1", "algo.warmup_steps=10", "algo.buffer_size=2e9",
+      "total_timesteps=300,2e9"], "the training state of 1 member(s) needs"),
     (["-m", "algo.num_envs=4,8", "resume=afile"], "resume=afile does not work with -m: give resume=auto"),
     (["-m", "algo.num_envs=4,8", "resume=auto"], "resume=auto with -m needs a fixed sweep folder, hydra.sweep.dir=<folder>"),
     (["algo.lr=nan"], "algo.lr must be a finite number, got nan"),
