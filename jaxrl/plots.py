@@ -17,6 +17,7 @@ from jaxrl.files import read_jsonl
 
 __all__ = ["plot_curves", "read_curves"]
 
+DEFAULT_METRIC = "eval/return_mean"
 FALLBACK_METRIC = "train/episode_return"
 
 Curves = dict[int, tuple[np.ndarray, np.ndarray]]
@@ -26,11 +27,12 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_curves(metrics_path: str | os.PathLike, metric: str = "eval/return_mean") -> tuple[str, str, Curves]:
+def read_curves(metrics_path: str | os.PathLike, metric: str = DEFAULT_METRIC) -> tuple[str, str, Curves]:
     """Reads one metric per member (or seed) from a metrics.jsonl.
 
-    Returns (metric, group_key, curves): the metric actually read (falls back to
-    "train/episode_return" when `metric` never appears), "member" or "seed" (by
+    Returns (metric, group_key, curves): the metric actually read (the default,
+    "eval/return_mean", falls back to "train/episode_return" in a run that
+    never evaluated; another metric is read as named), "member" or "seed" (by
     what the lines are grouped: "member" when any line has it), and for each
     group id the arrays (steps [N], values [N]) sorted by step. Lines without a
     finite value of the metric are skipped; when a step was logged twice (a
@@ -39,11 +41,13 @@ def read_curves(metrics_path: str | os.PathLike, metric: str = "eval/return_mean
     path = Path(metrics_path)
     records = read_jsonl(path)
     if not any(_is_number(r.get(metric)) for r in records):
-        if metric != FALLBACK_METRIC and any(_is_number(r.get(FALLBACK_METRIC)) for r in records):
+        # only the default falls back: a misspelt metric would otherwise be plotted as another, unsaid
+        if metric == DEFAULT_METRIC and any(_is_number(r.get(FALLBACK_METRIC)) for r in records):
             metric = FALLBACK_METRIC
         else:
             keys = sorted({k for r in records for k, v in r.items() if _is_number(v)} - {"step", "seed", "member"})
-            raise ValueError(f"{path}: no values of {metric!r} (nor {FALLBACK_METRIC!r}); numeric keys: {keys}")
+            tried = f"{metric!r} (nor {FALLBACK_METRIC!r})" if metric == DEFAULT_METRIC else repr(metric)
+            raise ValueError(f"{path}: no values of {tried}; numeric keys: {keys}")
     group_key = "member" if any("member" in r for r in records) else "seed"
     by_group: dict[int, dict[float, float]] = defaultdict(dict)
     for r in records:
@@ -88,7 +92,7 @@ def _marker(steps: np.ndarray) -> str | None:
 def plot_curves(
     metrics_path: str | os.PathLike,
     out_path: str | os.PathLike,
-    metric: str = "eval/return_mean",
+    metric: str = DEFAULT_METRIC,
     *,
     title: str | None = None,
     figsize: tuple[float, float] = (8.0, 5.0),
@@ -101,7 +105,8 @@ def plot_curves(
 
     metrics_path: a metrics.jsonl, one JSON object per line with "step" (env
         steps), "seed", optionally "member", and metric keys.
-    metric: falls back to "train/episode_return" when absent from the file.
+    metric: the default falls back to "train/episode_return" in a run that
+        never evaluated; another metric must be in the file.
     Writes a PNG of figsize * dpi pixels (800x500 by default) to `out_path`
     (parent folders created) and returns its path. Raises ValueError when the
     file holds neither metric.

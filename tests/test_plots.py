@@ -74,6 +74,12 @@ def test_plot_curves_without_the_metric_says_what_is_there(tmp_path):
         plot_curves(metrics, tmp_path / "x.png")
 
 
+def test_a_named_metric_that_is_absent_is_refused_not_replaced(tmp_path):
+    metrics = _write_jsonl(tmp_path / "metrics.jsonl", [{"step": 1, "seed": 0, "train/episode_return": 5.0}])
+    with pytest.raises(ValueError, match=r"no values of 'eval/retrun_mean'; numeric keys: \['train/episode_return'\]"):
+        plot_curves(metrics, tmp_path / "x.png", metric="eval/retrun_mean")
+
+
 def test_plot_curves_draws_a_single_evaluation(tmp_path):
     # A short run evaluates once, at its end: each member has one point, which
     # a line alone leaves invisible, so the plot came out empty.
