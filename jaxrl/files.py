@@ -21,12 +21,12 @@ LOCK_FILE = ".lock"
 
 
 def folder_path(value: Any) -> Path:
-    """A run folder argument as a Path; a TypeError naming the value for
-    anything but a str or os.PathLike (pathlib's own says neither which
-    argument nor what it got)."""
+    """A run folder argument as a Path, "~" expanded as the trainer's `run_dir=`
+    does; a TypeError naming the value for anything but a str or os.PathLike
+    (pathlib's own says neither which argument nor what it got)."""
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"run_dir={value!r} ({type(value).__name__}): run_dir takes a run folder's path, a str or Path")
-    return Path(value)
+    return Path(value).expanduser()
 
 
 def json_text(data: Any) -> str:

@@ -101,6 +101,13 @@ def test_a_run_dir_that_is_not_a_path_is_a_type_error_naming_it(run_dir):
             read(run_dir)
 
 
+def test_a_run_folder_under_home_may_be_given_with_a_tilde(trained, monkeypatch):
+    monkeypatch.setenv("HOME", str(trained.run_dir.parent))
+    assert jaxrl.Result.load("~/run").summary == trained.summary
+    obs = np.array([-0.5, 0.01], np.float32)
+    np.testing.assert_array_equal(load_policy("~/run", member=1)(obs), trained.policy(member=1)(obs))
+
+
 @pytest.mark.parametrize("obs", [{"a": 1}, "ab", [[0.0, 1.0], [2.0]], None, np.array(["a", "b"])])
 def test_an_observation_that_is_not_an_array_of_numbers_is_a_value_error(trained, obs):
     act = trained.policy(seed=0)
