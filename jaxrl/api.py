@@ -176,8 +176,9 @@ def run(
         example = repr(overrides) if isinstance(overrides, str) else "'total_timesteps=1e5'"
         raise TypeError(f"overrides={overrides!r} ({type(overrides).__name__}): overrides is a list of key=value strings, "
                         f"e.g. [{example}]")
-    _check_input(seeds, overrides)
-    args = [f"{group}={choice}" for group, choice in (("algo", algo), ("env", env), ("experiment", experiment)) if choice]
+    groups = {"algo": algo, "env": env, "experiment": experiment}
+    _check_input(groups, seeds, overrides)
+    args = [f"{group}={choice}" for group, choice in groups.items() if choice]
     if seeds is not None:
         args.append(f"seeds={int(seeds)}")
     args += [f"{key}={_quoted(str(value))}" for key, value in (("run_dir", run_dir), ("resume", resume)) if value is not None]
@@ -191,10 +192,16 @@ def run(
     return Result(folder.run_dir, summary)
 
 
-def _check_input(seeds: Any, overrides: Sequence[Any]) -> None:
-    """ConfigError for `seeds` that is not a positive int, or an override that is no key=value string."""
+def _check_input(groups: dict[str, Any], seeds: Any, overrides: Sequence[Any]) -> None:
+    """ConfigError for a config group's choice that is no name (`env=["a"]`), `seeds`
+    that is not a positive int, or an override that is no key=value string."""
     from jaxrl.config import ConfigError
     from jaxrl.train import MULTIRUN_FLAGS
+
+    for group, choice in groups.items():
+        if choice is not None and not isinstance(choice, str):
+            # Hydra would read a list as a config group sweep and fail in several lines
+            raise ConfigError(f"{group}={choice!r} ({type(choice).__name__}): {group} takes a config's name, a string")
 
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or seeds < 1):
         raise ConfigError(f"seeds={seeds!r} ({type(seeds).__name__}): seeds takes a positive int, the number of seeds")

@@ -64,6 +64,7 @@ def test_a_sweep_result_has_one_row_per_member_with_its_values(tmp_path):
         ({"overrides": ["algo.num_minibatches=7"]}, "does not divide"),
         ({"overrides": ["no_such_key=1"]}, "unknown key no_such_key"),
         ({"seeds": 0}, "seeds"),
+        ({"env": ["mountaincar"]}, r"^env=\['mountaincar'\] \(list\): env takes a config's name, a string$"),
     ],
 )
 def test_bad_input_is_a_config_error_before_anything_is_made(tmp_path, kwargs, message):
