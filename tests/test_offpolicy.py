@@ -115,6 +115,7 @@ def test_tanh_gaussian_log_prob_is_the_change_of_variables():
         (["algo=td3", "algo.gradient_steps=3"], "algo.gradient_steps=3 must be a multiple of algo.policy_delay=2"),
         (["algo=sac", "algo.noise=pink"], "unknown algo.noise 'pink'"),
         (["algo=ddpg", "algo.num_envs=8", "algo.buffer_size=4"], "algo.buffer_size=4 is smaller than one update"),
+        (["algo=sac", "algo.buffer_size=100"], "algo.buffer_size=100 is smaller than algo.batch_size=256"),
         (["algo=ddpg", "algo.tau=0"], "algo.tau must be in"),
         (["algo=sac", "algo.init_alpha=0"], "algo.init_alpha must be positive"),
     ],

@@ -77,6 +77,12 @@ class OffPolicyConfig:
                 f"algo.buffer_size={self.buffer_size} is smaller than one update's "
                 f"algo.num_envs x algo.rollout_length = {batch} transitions"
             )
+        # flashbax cannot draw a batch larger than its ring, so such a buffer
+        # would have to hold more than algo.buffer_size transitions
+        if self.buffer_size < self.batch_size:
+            raise ConfigError(
+                f"algo.buffer_size={self.buffer_size} is smaller than algo.batch_size={self.batch_size}"
+            )
         if total_timesteps < batch:
             raise ConfigError(
                 f"total_timesteps={total_timesteps} is less than one update "
