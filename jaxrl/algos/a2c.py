@@ -5,12 +5,13 @@ step on policy-gradient + value + entropy loss. Advantages are GAE(lambda):
 gae_lambda = 1 gives the classic n-step returns with n = rollout_length
 (bootstrapped from the value of the last state).
 
-Optimiser: Adam, through the same `clipped_adam_step` as PPO. A3C and OpenAI
-baselines used RMSprop; with one step per rollout its second-moment estimate
-starts at zero and, without bias correction, makes the first steps about 10x
-too large (decay 0.99), whereas Adam's bias-corrected moments are well scaled
-from the first update, and one optimiser keeps the traced learning rate and
-the joint (actor, critic) optimiser state of the base class.
+Optimiser: Adam, through the same `clipped_adam_step` as PPO. A3C, OpenAI
+baselines and SB3 used RMSprop (decay 0.99), which has no bias correction, so
+its first steps depend on where its second-moment estimate starts: at zero
+(PyTorch's, SB3's) they are about 10x too large, at one (TensorFlow 1's,
+baselines') they are plain gradient steps. Adam's bias-corrected moments are
+well scaled from the first update, and one optimiser keeps the traced learning
+rate and the joint (actor, critic) optimiser state of the base class.
 """
 
 from __future__ import annotations
