@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Callable
 from pathlib import Path
@@ -152,7 +153,9 @@ def film_policy(
     OpenGL, say): the video is made later, wherever the run folder is. The
     member is chosen as in `load_policy`, by default the run's `video.member`
     (the member training films). Its file is `videos/final.mp4`, or
-    `videos/step<step>.mp4` with `step`, as training names it; another member's
+    `videos/step<step>.mp4` with `step`, as training names it (a run that has
+    not finished: `step<N>.mp4`, N the step its latest policy was evaluated
+    at); another member's
     is named for it (`final-member<M>.mp4`, `step<step>-member<M>.mp4`), so it
     never replaces the run's own video. The episode is the one training films
     for that policy (the same env key), so `video.enabled=false` loses nothing.
@@ -168,15 +171,23 @@ def film_policy(
     run_dir = folder_path(run_dir)
     run, algo, params, member = _trained(run_dir, seed, member, step)
     step = _integer("step", step)
-    name = "final" if step is None else f"step{step}"
+    # training keys an episode by the env step its policy was evaluated at: the same episode, the same video
+    evaluated = _evaluated_step(run_dir) if step is None else step
+    # an unfinished run's latest policy is not its final one: named as training names a video mid-run
+    name = "final" if step is None and _finished(run_dir) else f"step{evaluated}"
     if member != run.video.member:
         name += f"-member{member}"
-    # training keys an episode by the env step its policy was evaluated at: the same episode, the same video
-    key = jax.random.PRNGKey(_evaluated_step(run_dir) if step is None else step)
+    key = jax.random.PRNGKey(evaluated)
     return record_episode(
         algo.env, deterministic_policy(algo, params), key, run_dir / "videos",
         name, max_frames=run.video.max_frames if max_frames is None else max_frames,
     )
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether summary.json says the run finished (not stopped, failed or still training)."""
+    path = run_dir / "summary.json"
+    return path.exists() and json.loads(path.read_text()).get("status") == "finished"
 
 
 def _evaluated_step(run_dir: Path) -> int:

@@ -179,6 +179,17 @@ def test_film_makes_the_video_training_made(trained, tmp_path):
     assert (run_dir / "videos" / "final.mp4").read_bytes() == (trained.run_dir.parent / "trained-final.mp4").read_bytes()
 
 
+def test_film_of_an_unfinished_run_is_named_for_its_latest_evaluation_not_final(trained, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained.run_dir, run_dir)
+    shutil.rmtree(run_dir / "videos")
+    (run_dir / "summary.json").unlink()  # as a run killed mid-training leaves it
+    assert film.main([str(run_dir)]) == 0
+    step = trained.summary["env_steps"]  # this short run evaluated last at its end
+    assert [p.name for p in (run_dir / "videos").iterdir()] == [f"step{step}.mp4"]
+    assert (run_dir / "videos" / f"step{step}.mp4").read_bytes() == (trained.run_dir.parent / "trained-final.mp4").read_bytes()
+
+
 def test_film_says_in_one_line_when_it_cannot_write_the_video(trained, tmp_path, capsys):
     run_dir = tmp_path / "run"
     shutil.copytree(trained.run_dir, run_dir)
