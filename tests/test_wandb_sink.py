@@ -207,6 +207,30 @@ def test_video_and_image_land_in_the_members_run(tmp_path):
     assert not list((seed0 / "files").glob("media/**/*.mp4"))
 
 
+def test_resumed_sessions_continue_the_runs_history_steps(tmp_path):
+    # Three sessions of one run folder, as a run resumed twice writes them offline:
+    # once synced into one W&B run per member, no session's `_step` may go back
+    # over an earlier one's (W&B places history rows by `_step`).
+    sessions = [(0, 4096), (4096, 8192, 12288), (12288, 16384)]  # the last resumes at a replayed step
+    members = [{"seed": 0}, {"seed": 1}]
+    for steps in sessions:
+        time.sleep(1 - time.time() % 1)  # a session's folder is named after its start, to the second
+        sink = WandbSink(mode="offline")
+        sink.open(run_info(tmp_path, members))
+        for step in steps:
+            sink.log(step, [{"train/episode_return": episode_return(step, i)} for i in range(2)])
+        sink.close({"final": {}, "status": "stopped"})
+    runs = offline_runs(tmp_path / "wandb")
+    assert len(runs) == 6
+    for run_id in {r.name.rsplit("-", 1)[1] for r in runs}:
+        by_start = sorted((leet_summary(r)["start_time"], r) for r in runs if r.name.endswith(run_id))
+        history = [
+            [(h["_step"], h[STEP_METRIC]) for h in (r["history"]["item"] for r in leet_records(run) if r["type"] == "history")]
+            for _, run in by_start
+        ]
+        assert history == [[(s, s) for s in steps] for steps in sessions]
+
+
 def _wandb_service_pids() -> list[int]:
     """wandb's service process started by this process (wandb-core), then its
     children (the system monitor), children first."""

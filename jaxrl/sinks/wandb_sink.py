@@ -288,13 +288,19 @@ class WandbSink(Sink):
             )
 
     def _log_rows(self, step: int, rows: list[dict[str, float]]) -> None:
+        # W&B's own history step (`_step`) is the env step too: an offline
+        # resumed session cannot learn its run's last `_step`, and would
+        # count from 0 again, over the earlier sessions' rows once synced.
+        # Online, a row replayed after a kill is below the run's step and
+        # wandb drops it instead of logging it twice.
         for wandb_run, row in zip(self._runs, rows, strict=True):
-            wandb_run.log({**row, STEP_METRIC: step})
+            wandb_run.log({**row, STEP_METRIC: step}, step=step)
 
     def _log_media(
         self, step: int, member: int, key: str, media: Callable[[str], Any], path: str | Path
     ) -> None:
-        self._runs[member].log({key: media(str(path)), STEP_METRIC: step})
+        # the same `_step` as the metrics at `step` (see _log_rows): one row
+        self._runs[member].log({key: media(str(path)), STEP_METRIC: step}, step=step)
 
     def _finish(self, summary: dict[str, Any]) -> None:
         totals = {key: summary[key] for key in _RUN_TOTALS if key in summary}
