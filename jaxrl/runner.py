@@ -40,6 +40,7 @@ from jaxrl.evaluation import evaluate
 from jaxrl.events import EPISODE_METRICS, ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.files import LOCK_FILE, FolderLock, json_text, read_jsonl, write_atomically
 from jaxrl.host import check_cpu_guard
+from jaxrl.multirun import run_name
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
 from jaxrl.sweeps import SweepResults
@@ -565,7 +566,7 @@ def _train(
         (run_dir / "summary.json").unlink(missing_ok=True)
     builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out)]
     hooks = [*builtin, *_sweep_hooks(run, run_dir), *hooks]
-    info = RunInfo(run_dir, run_dir.name, run.algo_name, run.env.id, resolved_config, members, schedule.total_steps,
+    info = RunInfo(run_dir, run_name(run_dir), run.algo_name, run.env.id, resolved_config, members, schedule.total_steps,
                    position.env_steps)
 
     summary: dict[str, Any] = {}

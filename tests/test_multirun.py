@@ -10,7 +10,7 @@ import signal
 import pytest
 import yaml
 
-from conftest import run_cli, start_cli, wait_while_running
+from conftest import leet_records, run_cli, start_cli, wait_while_running
 from jaxrl.multirun import collect
 
 TINY = ["algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4", "total_timesteps=256", "num_logs=2",
@@ -40,6 +40,20 @@ def test_overrides_before_the_multirun_flag_are_taken(tmp_path):
     config = yaml.safe_load((sweep / "0" / "config.yaml").read_text())
     assert (config["algo"]["num_envs"], config["algo"]["rollout_length"], config["total_timesteps"]) == (4, 8, 256)
     assert "job 0: finished" in proc.stdout
+
+
+def test_a_multirun_jobs_wandb_names_say_which_multirun(tmp_path):
+    # every multirun has a job "0": named by its folder alone, the jobs of all multiruns
+    # of a W&B project would share one group, and their checkpoints one artifact
+    tiny = [a for a in TINY if a != "logger=none"]
+    proc = run_cli(["-m", *tiny, "hydra.sweep.dir=grid-a", "algo.num_envs=4", "logger.mode=offline"], cwd=tmp_path,
+                   timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wandb_run,) = (tmp_path / "grid-a" / "0" / "wandb").glob("offline-run-*")
+    records = leet_records(wandb_run)
+    (run,) = [r["run"] for r in records if r["type"] == "run"]
+    assert (run["run_group"], run["display_name"]) == ("grid-a-0", "grid-a-0-seed0")
+    assert {r["artifact"]["name"] for r in records if r["type"] == "artifact"} == {"grid-a-0-checkpoint", "grid-a-0-policy"}
 
 
 def test_a_multirun_over_algorithms_takes_keys_the_default_algorithm_lacks(tmp_path):
