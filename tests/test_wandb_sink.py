@@ -231,6 +231,23 @@ def test_resumed_sessions_continue_the_runs_history_steps(tmp_path):
         assert history == [[(s, s) for s in steps] for steps in sessions]
 
 
+def test_artifacts_of_a_run_folder_named_with_spaces_and_equals_signs_are_logged(tmp_path):
+    # a run folder may be named after its settings; W&B refuses such characters in artifact names
+    policy = tmp_path / "policy.msgpack"
+    policy.write_bytes(b"params")
+    sink = WandbSink(mode="offline")
+    sink.open(RunInfo(tmp_path, "ppo lr=3e-4", "ppo", "mc", CONFIG, [{"seed": 0}], 100))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sink.log_artifact(100, "policy", policy, ["final"])
+    sink.close({"final": {}})
+    assert not [str(w.message) for w in caught if "W&B" in str(w.message)]
+    (run,) = offline_runs(tmp_path / "wandb")
+    (artifact,) = [r["artifact"] for r in leet_records(run) if r["type"] == "artifact"]
+    assert artifact["name"] == "ppo_lr_3e-4-policy"
+    assert [e["path"] for e in artifact["manifest"]["contents"]] == ["policy.msgpack"]
+
+
 def _wandb_service_pids() -> list[int]:
     """wandb's service process started by this process (wandb-core), then its
     children (the system monitor), children first."""

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import numbers
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -159,7 +160,8 @@ class WandbSink(Sink):
     def log_artifact(self, step: int, kind: str, path: str | Path, aliases: list[str]) -> None:
         """Log a complete checkpoint folder or policy file as an artifact of
         member 0's run (one copy for the population), named
-        "<group>-<kind>", with `aliases`.
+        "<group>-<kind>" (characters W&B refuses in it, such as spaces or "=",
+        made "_"), with `aliases`.
 
         Files are added one at a time: temporary files (`*.tmp*`,
         `*tempstate*`, orbax's `*.orbax-checkpoint-tmp-*`) are never added, and
@@ -178,8 +180,10 @@ class WandbSink(Sink):
         from jaxrl.checkpoint import is_temporary
 
         wandb_run = self._runs[0]
-        artifact = wandb.Artifact(f"{wandb_run.group}-{kind}", type="model" if kind == "policy" else kind,
-                                  metadata={STEP_METRIC: step})
+        # W&B refuses an artifact name with other characters than these, and a
+        # run folder's name may hold any ("ppo lr=3e-4"): no upload would ever go
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{wandb_run.group}-{kind}")
+        artifact = wandb.Artifact(name, type="model" if kind == "policy" else kind, metadata={STEP_METRIC: step})
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if not p.is_dir())
         for file in files:
             relative = file.relative_to(path.parent if file == path else path)
