@@ -4,6 +4,7 @@ reader (`wandb leet inspect`)."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -246,6 +247,14 @@ def test_artifacts_of_a_run_folder_named_with_spaces_and_equals_signs_are_logged
     (artifact,) = [r["artifact"] for r in leet_records(run) if r["type"] == "artifact"]
     assert artifact["name"] == "ppo_lr_3e-4-policy"
     assert [e["path"] for e in artifact["manifest"]["contents"]] == ["policy.msgpack"]
+
+
+def test_the_printed_leet_and_sync_commands_work_pasted_into_a_shell(tmp_path, capsys):
+    sink = WandbSink(mode="offline", dir=tmp_path / "my runs")
+    sink.open(run_info(tmp_path, [{"seed": 0}]))
+    sink.close({"final": {}})
+    commands = [shlex.split(line.split(":", 2)[2]) for line in capsys.readouterr().out.splitlines() if "wandb " in line]
+    assert commands == [["wandb", verb, str(tmp_path / "my runs" / "wandb")] for verb in ("leet", "sync")]
 
 
 def _wandb_service_pids() -> list[int]:

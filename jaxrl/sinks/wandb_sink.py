@@ -17,6 +17,7 @@ import json
 import logging
 import numbers
 import re
+import shlex
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -284,10 +285,11 @@ class WandbSink(Sink):
         # Where wandb really put the runs, should it have fallen back to a
         # temporary folder after all.
         for folder in sorted({str(Path(r.sync_dir).parent) for r in self._runs}):
+            # quoted: the commands are for pasting into a shell, and a run folder may hold spaces
             print(
                 f"wandb: {count} runs of group {group} saved offline in {folder}\n"
-                f"wandb:   browse them (live too): wandb leet {folder}\n"
-                f"wandb:   upload them later:      wandb sync {folder}",
+                f"wandb:   browse them (live too): wandb leet {shlex.quote(folder)}\n"
+                f"wandb:   upload them later:      wandb sync {shlex.quote(folder)}",
                 flush=True,
             )
 
