@@ -51,8 +51,7 @@ class Result:
         Raises FileNotFoundError, saying why, for a folder without summary.json
         (a run still training or killed, or no run folder) and for a Hydra
         multirun's folder (whose summary.json is the multirun's: give a job's)."""
-        from jaxrl.files import folder_path
-        from jaxrl.multirun import refuse_multirun_folder
+        from jaxrl.files import folder_path, refuse_multirun_folder
 
         run_dir = folder_path(run_dir)
         refuse_multirun_folder(run_dir)

@@ -449,7 +449,8 @@ def _check_settings(run: RunConfig) -> None:
     naming the search space a bad one came from."""
     spaces = {name: str(dist) for name, dist in run.sweep.random}
     seen: set[tuple[str, float]] = set()
-    for point in run.sweep.points():
+    points = run.sweep.points()
+    for point in points:
         for name, value in point.items():
             if (name, value) in seen:
                 continue
@@ -461,6 +462,6 @@ def _check_settings(run: RunConfig) -> None:
                 raise ConfigError(f"sweep.algo.{name}={value:g}{drawn}: {err}") from None
     # a hyperparameter these settings never read gives identical members: compute spent on nothing
     for name in run.sweep.names:
-        reasons = [run.algo.replace(**point).unused().get(name) for point in run.sweep.points()]
+        reasons = [run.algo.replace(**point).unused().get(name) for point in points]
         if all(reasons):
             raise ConfigError(f"sweep.algo.{name} has no effect on {run.algo_name} with these settings: {reasons[0]}")

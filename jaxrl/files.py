@@ -1,6 +1,8 @@
 """Files that are written whole or not at all, JSON lines read back
-whatever a kill left of them, and the lock that keeps a run folder to one
-training process."""
+whatever a kill left of them, the lock that keeps a run folder to one
+training process, and what a run folder's name and summary say. Standard
+library only: readers of a run folder (load_policy, Result.load) import no
+Hydra."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["LOCK_FILE", "FolderLock", "folder_path", "json_text", "read_jsonl", "write_atomically"]
+__all__ = [
+    "LOCK_FILE", "FolderLock", "folder_path", "json_text", "read_jsonl", "read_summary", "refuse_multirun_folder",
+    "run_name", "write_atomically",
+]
 
 LOCK_FILE = ".lock"
 """In a run folder: locked while a process trains there; it names that process."""
@@ -27,6 +32,36 @@ def folder_path(value: Any) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"run_dir={value!r} ({type(value).__name__}): run_dir takes a run folder's path, a str or Path")
     return Path(value).expanduser()
+
+
+def run_name(run_dir: Path) -> str:
+    """The name sinks know a run by (W&B's group, its runs' and artifacts'
+    names, alert titles): the run folder's name, but `<sweep folder>-<n>` for
+    a multirun job's folder `<sweep folder>/<n>`, e.g. "multirun-20261205-213000-0":
+    every multirun has a job "0", and W&B would group them and version their
+    checkpoints as one."""
+    return f"{run_dir.absolute().parent.name}-{run_dir.name}" if run_dir.name.isdigit() else run_dir.name
+
+
+def refuse_multirun_folder(folder: Path) -> None:
+    """FileNotFoundError naming the jobs when `folder` is a multirun's folder
+    (run folders `<folder>/<n>`) rather than a run folder: a reader of one run
+    would otherwise take the multirun's own summary.json for a run's."""
+    jobs = sorted((p for p in folder.glob("*/config.yaml") if p.parent.name.isdigit()), key=lambda p: int(p.parent.name))
+    if jobs and not (folder / "config.yaml").exists():
+        names = ", ".join(p.parent.name for p in jobs[:8]) + (", ..." if len(jobs) > 8 else "")
+        raise FileNotFoundError(
+            f"{folder} is a Hydra multirun's folder, not a run folder; give one of its jobs' run folders, "
+            f"{folder}/<job> (jobs: {names})"
+        )
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The run's summary.json ({} while a run is going or after a kill)."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def json_text(data: Any) -> str:

@@ -19,7 +19,7 @@ from hydra.experimental.callback import Callback
 from jaxrl.files import json_text
 from jaxrl.sweeps import RETURN
 
-__all__ = ["MultirunSummary", "collect", "flat_config", "job_dir", "refuse_multirun_folder", "run_name"]
+__all__ = ["MultirunSummary", "collect", "flat_config", "job_dir"]
 
 
 def job_dir() -> Path | None:
@@ -30,28 +30,6 @@ def job_dir() -> Path | None:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     return Path(HydraConfig.get().runtime.output_dir)
-
-
-def run_name(run_dir: Path) -> str:
-    """The name sinks know a run by (W&B's group, its runs' and artifacts'
-    names, alert titles): the run folder's name, but `<sweep folder>-<n>` for
-    a multirun job's folder `<sweep folder>/<n>`, e.g. "multirun-20261205-213000-0":
-    every multirun has a job "0", and W&B would group them and version their
-    checkpoints as one."""
-    return f"{run_dir.absolute().parent.name}-{run_dir.name}" if run_dir.name.isdigit() else run_dir.name
-
-
-def refuse_multirun_folder(folder: Path) -> None:
-    """FileNotFoundError naming the jobs when `folder` is a multirun's folder
-    (run folders `<folder>/<n>`) rather than a run folder: a reader of one run
-    would otherwise take the multirun's own summary.json for a run's."""
-    jobs = sorted((p for p in folder.glob("*/config.yaml") if p.parent.name.isdigit()), key=lambda p: int(p.parent.name))
-    if jobs and not (folder / "config.yaml").exists():
-        names = ", ".join(p.parent.name for p in jobs[:8]) + (", ..." if len(jobs) > 8 else "")
-        raise FileNotFoundError(
-            f"{folder} is a Hydra multirun's folder, not a run folder; give one of its jobs' run folders, "
-            f"{folder}/<job> (jobs: {names})"
-        )
 
 
 def flat_config(tree: Any, prefix: str = "") -> dict[str, Any]:

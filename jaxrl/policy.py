@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import numbers
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +17,7 @@ from jaxrl.algos.base import Algorithm, hyperparams
 from jaxrl.checkpoint import Checkpointer
 from jaxrl.config import RunConfig, from_dict
 from jaxrl.envs.base import scale_action
-from jaxrl.files import folder_path, read_jsonl
-from jaxrl.multirun import refuse_multirun_folder
+from jaxrl.files import folder_path, read_jsonl, read_summary, refuse_multirun_folder
 from jaxrl.outputs import POLICY_FILE, deterministic_policy
 from jaxrl.runner import build
 
@@ -174,7 +172,7 @@ def film_policy(
     # training keys an episode by the env step its policy was evaluated at: the same episode, the same video
     evaluated = _evaluated_step(run_dir) if step is None else step
     # an unfinished run's latest policy is not its final one: named as training names a video mid-run
-    name = "final" if step is None and _finished(run_dir) else f"step{evaluated}"
+    name = "final" if step is None and read_summary(run_dir).get("status") == "finished" else f"step{evaluated}"
     if member != run.video.member:
         name += f"-member{member}"
     key = jax.random.PRNGKey(evaluated)
@@ -182,12 +180,6 @@ def film_policy(
         algo.env, deterministic_policy(algo, params), key, run_dir / "videos",
         name, max_frames=run.video.max_frames if max_frames is None else max_frames,
     )
-
-
-def _finished(run_dir: Path) -> bool:
-    """Whether summary.json says the run finished (not stopped, failed or still training)."""
-    path = run_dir / "summary.json"
-    return path.exists() and json.loads(path.read_text()).get("status") == "finished"
 
 
 def _evaluated_step(run_dir: Path) -> int:

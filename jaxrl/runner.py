@@ -38,9 +38,8 @@ from jaxrl.envs import make_env
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.evaluation import evaluate
 from jaxrl.events import EPISODE_METRICS, ChunkDone, EvaluationDone, Hook, RunEnded
-from jaxrl.files import LOCK_FILE, FolderLock, json_text, read_jsonl, write_atomically
+from jaxrl.files import LOCK_FILE, FolderLock, json_text, read_jsonl, run_name, write_atomically
 from jaxrl.host import check_cpu_guard
-from jaxrl.multirun import run_name
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
 from jaxrl.sweeps import SweepResults

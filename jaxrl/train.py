@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
 from jaxrl.events import Hook
-from jaxrl.files import FolderLock, write_atomically
+from jaxrl.files import FolderLock, read_summary, write_atomically
 from jaxrl.host import relax_cpu_guard
 from jaxrl.multirun import flat_config, job_dir
 from jaxrl.sweeps import quote_distributions
@@ -163,20 +163,12 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flat_config(config).items() if k.split(".")[0] not in RESUME_MAY_CHANGE and v != {}}
 
 
-def _summary(run_dir: Path) -> dict[str, Any]:
-    """The run's summary.json ({} while a run is going or after a kill)."""
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _replays_a_bad_state(run_dir: Path, cfg: DictConfig) -> str | None:
     """Why resuming the run in `run_dir` with `cfg` would stop again: its last
     session stopped on a bad state (NaN parameters) it did not save, a
     resume replays the same steps bit for bit, and `cfg` stops on it again;
     None when it would not (`alerts.on_nonfinite=continue` trains past it)."""
-    summary = _summary(run_dir)
+    summary = read_summary(run_dir)
     if summary.get("status") != "stopped" or not summary.get("bad_state") or cfg.alerts.on_nonfinite != "stop":
         return None
     return (
@@ -218,7 +210,7 @@ def resume_target(cfg: DictConfig) -> tuple[Path | None, FolderLock | None]:
     candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     matches = [
         p for p in candidates
-        if (p / OVERRIDES_FILE).is_file() and _summary(p).get("status") != "finished"
+        if (p / OVERRIDES_FILE).is_file() and read_summary(p).get("status") != "finished"
         and _identity(yaml.safe_load((p / "config.yaml").read_text())) == want
     ]
     for path in sorted(matches, key=lambda p: (p / "config.yaml").stat().st_mtime, reverse=True):
@@ -300,7 +292,7 @@ def _total_timesteps(cfg: DictConfig) -> int:
 
 def _finished_steps(run_dir: Path) -> int | None:
     """The env steps per member of a finished run in `run_dir`; None when it has not finished."""
-    summary = _summary(run_dir)
+    summary = read_summary(run_dir)
     return summary["env_steps"] if summary.get("status") == "finished" else None
 
 
@@ -504,23 +496,17 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
 
 
 def check_builds(runs: list[RunConfig]) -> None:
-    """Builds every multirun job's env (once per distinct env) and algorithm,
+    """Builds every multirun job's env and algorithm (`jaxrl.runner.build`),
     and traces its training state's shapes, compiling nothing, so that a job
     the config alone cannot refuse (an env name its suite lacks, discrete
     actions for SAC, a state larger than memory) fails before the first job
     trains rather than after it. Starts XLA's backend: call it after
     `_relax_cpu_guard_for`."""
-    from jaxrl.algos import ALGORITHMS
-    from jaxrl.config import Schedule
-    from jaxrl.envs import make_env
-    from jaxrl.runner import check_fits, member_keys, population_hyperparams
+    from jaxrl.runner import build, check_fits, member_keys, population_hyperparams
 
-    envs = {}
     for run in runs:
-        key = (run.env.suite, run.env.name, run.env.backend, run.env.episode_length)
-        if key not in envs:
-            envs[key] = make_env(*key)
-        algo = ALGORITHMS[run.algo_name](envs[key], run.algo, Schedule.for_run(run).total_steps)
+        # as the job will build them; an env made again costs little once its suite is imported
+        algo, _ = build(run)
         check_fits(algo, member_keys(run), population_hyperparams(run))
 
 

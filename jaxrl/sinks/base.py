@@ -16,7 +16,7 @@ class RunInfo:
     """What a sink needs to know about a run when it opens.
 
     run_dir: the run folder (exists when sinks open).
-    name: the run's name (`jaxrl.multirun.run_name`: the folder's name, with
+    name: the run's name (`jaxrl.files.run_name`: the folder's name, with
         its sweep folder's for a multirun job); sinks group members under it.
     algo, env: the algorithm and environment names, e.g. "ppo", "mountaincar_continuous".
     config: the resolved configuration as plain Python containers.
