@@ -539,11 +539,27 @@ def exit_status() -> Iterator[None]:
         print(f"interrupted by {signal.Signals(signum).name}{notes}", file=sys.stderr)
         sys.exit(128 + signum)
     except Exception as err:  # noqa: BLE001 (the CLI reports every failure, ending with one line)
-        # a crash is a bug or an environment problem: its traceback is what finds it
-        traceback.print_exc()
-        notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
-        print(f"error: training failed: {last_line(err)}{notes}", file=sys.stderr)
+        _report_crash(err, "training failed")
         sys.exit(1)
+
+
+def _report_crash(err: Exception, what: str) -> None:
+    # a crash is a bug or an environment problem: its traceback is what finds it
+    traceback.print_exc()
+    notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
+    print(f"error: {what}: {last_line(err)}{notes}", file=sys.stderr, flush=True)
+
+
+_FAILED_JOBS: list[str] = []
+"""The run folders of this process's multirun jobs that crashed (the basic launcher's)."""
+
+
+def _jobs_run_here() -> bool:
+    """Whether this multirun's jobs run in this process (Hydra's basic launcher),
+    not in processes of their own (submitit, Ray), whose exit status is the job's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().launcher._target_.endswith(".BasicLauncher")
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
@@ -583,6 +599,17 @@ def hydra_main(cfg: DictConfig) -> None:
             # a job that diverged (a NaN) is one of the sweep's results, not a reason to leave the
             # others untrained: its summary.json says so, and resume=auto leaves it as it is
             print(f"stopped: {err.reason}; the other jobs go on", file=sys.stderr, flush=True)
+        except ConfigError:
+            # refused before training (a folder another process holds): the multirun's own problem
+            raise
+        except Exception as err:
+            if job is None or not _jobs_run_here():
+                raise
+            # one job's crash (its settings, its env) need not leave the later jobs untrained nor
+            # the multirun without its summary; the multirun still ends with exit status 1
+            _report_crash(err, f"job {job} failed")
+            print("the other jobs go on", file=sys.stderr, flush=True)
+            _FAILED_JOBS.append(str(job))
 
 
 def main() -> None:
@@ -606,6 +633,9 @@ def main() -> None:
             args = [*flags, *open_keys_of_swept_groups(overrides)]
     sys.argv[1:] = args
     hydra_main()
+    if _FAILED_JOBS:
+        print(f"error: {len(_FAILED_JOBS)} job(s) failed: {', '.join(_FAILED_JOBS)}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

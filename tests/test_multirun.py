@@ -5,6 +5,7 @@ stopped multirun goes on with resume=auto."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 
 import pytest
@@ -139,6 +140,21 @@ def test_a_stopped_multirun_goes_on_with_resume_auto_and_trains_no_finished_job_
     again = run_cli([*args, "resume=auto"], tmp_path, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "sweep/0 stopped on a bad state (non-finite)" in again.stderr and "sweep/1 finished already" in again.stderr
+
+    # a job that crashes leaves the others to go on and the summary written, and the multirun
+    # ends failed: job 0, as if killed before its first checkpoint, starts again in its folder,
+    # where a directory is in the way of its policy file
+    stopped0 = {k: v for k, v in json.loads(job0.read_text()).items() if k != "bad_state"}
+    job0.write_text(json.dumps({**stopped0, "status": "stopped", "reason": "SIGTERM received"}))
+    shutil.rmtree(tmp_path / "sweep" / "0" / "checkpoints")
+    (tmp_path / "sweep" / "0" / "policy.msgpack").unlink()
+    (tmp_path / "sweep" / "0" / "policy.msgpack").mkdir()
+    crashed = run_cli([*args, "resume=auto"], tmp_path, timeout=120)
+    assert crashed.returncode == 1, crashed.stderr[-3000:]
+    assert f"error: job {tmp_path / 'sweep' / '0'} failed: " in crashed.stderr, crashed.stderr[-3000:]
+    assert "sweep/1 finished already" in crashed.stderr and "job 1: finished" in crashed.stdout
+    assert crashed.stderr.rstrip().endswith(f"error: 1 job(s) failed: {tmp_path / 'sweep' / '0'}")
+    assert len(json.loads((tmp_path / "sweep" / "summary.json").read_text())["jobs"]) == 2
 
     # the same sweep folder with other settings is refused, not taken for the finished jobs
     wider = [a.replace("algo.hidden=[16]", "algo.hidden=[32]") for a in args]
