@@ -98,6 +98,7 @@ class LoggerConfig:
     tags: tuple[str, ...] = ()
     mode: str = "auto"
     dir: str | None = None
+    timeout_s: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,6 +371,8 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(
             f"logger.project={run.logger.project!r} is not a W&B project name: 1 to 128 characters, none of / \\ # ? % :"
         )
+    if not run.logger.timeout_s > 0:
+        raise ConfigError(f"logger.timeout_s must be > 0 seconds, got {run.logger.timeout_s}")
     if "wandb" in run.alerts.channels and run.logger.backend != "wandb":
         # the channel alerts on the run's own wandb runs; without them its alerts would go nowhere
         raise ConfigError(f"alerts channel wandb needs logger=wandb, got logger={run.logger.backend}")

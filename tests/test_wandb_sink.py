@@ -3,6 +3,8 @@ reader (`wandb leet inspect`)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -20,7 +22,9 @@ import pytest
 
 wandb = pytest.importorskip("wandb")
 
-from conftest import leet_records, leet_summary  # noqa: E402
+import psutil  # noqa: E402
+
+from conftest import leet_records, leet_summary, start_cli, wait_while_running  # noqa: E402
 from jaxrl.sinks.base import RunInfo  # noqa: E402
 from jaxrl.sinks.wandb_sink import (  # noqa: E402
     STEP_METRIC,
@@ -232,6 +236,25 @@ def test_resumed_sessions_continue_the_runs_history_steps(tmp_path):
         assert history == [[(s, s) for s in steps] for steps in sessions]
 
 
+@pytest.mark.parametrize(
+    ("summary", "preempting", "exit_code"),
+    [
+        ({"status": "stopped", "reason": "SIGTERM received"}, True, 75),
+        # resume=auto does not resume a run stopped on NaN/inf values: W&B must not say it will be
+        ({"status": "stopped", "reason": "non-finite", "bad_state": True}, False, 1),
+    ],
+    ids=["preempted", "diverged"],
+)
+def test_a_stopped_runs_wandb_state_says_whether_it_resumes(tmp_path, summary, preempting, exit_code):
+    sink = WandbSink(mode="offline")
+    sink.open(run_info(tmp_path, [{"seed": 0}]))
+    sink.log(4096, [{"train/episode_return": 1.0}])
+    sink.close({**summary, "final": {}})
+    (run,) = offline_runs(tmp_path / "wandb")
+    assert any(r.get("type") == "preempting" for r in leet_records(run)) == preempting
+    assert leet_summary(run)["exit_code"] == exit_code
+
+
 def test_artifacts_of_a_run_folder_named_with_spaces_and_equals_signs_are_logged(tmp_path):
     # a run folder may be named after its settings; W&B refuses such characters in artifact names
     policy = tmp_path / "policy.msgpack"
@@ -314,6 +337,45 @@ def test_service_killed_mid_run_warns_once_and_training_goes_on(tmp_path):
             shutil.rmtree(leftover, ignore_errors=True)
         for leftover in tmp.glob(f"wandb_symon-{core}-*.sock"):
             leftover.unlink(missing_ok=True)
+
+
+# A small PPO whose points come fast; with 400 of them, wandb's socket (about
+# a hundred points) and the sink's queue of 100 calls fill while training.
+HUNG = [
+    "seeds=2", "algo.num_envs=4", "algo.rollout_length=32", "algo.hidden=[32,32]", "algo.num_minibatches=4",
+    "video.enabled=false", "eval.episodes=2", "eval.every=100", "checkpoint.every=100",
+    "run_dir=run", "logger=wandb", "logger.mode=offline", "logger.timeout_s=5",
+]
+
+
+@pytest.mark.parametrize(
+    "points",
+    [pytest.param(20, id="hangs-at-finish"), pytest.param(400, id="hangs-while-training", marks=pytest.mark.slow)],
+)
+def test_a_hung_wandb_service_neither_holds_up_training_nor_keeps_the_process_from_ending(tmp_path, points):
+    proc = start_cli(tmp_path, *HUNG, f"num_logs={points}", f"total_timesteps={points * 128}")
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, proc)
+    services = [p for p in psutil.Process(proc.pid).children() if p.name() == "wandb-core"]
+    assert services, "no wandb-core process found"
+    for service in services:
+        service.suspend()  # SIGSTOP: alive, holding its sockets, answering nothing
+    try:
+        # communicate also waits for the service, which holds the process's stderr
+        _, stderr = proc.communicate(timeout=240)
+    finally:
+        for service in services:
+            with contextlib.suppress(psutil.Error):
+                service.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["env_steps"] == points * 128
+    assert metrics.read_text().count("\n") == 2 * points  # a line per member and point
+    assert (tmp_path / "run" / "checkpoints" / str(points * 128)).is_dir()
+    assert "stopped it (pid" in stderr and "metrics.jsonl, summary.json and the checkpoints are complete" in stderr
+    if points == 400:
+        assert "wandb logging is off for the rest of this run: wandb's service took no call" in stderr
+    assert not any(service.is_running() for service in services)
 
 
 def test_wandb_that_cannot_start_warns_once_and_later_calls_do_nothing(

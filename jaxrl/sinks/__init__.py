@@ -20,7 +20,7 @@ def _wandb(logger: LoggerConfig) -> list[Sink]:
     # imported only when asked for: wandb takes a while to import
     from jaxrl.sinks.wandb_sink import WandbSink
 
-    return [WandbSink(logger.project, logger.entity, logger.tags, logger.mode, logger.dir)]
+    return [WandbSink(logger.project, logger.entity, logger.tags, logger.mode, logger.dir, logger.timeout_s)]
 
 
 LOGGERS: dict[str, Callable[[LoggerConfig], list[Sink]]] = {"none": lambda logger: [], "wandb": _wandb}
