@@ -9,6 +9,10 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message says which and why."""
 
 
+class UnknownEnv(ConfigError):
+    """An env name its suite does not have (`jaxrl.envs.make_env` adds where it is)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """A termination signal (SIGTERM) turned into an exception, so that it ends
     a run the way Ctrl-C does: outputs kept, summary written, sinks closed.

@@ -108,6 +108,16 @@ def test_unknown_env_names_are_listed():
         make_env("brax", "humanoidd")
     with pytest.raises(ValueError, match="unknown playground env 'HumanoidWalkk'.*HumanoidWalk"):
         make_env("playground", "HumanoidWalkk")
+
+
+@pytest.mark.parametrize(
+    ("suite", "name", "other"),
+    [("gymnax", "ant", "brax"), ("brax", "CartPole-v1", "gymnax"), ("gymnax", "CartpoleBalance", "playground")],
+)
+def test_an_env_name_of_another_suite_says_which_group_to_give(suite, name, other):
+    # `env.name=ant` alone keeps the default env group's suite, gymnax
+    with pytest.raises(ValueError, match=f"^unknown {suite} env '{name}'; it is a {other} env: give env={other} env.name={name}$"):
+        make_env(suite, name)
     with pytest.raises(ValueError, match="unknown playground impl env.backend='mjx'; choose one of: jax, warp"):
         make_env("playground", "CartpoleBalance", backend="mjx")
     with pytest.raises(ValueError, match="'AeroCubeRotateZAxis' has no choice of MJX implementation; leave env.backend at jax"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jaxrl.envs.base import Env, EnvSpec, EnvState, TimeStep
-from jaxrl.errors import ConfigError
+from jaxrl.errors import ConfigError, UnknownEnv
 
 SUITES = ("gymnax", "brax", "playground")
 
@@ -17,6 +17,35 @@ def make_env(suite: str, name: str, backend: str | None = None, episode_length: 
     """
     if episode_length is not None and episode_length <= 0:
         raise ConfigError(f"env.episode_length must be positive, got {episode_length}")
+    try:
+        return _make(suite, name, backend, episode_length)
+    except UnknownEnv as err:
+        # `env.name=ant` alone keeps the default suite, gymnax: say where the name is
+        for other in SUITES:
+            if other != suite and name in env_names(other):
+                raise UnknownEnv(f"unknown {suite} env {name!r}; it is a {other} env: give env={other} env.name={name}") from None
+        raise err from None
+
+
+def env_names(suite: str) -> list[str]:
+    """The env names `suite` ("gymnax", "brax", "playground") has; [] when it is
+    not installed (Playground is optional)."""
+    if suite == "gymnax":
+        import gymnax
+
+        return list(gymnax.registered_envs)
+    if suite == "brax":
+        from brax import envs
+
+        return sorted(envs._envs)  # noqa: SLF001 (brax lists its registry nowhere public)
+    try:
+        from mujoco_playground import registry
+    except ImportError:
+        return []
+    return list(registry.ALL_ENVS)
+
+
+def _make(suite: str, name: str, backend: str | None, episode_length: int | None) -> Env:
     if suite == "gymnax":
         from jaxrl.envs.gymnax_env import GymnaxEnv
 
@@ -32,4 +61,4 @@ def make_env(suite: str, name: str, backend: str | None = None, episode_length: 
     raise ConfigError(f"unknown env.suite {suite!r}; choose one of: {', '.join(SUITES)}")
 
 
-__all__ = ["SUITES", "Env", "EnvSpec", "EnvState", "TimeStep", "make_env"]
+__all__ = ["SUITES", "Env", "EnvSpec", "EnvState", "TimeStep", "env_names", "make_env"]

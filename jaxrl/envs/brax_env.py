@@ -17,7 +17,7 @@ from brax import envs as brax_envs
 from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, initial_state, scale_action
 from jaxrl.envs.brax_render import brax_frames, brax_html
 from jaxrl.envs.mujoco_gl import frame_indices
-from jaxrl.errors import ConfigError
+from jaxrl.errors import ConfigError, UnknownEnv
 
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 
@@ -28,7 +28,7 @@ class BraxEnv:
     def __init__(self, name: str, backend: str = "positional", episode_length: int = 1000):
         known = sorted(brax_envs._envs)
         if name not in known:
-            raise ConfigError(f"unknown brax env {name!r}; brax knows: {', '.join(known)}")
+            raise UnknownEnv(f"unknown brax env {name!r}; brax knows: {', '.join(known)}")
         if backend not in BACKENDS:
             raise ConfigError(f"unknown brax backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.name = name

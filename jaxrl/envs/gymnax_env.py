@@ -22,7 +22,7 @@ from jaxrl.envs.base import (
     initial_state,
     scale_action,
 )
-from jaxrl.errors import ConfigError
+from jaxrl.errors import UnknownEnv
 
 
 class GymnaxEnv:
@@ -35,9 +35,7 @@ class GymnaxEnv:
 
     def __init__(self, name: str, episode_length: int | None = None):
         if name not in gymnax.registered_envs:
-            raise ConfigError(
-                f"unknown gymnax env {name!r}; gymnax knows: {', '.join(gymnax.registered_envs)}"
-            )
+            raise UnknownEnv(f"unknown gymnax env {name!r}; gymnax knows: {', '.join(gymnax.registered_envs)}")
         self.name = name
         self.env, self.params = gymnax.make(name)
         if episode_length is not None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, initial_state, scale_action
 from jaxrl.envs.mujoco_gl import draw, frame_indices
-from jaxrl.errors import ConfigError
+from jaxrl.errors import ConfigError, UnknownEnv
 
 IMPLS = ("jax", "warp")
 # Playground envs with dict observations give the policy's under this key
@@ -66,7 +66,7 @@ class PlaygroundEnv:
     def __init__(self, name: str, impl: str = "jax", episode_length: int | None = None):
         registry = _registry()
         if name not in registry.ALL_ENVS:
-            raise ConfigError(f"unknown playground env {name!r}; playground knows: {', '.join(registry.ALL_ENVS)}")
+            raise UnknownEnv(f"unknown playground env {name!r}; playground knows: {', '.join(registry.ALL_ENVS)}")
         if impl not in IMPLS:
             raise ConfigError(f"unknown playground impl env.backend={impl!r}; choose one of: {', '.join(IMPLS)}")
         self.name = name
