@@ -378,6 +378,37 @@ def test_a_hung_wandb_service_neither_holds_up_training_nor_keeps_the_process_fr
     assert not any(service.is_running() for service in services)
 
 
+DEAD_SERVICE = """
+import sys
+from pathlib import Path
+import psutil
+from jaxrl.sinks.base import RunInfo
+from jaxrl.sinks.wandb_sink import WandbSink
+
+root = Path(sys.argv[1])
+for session in ("dead", "next"):  # as a multirun's jobs: one process, one sink after the other
+    sink = WandbSink(mode="offline")
+    sink.open(RunInfo(root / session, "g", "ppo", "mc", {}, [{"seed": 0}], 300))
+    sink.log(100, [{"x": 1.0}])
+    if session == "dead":
+        for service in psutil.Process().children():
+            if service.name() == "wandb-core":
+                service.kill()
+                service.wait()
+    sink.log(200, [{"x": 2.0}])
+    sink.close({"status": "finished", "final": {}})
+"""
+
+
+def test_a_dead_service_leaves_no_traceback_at_exit_and_the_next_run_gets_a_new_one(tmp_path):
+    done = subprocess.run([sys.executable, "-c", DEAD_SERVICE, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.count("wandb logging is off") == 1, done.stderr[-3000:]
+    (run,) = offline_runs(tmp_path / "next" / "wandb")
+    assert [r["history"]["item"]["x"] for r in leet_records(run) if r["type"] == "history"] == [1, 2]
+
+
 def test_wandb_that_cannot_start_warns_once_and_later_calls_do_nothing(
     tmp_path, clean_wandb_env
 ):

@@ -272,6 +272,10 @@ class WandbSink(Sink):
         self._report()
         if self._worker.is_alive():
             self._stop_service()
+        elif self._broken and not _services():
+            # the service died: wandb's exit hook would try to reach it and print a traceback,
+            # and a next run in this process (a multirun's next job) would find it dead
+            _forget_service()
 
     def _submit(self, doing: str, call: Callable[[], Any], fatal: bool = True) -> None:
         """Queue `call` for the worker thread, waiting `timeout_s` at most for
@@ -345,11 +349,7 @@ class WandbSink(Sink):
         waiting for `timeout_s`: the worker's call then fails, and neither
         wandb's own exit hook nor the next run's wandb waits for it."""
         self._broken = True
-        services = []
-        for child in psutil.Process().children():
-            with contextlib.suppress(psutil.Error):
-                if child.name() == "wandb-core":
-                    services.append(child)
+        services = _services()
         # its own children (the system monitor) first, so that none outlives it
         doomed = []
         for service in services:
@@ -365,19 +365,7 @@ class WandbSink(Sink):
             self._calls.put(None, timeout=10)
         if self._worker is not None:
             self._worker.join(10)
-        # wandb's teardown of a dead service fails before it stops wandb's
-        # event-loop thread, which, left running, aborts the interpreter at
-        # exit about one time in five ("FATAL: exception not rethrown"):
-        # stopped here; wandb has no public call for it
-        from wandb.sdk import wandb_setup
-
-        loop = getattr(wandb_setup._singleton, "_asyncer", None)  # noqa: SLF001
-        with warnings.catch_warnings(), contextlib.suppress(Exception):
-            warnings.simplefilter("ignore")
-            # it still forgets the service: a next run starts a new one
-            wandb.teardown()
-            if loop is not None:
-                loop.join()
+        _forget_service()
         what = ", ".join(f"pid {p.pid}" for p in services) or "none found among this process's children"
         warnings.warn(
             f"wandb's service did not answer within logger.timeout_s={self.timeout_s:g} s: stopped it ({what})"
@@ -485,6 +473,34 @@ class WandbSink(Sink):
             # every finish fail too, and that must not reach training.
             with contextlib.suppress(Exception):
                 wandb_run.finish(exit_code=1)
+
+
+def _services() -> list[psutil.Process]:
+    """wandb's service processes (wandb-core) started by this process."""
+    services = []
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if child.name() == "wandb-core":
+                services.append(child)
+    return services
+
+
+def _forget_service() -> None:
+    """Tear wandb down after its service died or was killed, so that its exit
+    hook does not try to reach the service and a next `wandb.init` starts a
+    new one."""
+    # wandb's teardown of a dead service fails before it stops wandb's
+    # event-loop thread, which, left running, aborts the interpreter at exit
+    # about one time in five ("FATAL: exception not rethrown"): stopped here;
+    # wandb has no public call for it
+    from wandb.sdk import wandb_setup
+
+    loop = getattr(wandb_setup._singleton, "_asyncer", None)  # noqa: SLF001
+    with warnings.catch_warnings(), contextlib.suppress(Exception):
+        warnings.simplefilter("ignore")
+        wandb.teardown()  # it fails on the dead connection, and still forgets it
+        if loop is not None:
+            loop.join()
 
 
 def member_names(group: str, members: Sequence[dict[str, Any]]) -> list[str]:
