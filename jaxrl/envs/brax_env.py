@@ -38,8 +38,11 @@ class BraxEnv:
         limited = ctrl.shape[0] == self.env.action_size and bool((ctrl[:, 1] > ctrl[:, 0]).all())
         low = tuple(float(x) for x in ctrl[:, 0]) if limited else (-1.0,) * self.env.action_size
         high = tuple(float(x) for x in ctrl[:, 1]) if limited else (1.0,) * self.env.action_size
+        # Brax's `observation_size` runs `reset` eagerly, op by op: 15 s for the humanoid on a CPU;
+        # its shape alone costs a trace
+        obs = jax.eval_shape(self.env.reset, jax.random.PRNGKey(0)).obs
         self.spec = EnvSpec(
-            obs_shape=(int(self.env.observation_size),),
+            obs_shape=(int(obs.shape[-1]),),
             action_dim=int(self.env.action_size),
             discrete=False,
             action_low=low,
