@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,3 +69,34 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     assert "accelerator: CPU" in text
     # the progress bar is one output, redrawn in place up to the last step (e.g. "training ━━━ 8192/8192")
     assert re.search(r"^training .* (\d+)/\1 ", text, re.MULTILINE), text[-3000:]
+
+
+def _install_cell_runs(cwd: Path, jaxrl_installed: bool, **env: str) -> list[list[str]]:
+    """The pip commands the install cell runs, in a Python that has (or lacks) jaxrl, with `env`;
+    subprocess.run is replaced by a recorder, so nothing is downloaded."""
+    recorder = "import os, subprocess\nRUNS = []\nsubprocess.run = lambda cmd, **kw: RUNS.append(cmd[5:])\n"  # after python -m pip install --quiet
+    code = recorder + _read("quickstart").cells[2].source + "\nprint(repr(RUNS))"
+    # -S leaves site-packages, and with them the installed jaxrl, out of sys.path
+    proc = subprocess.run(
+        [sys.executable, *([] if jaxrl_installed else ["-S"]), "-c", code], cwd=cwd, capture_output=True, text=True,
+        env={"PATH": os.environ["PATH"], **env}, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return eval(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_install_cell_installs_jaxrl_with_the_runtimes_jax_build(tmp_path):
+    jaxrl = "jaxrl @ git+https://github.com/OWNER/jaxrl"
+    assert _install_cell_runs(tmp_path, jaxrl_installed=True) == []
+    assert _install_cell_runs(tmp_path, jaxrl_installed=False) == [[jaxrl]]
+    # a clone in the working directory is a namespace package, not an installed jaxrl
+    (tmp_path / "jaxrl").mkdir()
+    assert _install_cell_runs(tmp_path, jaxrl_installed=False) == [[jaxrl]]
+    assert _install_cell_runs(tmp_path, jaxrl_installed=False, TPU_ACCELERATOR_TYPE="v5e-8") == [[jaxrl, "jax[tpu]"]]
+    # a GPU runtime: the CUDA plugin must be upgraded with jax, or the new jaxlib refuses it
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    assert _install_cell_runs(tmp_path, jaxrl_installed=False, PATH=path) == [[jaxrl, "jax[cuda12]"]]
