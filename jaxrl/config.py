@@ -74,9 +74,10 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class VideoConfig:
-    """Videos of the deterministic policy of population member `member`: at the
-    end of training when `enabled`, and also every `every` evaluations when
-    `every` > 0. Brax episodes are subsampled to at most `max_frames` frames."""
+    """Videos of the deterministic policy of population member `member`, only
+    when `enabled`: at the end of training, and also every `every` evaluations
+    when `every` > 0. A Brax episode longer than `max_frames` steps is drawn
+    every k-th state, at most `max_frames` + 1 frames (the final state included)."""
 
     __pydantic_config__ = STRICT
 
