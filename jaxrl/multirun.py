@@ -10,6 +10,7 @@ folder's `summary.json` and prints one line per job.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def collect(sweep_dir: Path) -> dict[str, Any]:
 
 def _line(job: dict[str, Any]) -> str:
     summary = job["summary"] or {}
-    returns = summary.get("final", {}).get(RETURN) or []
+    # summary.json stores a NaN return as null: a diverged member makes the job's mean nan
+    returns = [math.nan if r is None else r for r in summary.get("final", {}).get(RETURN) or []]
     mean = f"{sum(returns) / len(returns):.2f}" if returns else "-"
     settings = "".join(f", {k}={v}" for k, v in job["settings"].items())
     return f"  job {job['job']}: {summary.get('status', 'no summary')}, {RETURN} {mean}{settings}"

@@ -10,9 +10,10 @@ import signal
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from conftest import leet_records, run_cli, start_cli, wait_while_running
-from jaxrl.multirun import collect
+from jaxrl.multirun import MultirunSummary, collect
 
 TINY = ["algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4", "total_timesteps=256", "num_logs=2",
         "logger=none", "video.enabled=false", "seeds=1", "eval.episodes=1"]
@@ -160,3 +161,18 @@ def test_a_stopped_multirun_goes_on_with_resume_auto_and_trains_no_finished_job_
     wider = [a.replace("algo.hidden=[16]", "algo.hidden=[32]") for a in args]
     changed = run_cli([*wider, "resume=auto"], tmp_path, timeout=120)
     assert changed.returncode == 2 and "this command changes algo.hidden" in changed.stderr, changed.stderr[-3000:]
+
+
+def test_the_multirun_summary_prints_nan_for_a_job_whose_final_return_is_nan(tmp_path, capsys):
+    # summary.json stores NaN as null: a job whose member diverged after an evaluation has [null, 1.5]
+    for job, returns in enumerate(([None, 1.5], [2.0, 3.0])):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / "config.yaml").write_text(yaml.safe_dump({"algo": {"lr": 1e-4 * (job + 1)}}))
+        summary = {"status": "stopped" if job == 0 else "finished", "final": {"eval/return_mean": returns}}
+        (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
+    MultirunSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "  job 0: stopped, eval/return_mean nan, algo.lr=0.0001",
+        "  job 1: finished, eval/return_mean 2.50, algo.lr=0.0002",
+    ]
