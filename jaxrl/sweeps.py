@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import itertools
 import math
 import re
@@ -25,7 +26,7 @@ import numpy as np
 
 from jaxrl.errors import ConfigError
 from jaxrl.events import EvaluationDone, Hook, RunEnded
-from jaxrl.files import read_jsonl
+from jaxrl.files import read_jsonl, write_atomically
 from jaxrl.sinks.base import RunInfo
 
 __all__ = ["DISTRIBUTIONS", "Distribution", "Sweep", "SweepResults", "leaderboard", "parse_sweep", "quote_distributions"]
@@ -250,7 +251,7 @@ def plot_sweep(members: list[dict[str, Any]], final: Sequence[float], names: Seq
 class SweepResults(Hook):
     """At the end of a sweep: sweep.csv (one row per member: hyperparameters,
     seed, final and best evaluation return), a leaderboard on stdout and
-    sweep.png. The plot failing is a warning, never a lost run."""
+    sweep.png. sweep.csv or the plot failing is a warning, never a lost run."""
 
     def __init__(self, members: list[dict[str, Any]], run_dir: Path):
         self.members, self.run_dir = members, run_dir
@@ -274,11 +275,16 @@ class SweepResults(Hook):
     def on_end(self, event: RunEnded) -> None:
         """Writes sweep.csv and sweep.png, prints the leaderboard."""
         final = event.summary["final"][RETURN]
-        with open(self.run_dir / "sweep.csv", "w", newline="") as f:
-            writer = csv.writer(f)
+        # summary.json already says finished: a table that cannot be written is a warning, never a failed run
+        try:
+            text = io.StringIO(newline="")
+            writer = csv.writer(text)
             writer.writerow(["member", *self.names, "seed", "final_return", "best_return"])
             for i, (member, value, best) in enumerate(zip(self.members, final, self.best)):
                 writer.writerow([i, *(repr(member[n]) for n in self.names), member["seed"], repr(value), repr(float(best))])
+            write_atomically(self.run_dir / "sweep.csv", text.getvalue())
+        except Exception as err:  # noqa: BLE001 (a table is never worth a lost run)
+            warnings.warn(f"could not write sweep.csv: {type(err).__name__}: {err}", stacklevel=2)
         board = format_leaderboard(leaderboard(self.members, final), self.names)
         print(f"sweep leaderboard (final {RETURN} over members, best first):\n{board}", flush=True)
         try:

@@ -252,3 +252,14 @@ def test_each_wandb_run_of_a_random_search_carries_its_drawn_values():
         config = member_config(resolved, member)
         assert (config["algo"]["lr"], config["algo"]["gamma"], config["seed"]) == (member["algo.lr"], member["algo.gamma"], member["seed"])
         assert f"algo.lr={member['algo.lr']:g}" in name
+
+
+def test_a_sweep_csv_that_cannot_be_written_is_a_warning_and_the_leaderboard_and_plot_still_come(tmp_path, capsys):
+    # the run's summary.json says finished before this hook runs: a failed write must not make it failed
+    members = [{"algo.lr": 0.001, "seed": 0}, {"algo.lr": 0.01, "seed": 0}]
+    (tmp_path / "sweep.csv").mkdir()  # stands for any write error: a full disk, a read-only folder
+    hook = SweepResults(members, tmp_path)
+    with pytest.warns(UserWarning, match="could not write sweep.csv: IsADirectoryError"):
+        hook.on_end(RunEnded(400, {"final": {"eval/return_mean": [60.0, 40.0]}}, None))
+    assert "sweep leaderboard" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.csv", "sweep.png"]
