@@ -108,7 +108,8 @@ class Result:
         `video.every` evaluations), and `final-member<M>`, `step<N>-member<M>`
         for other members filmed later (`python -m jaxrl.film`)."""
         folder = self.run_dir / "videos"
-        files = [p for p in folder.glob("*") if p.suffix in (".mp4", ".html")] if folder.is_dir() else []
+        # a hidden ".<name>.tmp.mp4" is a video a kill stopped mid-encode (jaxrl.video.write_mp4)
+        files = [p for p in folder.glob("[!.]*") if p.suffix in (".mp4", ".html")] if folder.is_dir() else []
         return sorted(files, key=lambda p: p.stat().st_mtime)
 
     @property

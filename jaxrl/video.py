@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from jaxrl.envs.base import Env, EnvState, RenderUnavailable, TimeStep
+from jaxrl.files import write_atomically
 
 __all__ = [
     "RenderUnavailable",
@@ -127,21 +128,34 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 30) -> P
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # imageio starts ffmpeg with subprocess, which forks and execs at once;
-        # JAX's warning is about forked children that go on running Python
-        warnings.filterwarnings("ignore", message="os.fork\\(\\) was called", category=RuntimeWarning)
-        with imageio.get_writer(
-            path,
-            format="FFMPEG",
-            fps=fps,
-            codec="libx264",
-            pixelformat="yuv420p",
-            macro_block_size=1,  # the sides are already even; no rescaling
-            ffmpeg_log_level="error",
-        ) as writer:
-            for frame in frames:
-                writer.append_data(frame)
+    # encoded beside it and renamed when complete: a failure or a kill mid-encode
+    # must not replace an older good video with a truncated one
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        with warnings.catch_warnings():
+            # imageio starts ffmpeg with subprocess, which forks and execs at once;
+            # JAX's warning is about forked children that go on running Python
+            warnings.filterwarnings("ignore", message="os.fork\\(\\) was called", category=RuntimeWarning)
+            writer = imageio.get_writer(
+                tmp,
+                format="FFMPEG",
+                fps=fps,
+                codec="libx264",
+                pixelformat="yuv420p",
+                macro_block_size=1,  # the sides are already even; no rescaling
+                ffmpeg_log_level="error",
+            )
+            # closed on failure too (imageio's `with` leaves ffmpeg running after an error,
+            # and it could create the temporary file again after it was removed)
+            try:
+                for frame in frames:
+                    writer.append_data(frame)
+            finally:
+                writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -226,5 +240,5 @@ def _why_no_drawer(env: Env) -> str | None:
 
 def _write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_atomically(path, text)
     return path

@@ -299,3 +299,25 @@ def test_a_new_video_replaces_the_other_form_of_the_same_name(tmp_path):
     # and an mp4 again replaces the viewer
     record_episode(DrawnProbe(truncate=False), zero_action, jax.random.key(0), tmp_path, "final")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.mp4"]
+
+
+def test_a_video_that_fails_mid_encode_leaves_the_older_one_and_no_temp_file(tmp_path, monkeypatch):
+    from imageio.plugins.ffmpeg import FfmpegFormat
+
+    frames = np.random.default_rng(0).integers(0, 255, (6, 16, 16, 3), dtype=np.uint8)
+    older = write_mp4(frames, tmp_path / "final.mp4", fps=10).read_bytes()
+    append = FfmpegFormat.Writer._append_data
+    appended = []
+
+    def fail_at_the_fourth_frame(self, im, meta):
+        # ffmpeg has encoded part of the video when this fails, as a full disk or a kill would leave it
+        if len(appended) == 3:
+            raise OSError("No space left on device")
+        appended.append(1)
+        return append(self, im, meta)
+
+    monkeypatch.setattr(FfmpegFormat.Writer, "_append_data", fail_at_the_fourth_frame)
+    with pytest.raises(OSError, match="No space left"):
+        write_mp4(frames[::-1], tmp_path / "final.mp4", fps=10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.mp4"]
+    assert (tmp_path / "final.mp4").read_bytes() == older
