@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -67,8 +68,8 @@ class ConsoleSink(Sink):
         """Prints the run header and starts the progress bar."""
         self._run = run
         self.console.print(
-            f"[bold]{run.algo}[/] on [bold]{run.env}[/]: {len(run.members)} member(s) x "
-            f"{run.total_steps:,} env steps -> {run.run_dir}"
+            f"[bold]{escape(run.algo)}[/] on [bold]{escape(run.env)}[/]: {len(run.members)} member(s) x "
+            f"{run.total_steps:,} env steps -> {escape(str(run.run_dir))}"
         )
         if self.console.is_terminal or self.console.is_jupyter:
             self._progress = Progress(
@@ -114,7 +115,9 @@ class ConsoleSink(Sink):
         status = summary.get("status", "finished")
         if self._run is None or status != "finished":
             reason = summary.get("error", f"after {summary.get('env_steps', 0):,} env steps per member")
-            self.console.print(f"[bold red]training {status}[/]: {reason}" if self._run else "training stopped before it started")
+            self.console.print(
+                f"[bold red]training {escape(status)}[/]: {escape(str(reason))}" if self._run else "training stopped before it started"
+            )
             return
         final = summary.get("final", {})
         table = Table(title=f"{summary.get('algo')} on {summary.get('env')}: final deterministic evaluation")
@@ -135,5 +138,5 @@ class ConsoleSink(Sink):
             cached = f", {hits} program{'s' * (hits > 1)} from the compile cache" if hits else ""
             self.console.print(
                 f"{summary['env_steps']:,} env steps per member in {summary['wall_s']:.1f} s "
-                f"(compile {summary['compile_s']:.1f} s{cached}, {summary['sps']:,.0f} steps/s) -> {self._run.run_dir}"
+                f"(compile {summary['compile_s']:.1f} s{cached}, {summary['sps']:,.0f} steps/s) -> {escape(str(self._run.run_dir))}"
             )

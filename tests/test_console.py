@@ -1,0 +1,40 @@
+"""The console sink: what a person watching training sees, in a terminal, in a
+log file and in a notebook, driven with a rich Console writing to a StringIO."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from jaxrl.sinks.base import RunInfo
+from jaxrl.sinks.console import ConsoleSink
+
+
+def run_info(run_dir: str = "runs/exp", total: int = 5000, start: int = 0, members: int = 1) -> RunInfo:
+    """A run as the runner opens sinks with, members seeds 0.. of no sweep."""
+    return RunInfo(Path(run_dir), "exp", "ppo", "mc", {}, [{"seed": i} for i in range(members)], total, start_step=start)
+
+
+def finished(run_dir: str = "runs/exp") -> dict:
+    """A finished run's summary, as the runner hands it to `close`."""
+    return {
+        "status": "finished", "algo": "ppo", "env": "mc", "env_steps": 5000, "wall_s": 3.0, "compile_s": 1.0, "sps": 2500,
+        "final": {"eval/return_mean": [1.5]}, "run_dir": run_dir,
+    }
+
+
+def test_paths_and_errors_are_printed_as_they_are_not_as_markup():
+    # square brackets are rich markup: "[lr=1e-3]" vanished, "[/x]" raised MarkupError
+    out = io.StringIO()
+    sink = ConsoleSink(Console(file=out, width=200))
+    sink.open(run_info("runs/exp[lr=1e-3]"))
+    sink.close(finished())
+    error = "XlaRuntimeError: INTERNAL: during context [pre-optimization]: bad [/x]"
+    failed = ConsoleSink(Console(file=out, width=200))
+    failed.open(run_info("runs/exp[lr=1e-3]"))
+    failed.close({"status": "failed", "error": error})
+    text = out.getvalue()
+    assert text.count("-> runs/exp[lr=1e-3]\n") == 3, text  # two headers and the final line
+    assert f"training failed: {error}\n" in text
