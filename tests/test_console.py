@@ -38,3 +38,15 @@ def test_paths_and_errors_are_printed_as_they_are_not_as_markup():
     text = out.getvalue()
     assert text.count("-> runs/exp[lr=1e-3]\n") == 3, text  # two headers and the final line
     assert f"training failed: {error}\n" in text
+
+
+def test_a_log_file_keeps_the_run_folder_on_one_line():
+    # a log file is 80 columns to rich: the path was split over two lines, and a reader's copy of it broke
+    run_dir = "/home/someone/experiments/a-rather-long-project-name/runs/20261206-024754-ppo-mountaincar_continuous"
+    out = io.StringIO()
+    sink = ConsoleSink(Console(file=out))
+    sink.open(run_info(run_dir))
+    sink.close(finished())
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"ppo on mc: 1 member(s) x 5,000 env steps -> {run_dir}"
+    assert lines[-1].startswith("5,000 env steps per member in 3.0 s") and lines[-1].endswith(f" -> {run_dir}")

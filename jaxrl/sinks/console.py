@@ -69,7 +69,8 @@ class ConsoleSink(Sink):
         self._run = run
         self.console.print(
             f"[bold]{escape(run.algo)}[/] on [bold]{escape(run.env)}[/]: {len(run.members)} member(s) x "
-            f"{run.total_steps:,} env steps -> {escape(str(run.run_dir))}"
+            f"{run.total_steps:,} env steps -> {escape(str(run.run_dir))}",
+            soft_wrap=True,  # rich wraps a log file at 80 columns: the path stays whole, for copying
         )
         if self.console.is_terminal or self.console.is_jupyter:
             self._progress = Progress(
@@ -138,5 +139,6 @@ class ConsoleSink(Sink):
             cached = f", {hits} program{'s' * (hits > 1)} from the compile cache" if hits else ""
             self.console.print(
                 f"{summary['env_steps']:,} env steps per member in {summary['wall_s']:.1f} s "
-                f"(compile {summary['compile_s']:.1f} s{cached}, {summary['sps']:,.0f} steps/s) -> {escape(str(self._run.run_dir))}"
+                f"(compile {summary['compile_s']:.1f} s{cached}, {summary['sps']:,.0f} steps/s) -> {escape(str(self._run.run_dir))}",
+                soft_wrap=True,
             )
