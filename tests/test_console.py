@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from jaxrl.sinks.base import RunInfo
@@ -50,3 +51,19 @@ def test_a_log_file_keeps_the_run_folder_on_one_line():
     lines = out.getvalue().splitlines()
     assert lines[0] == f"ppo on mc: 1 member(s) x 5,000 env steps -> {run_dir}"
     assert lines[-1].startswith("5,000 env steps per member in 3.0 s") and lines[-1].endswith(f" -> {run_dir}")
+
+
+@pytest.mark.parametrize("env", [{"TERM": "dumb", "TTY_COMPATIBLE": "1"}, {"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}])
+def test_a_console_that_cannot_redraw_gets_one_line_per_logged_point(env, monkeypatch):
+    # TERM=dumb: rich's bar drew nothing until the end; FORCE_COLOR or TTY_COMPATIBLE with stdout to a
+    # file: the log filled with the bar's redraws
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = io.StringIO()
+    sink = ConsoleSink(Console(file=out, width=100))
+    sink.open(run_info())
+    for step in (1000, 2000):
+        sink.log(step, [{"perf/sps": 500.0}])
+        assert f"step {step:>10,}/5,000  500 steps/s" in out.getvalue()
+    sink.close(finished())
+    assert "\x1b[2K" not in out.getvalue() and "/5000" not in out.getvalue()  # no line erased for a redraw, no bar

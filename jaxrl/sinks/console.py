@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from typing import Any
 
 from rich.console import Console
@@ -27,6 +28,19 @@ def _fmt(value: float) -> str:
 def _mean(rows: list[dict[str, float]], key: str) -> float:
     values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
     return sum(values) / len(values) if values else math.nan
+
+
+def _redraws(console: Console) -> bool:
+    """Whether `console` can redraw a bar in place: a notebook, or an
+    interactive terminal (not TERM=dumb). FORCE_COLOR and TTY_COMPATIBLE make
+    rich take a file for a terminal, interactive too: they ask for colours,
+    so a bar is drawn only where stdout is a real tty, or where TTY_INTERACTIVE=1 asks for it."""
+    if console.is_jupyter:
+        return True
+    if not console.is_interactive:
+        return False
+    isatty = getattr(console.file, "isatty", None)
+    return os.environ.get("TTY_INTERACTIVE") == "1" or bool(isatty and isatty())
 
 
 class _NotebookBar:
@@ -72,7 +86,7 @@ class ConsoleSink(Sink):
             f"{run.total_steps:,} env steps -> {escape(str(run.run_dir))}",
             soft_wrap=True,  # rich wraps a log file at 80 columns: the path stays whole, for copying
         )
-        if self.console.is_terminal or self.console.is_jupyter:
+        if _redraws(self.console):
             self._progress = Progress(
                 TextColumn("[bold blue]training"),
                 BarColumn(),
