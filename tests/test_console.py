@@ -4,6 +4,7 @@ log file and in a notebook, driven with a rich Console writing to a StringIO."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,34 @@ def test_a_console_that_cannot_redraw_gets_one_line_per_logged_point(env, monkey
         assert f"step {step:>10,}/5,000  500 steps/s" in out.getvalue()
     sink.close(finished())
     assert "\x1b[2K" not in out.getvalue() and "/5000" not in out.getvalue()  # no line erased for a redraw, no bar
+
+
+class Clock:
+    """A fake clock for rich (Console's get_time): time moves only when a test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def live_sink(monkeypatch, width: int = 120, clock: Clock | None = None) -> tuple[ConsoleSink, io.StringIO]:
+    """A sink drawing its live bar into a StringIO, as into a terminal `width` columns wide."""
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=True, color_system=None, get_time=clock or Clock())
+    return ConsoleSink(console), out
+
+
+def last_frame(out: io.StringIO) -> str:
+    """The bar as last drawn: the text after the last cursor movement."""
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "\n", out.getvalue()).splitlines()
+    return [line for line in lines if line.startswith("training ")][-1]
+
+
+def test_a_resumed_run_starts_its_bar_where_its_checkpoint_was(monkeypatch):
+    sink, out = live_sink(monkeypatch)
+    sink.open(run_info(total=5000, start=3000))
+    assert " 3000/5000 " in last_frame(out), out.getvalue()
+    sink.close(finished())

@@ -98,7 +98,9 @@ class ConsoleSink(Sink):
                 # a notebook has no refresh thread: the bar is redrawn at each logged point
                 auto_refresh=not self.console.is_jupyter,
             )
-            self._task = self._progress.add_task("train", total=run.total_steps, sps="-", ret="-", eval="-")
+            self._task = self._progress.add_task(
+                "train", total=run.total_steps, completed=run.start_step, sps="-", ret="-", eval="-"
+            )
             if self.console.is_jupyter:
                 self._notebook = _NotebookBar(self._progress)
             else:
