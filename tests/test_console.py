@@ -97,5 +97,18 @@ def last_frame(out: io.StringIO) -> str:
 def test_a_resumed_run_starts_its_bar_where_its_checkpoint_was(monkeypatch):
     sink, out = live_sink(monkeypatch)
     sink.open(run_info(total=5000, start=3000))
-    assert " 3000/5000 " in last_frame(out), out.getvalue()
     sink.close(finished())
+    assert " 3000/5000 " in last_frame(out), out.getvalue()
+
+
+def test_the_bar_estimates_the_time_left_when_logged_points_are_minutes_apart(monkeypatch):
+    # rich forgot every progress sample older than 30 s: points a minute apart never gave an estimate
+    clock = Clock()
+    sink, out = live_sink(monkeypatch, clock=clock)
+    sink.open(run_info(total=5000))
+    for now, step in ((40.0, 1000), (100.0, 2000)):
+        clock.now = now
+        sink.log(step, [{"perf/sps": 17.0}])
+    sink.close(finished())  # draws the bar a last time, as it stood
+    # 1,000 steps in the 60 s between the two points: the 3,000 left take 180 s
+    assert last_frame(out).endswith(" 0:01:40 0:03:00"), last_frame(out)

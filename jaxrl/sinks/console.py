@@ -95,6 +95,10 @@ class ConsoleSink(Sink):
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=self.console,
+                # rich's speed comes from the samples of the last 30 s: logged points further apart
+                # left one sample and no estimate. The whole session's rate (compilation excluded:
+                # it ends before the first point) is the better guess for a steady trainer anyway
+                speed_estimate_period=math.inf,
                 # a notebook has no refresh thread: the bar is redrawn at each logged point
                 auto_refresh=not self.console.is_jupyter,
             )
