@@ -112,3 +112,17 @@ def test_the_bar_estimates_the_time_left_when_logged_points_are_minutes_apart(mo
     sink.close(finished())  # draws the bar a last time, as it stood
     # 1,000 steps in the 60 s between the two points: the 3,000 left take 180 s
     assert last_frame(out).endswith(" 0:01:40 0:03:00"), last_frame(out)
+
+
+def test_nan_shows_as_nan_and_a_dash_only_before_there_is_a_value():
+    # "-" means no finished episode (no evaluation) yet; a diverged run showed "-", or its last finite evaluation
+    out = io.StringIO()
+    sink = ConsoleSink(Console(file=out, width=120))
+    sink.open(run_info(members=2))
+    nan = float("nan")
+    sink.log(1000, [{"perf/sps": 1.0}, {"perf/sps": 1.0}])
+    sink.log(2000, [{"train/episode_return": 1.0, "eval/return_mean": -0.1}, {"train/episode_return": 3.0}])
+    sink.log(3000, [{"train/episode_return": nan}, {"train/episode_return": 3.0, "eval/return_mean": nan}])
+    sink.log(4000, [{"perf/sps": 1.0}, {"perf/sps": 1.0}])
+    lines = [line.split("steps/s  ")[1] for line in out.getvalue().splitlines() if line.startswith("step ")]
+    assert lines == ["return -  eval -", "return 2.0  eval -0.1", "return nan  eval nan", "return -  eval nan"]

@@ -20,14 +20,17 @@ from rich.table import Table
 from jaxrl.sinks.base import RunInfo, Sink
 
 
-def _fmt(value: float) -> str:
-    """One decimal, or "-" before there is anything to show (no finished episode yet)."""
-    return f"{value:.1f}" if math.isfinite(value) else "-"
+def _fmt(value: float | None) -> str:
+    """One decimal ("nan" for a diverged member), or "-" for None: nothing to
+    show yet (no finished episode, no evaluation)."""
+    return "-" if value is None else f"{value:.1f}"
 
 
-def _mean(rows: list[dict[str, float]], key: str) -> float:
-    values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
-    return sum(values) / len(values) if values else math.nan
+def _mean(rows: list[dict[str, float]], key: str) -> float | None:
+    """The mean of `key` over the rows that have it, NaN if any of them is:
+    a diverged member shows, rather than hides behind the others; None when no row has it."""
+    values = [r[key] for r in rows if key in r]
+    return sum(values) / len(values) if values else None
 
 
 def _redraws(console: Console) -> bool:
@@ -76,7 +79,7 @@ class ConsoleSink(Sink):
         self._notebook: _NotebookBar | None = None
         self._task = None
         self._run: RunInfo | None = None
-        self._last_eval = math.nan
+        self._last_eval: float | None = None
 
     def open(self, run: RunInfo) -> None:
         """Prints the run header and starts the progress bar."""
@@ -114,7 +117,7 @@ class ConsoleSink(Sink):
         """Advances the bar to `step` and shows member means."""
         ret = _mean(rows, "train/episode_return")
         evaluation = _mean(rows, "eval/return_mean")
-        if math.isfinite(evaluation):
+        if evaluation is not None:
             self._last_eval = evaluation
         sps = sum(r.get("perf/sps", 0.0) for r in rows)
         fields = dict(sps=f"{sps:,.0f}", ret=_fmt(ret), eval=_fmt(self._last_eval))
