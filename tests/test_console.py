@@ -111,7 +111,7 @@ def test_the_bar_estimates_the_time_left_when_logged_points_are_minutes_apart(mo
         sink.log(step, [{"perf/sps": 17.0}])
     sink.close(finished())  # draws the bar a last time, as it stood
     # 1,000 steps in the 60 s between the two points: the 3,000 left take 180 s
-    assert last_frame(out).endswith(" 0:01:40 0:03:00"), last_frame(out)
+    assert " 2000/5000 steps 0:01:40 0:03:00 " in last_frame(out), last_frame(out)
 
 
 def test_nan_shows_as_nan_and_a_dash_only_before_there_is_a_value():
@@ -126,3 +126,42 @@ def test_nan_shows_as_nan_and_a_dash_only_before_there_is_a_value():
     sink.log(4000, [{"perf/sps": 1.0}, {"perf/sps": 1.0}])
     lines = [line.split("steps/s  ")[1] for line in out.getvalue().splitlines() if line.startswith("step ")]
     assert lines == ["return -  eval -", "return 2.0  eval -0.1", "return nan  eval nan", "return -  eval nan"]
+
+
+def test_an_80_column_terminal_shows_the_steps_and_times_whole_and_cuts_the_metrics(monkeypatch):
+    # the bar's numbers came last and were cut first: "0/163…"
+    clock = Clock()
+    sink, out = live_sink(monkeypatch, width=80, clock=clock)
+    sink.open(run_info(total=50_000_000))
+    for now, step in ((10.0, 1_000_000), (20.0, 2_000_000)):
+        clock.now = now
+        sink.log(step, [{"perf/sps": 100_000.0, "train/episode_return": -12.3, "eval/return_mean": -0.1}])
+    sink.close(finished())
+    frame = last_frame(out)
+    assert len(frame) <= 80 and frame.endswith("…"), frame
+    assert " 2000000/50000000 steps 0:00:20 0:08:00 return -12.3" in frame, frame
+
+
+def test_a_notebook_bar_shows_a_50m_step_run_whole(monkeypatch):
+    bundles = []
+
+    class Handle:
+        """An IPython display handle that keeps what it is given."""
+
+        def update(self, bundle, raw):
+            bundles.append(bundle)
+
+    def display(obj, raw=False, display_id=None):
+        # rich's own notebook printing (the header) comes through here too: only the bar's bundles count
+        if display_id:
+            bundles.append(obj)
+            return Handle()
+        return None
+
+    monkeypatch.setattr("IPython.display.display", display)
+    sink = ConsoleSink(Console(file=io.StringIO(), force_jupyter=True))
+    sink.open(run_info(total=50_000_000))
+    # as wide as a long run gets: 50M steps at 634k steps/s (README, humanoid_ppo), returns of sign and four digits
+    sink.log(16_000_000, [{"perf/sps": 634_000.0, "train/episode_return": -6681.0, "eval/return_mean": -6017.3}])
+    (line,) = bundles[-1]["text/plain"].splitlines()
+    assert " 16000000/50000000 steps " in line and line.endswith("return -6681.0  eval -6017.3  634,000 steps/s"), line

@@ -14,8 +14,18 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Column, Table
+from rich.text import Text
 
 from jaxrl.sinks.base import RunInfo, Sink
 
@@ -46,6 +56,17 @@ def _redraws(console: Console) -> bool:
     return os.environ.get("TTY_INTERACTIVE") == "1" or bool(isatty and isatty())
 
 
+class _MetricsColumn(ProgressColumn):
+    """The bar's last column: recent return, last evaluation and steps/s, on
+    one line, cut with an ellipsis where the console is too narrow."""
+
+    def render(self, task: Task) -> Text:
+        """The task's fields `ret`, `eval` and `sps` as one line."""
+        fields = task.fields
+        line = f"return {fields['ret']}  eval {fields['eval']}  {fields['sps']} steps/s"
+        return Text(line, no_wrap=True, overflow="ellipsis")
+
+
 class _NotebookBar:
     """A rich Progress drawn as HTML into one Jupyter/Colab output, updated in
     place through an IPython display handle. rich's own live display needs
@@ -59,8 +80,9 @@ class _NotebookBar:
         self._handle = display(self._bundle(), raw=True, display_id=True)
 
     def _bundle(self) -> dict[str, str]:
-        # force_jupyter=False: a recording console, not another notebook output
-        console = Console(record=True, file=io.StringIO(), width=110, force_jupyter=False)
+        # force_jupyter=False: a recording console, not another notebook output. 120 columns
+        # hold a 50M-step run's bar whole: steps, times, returns of sign and four digits, 634k steps/s
+        console = Console(record=True, file=io.StringIO(), width=120, force_jupyter=False)
         console.print(self.progress.get_renderable())
         html = console.export_html(clear=False, inline_styles=True, code_format="<pre style='line-height:1.3'>{code}</pre>")
         return {"text/plain": console.export_text(), "text/html": html}
@@ -90,13 +112,16 @@ class ConsoleSink(Sink):
             soft_wrap=True,  # rich wraps a log file at 80 columns: the path stays whole, for copying
         )
         if _redraws(self.console):
+            # where the console is narrow (80 columns), rich narrows the columns that may wrap:
+            # only the metrics may, so the steps and times stay whole and the metrics are cut
             self._progress = Progress(
-                TextColumn("[bold blue]training"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("steps  {task.fields[sps]} steps/s  return {task.fields[ret]}  eval {task.fields[eval]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
+                TextColumn("[bold blue]training", table_column=Column(no_wrap=True)),
+                BarColumn(bar_width=16, table_column=Column(no_wrap=True)),
+                MofNCompleteColumn(table_column=Column(no_wrap=True)),
+                TextColumn("steps", table_column=Column(no_wrap=True)),
+                TimeElapsedColumn(table_column=Column(no_wrap=True)),
+                TimeRemainingColumn(table_column=Column(no_wrap=True)),
+                _MetricsColumn(),
                 console=self.console,
                 # rich's speed comes from the samples of the last 30 s: logged points further apart
                 # left one sample and no estimate. The whole session's rate (compilation excluded:
