@@ -18,6 +18,7 @@ import yaml
 from hydra.experimental.callback import Callback
 
 from jaxrl.files import json_text
+from jaxrl.sinks.console import echo
 from jaxrl.sweeps import RETURN
 
 __all__ = ["MultirunSummary", "collect", "flat_config", "job_dir"]
@@ -88,6 +89,6 @@ class MultirunSummary(Callback):
             return
         result = collect(sweep_dir)
         (sweep_dir / "summary.json").write_text(json_text(result))
-        print(f"multirun: {len(result['jobs'])} job(s), summary in {sweep_dir / 'summary.json'}", flush=True)
+        echo(f"multirun: {len(result['jobs'])} job(s), summary in {sweep_dir / 'summary.json'}")
         for job in result["jobs"]:
-            print(_line(job), flush=True)
+            echo(_line(job))

@@ -28,6 +28,7 @@ from jaxrl.errors import ConfigError
 from jaxrl.events import EvaluationDone, Hook, RunEnded
 from jaxrl.files import read_jsonl, write_atomically
 from jaxrl.sinks.base import RunInfo
+from jaxrl.sinks.console import echo
 
 __all__ = ["DISTRIBUTIONS", "Distribution", "Sweep", "SweepResults", "leaderboard", "parse_sweep", "quote_distributions"]
 
@@ -286,7 +287,7 @@ class SweepResults(Hook):
         except Exception as err:  # noqa: BLE001 (a table is never worth a lost run)
             warnings.warn(f"could not write sweep.csv: {type(err).__name__}: {err}", stacklevel=2)
         board = format_leaderboard(leaderboard(self.members, final), self.names)
-        print(f"sweep leaderboard (final {RETURN} over members, best first):\n{board}", flush=True)
+        echo(f"sweep leaderboard (final {RETURN} over members, best first):\n{board}")
         try:
             plot_sweep(self.members, final, self.names, self.run_dir / "sweep.png")
         except Exception as err:  # noqa: BLE001 (a plot is never worth a lost run)

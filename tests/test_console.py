@@ -4,14 +4,21 @@ log file and in a notebook, driven with a rich Console writing to a StringIO."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from conftest import start_cli
+from jaxrl.files import read_summary
 from jaxrl.sinks.base import RunInfo
 from jaxrl.sinks.console import ConsoleSink
+
+CHEAP = ("total_timesteps=4096", "logger=none", "video.enabled=false", "seeds=1")
 
 
 def run_info(run_dir: str = "runs/exp", total: int = 5000, start: int = 0, members: int = 1) -> RunInfo:
@@ -165,3 +172,24 @@ def test_a_notebook_bar_shows_a_50m_step_run_whole(monkeypatch):
     sink.log(16_000_000, [{"perf/sps": 634_000.0, "train/episode_return": -6681.0, "eval/return_mean": -6017.3}])
     (line,) = bundles[-1]["text/plain"].splitlines()
     assert " 16000000/50000000 steps " in line and line.endswith("return -6681.0  eval -6017.3  634,000 steps/s"), line
+
+
+def test_training_outlives_a_closed_stdout_pipe(tmp_path):
+    # `python -m jaxrl.train ... | head -1`: rich exited with status 1 at the next write, the run marked failed
+    proc = start_cli(tmp_path, *CHEAP, "sweep.algo.lr=[1e-4,1e-3]", "run_dir=run")
+    assert proc.stdout.readline().startswith("ppo on mountaincar_continuous: 2 member(s)")
+    proc.stdout.close()  # the reader goes away, as `head -1` does
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert read_summary(tmp_path / "run")["status"] == "finished"
+    assert (tmp_path / "run" / "sweep.csv").exists() and (tmp_path / "run" / "curves.png").exists()
+
+
+def test_echo_to_a_pipe_nobody_reads_goes_quiet_and_the_process_ends_well():
+    # the sweep leaderboard, the multirun summary and the W&B lines print with echo
+    read, write = os.pipe()
+    os.close(read)
+    script = "from jaxrl.sinks.console import echo\necho('leaderboard')\necho('again')\nprint('printed after')"
+    proc = subprocess.run([sys.executable, "-c", script], stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert (proc.returncode, proc.stderr) == (0, "")

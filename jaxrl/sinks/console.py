@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -41,6 +42,36 @@ def _mean(rows: list[dict[str, float]], key: str) -> float | None:
     a diverged member shows, rather than hides behind the others; None when no row has it."""
     values = [r[key] for r in rows if key in r]
     return sum(values) / len(values) if values else None
+
+
+def quiet_stdout() -> None:
+    """Points stdout's file descriptor at os.devnull, as rich does when the
+    reader of a pipe has gone (`python -m jaxrl.train | head`): every later
+    write to stdout, anyone's, then succeeds and goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def echo(text: str) -> None:
+    """Prints `text` to stdout, flushed; a closed pipe quiets stdout rather
+    than raise: nothing printed is worth a lost run."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        quiet_stdout()
+
+
+class _Console(Console):
+    """A rich Console on stdout that goes quiet when the reader of its pipe has
+    gone; rich's own also raises SystemExit(1), which ended training."""
+
+    def on_broken_pipe(self) -> None:
+        """Stops printing; stdout's writes go to os.devnull from now on."""
+        self.quiet = True
+        quiet_stdout()
 
 
 def _redraws(console: Console) -> bool:
@@ -96,7 +127,7 @@ class ConsoleSink(Sink):
     """Progress (env steps, steps/s, recent return, last evaluation) and a final table."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console()
+        self.console = console or _Console()
         self._progress: Progress | None = None
         self._notebook: _NotebookBar | None = None
         self._task = None

@@ -39,6 +39,7 @@ from jaxrl.errors import RESUMABLE_EXIT
 from jaxrl.files import write_atomically
 from jaxrl.sinks import WANDB_MODES
 from jaxrl.sinks.base import RunInfo, Sink
+from jaxrl.sinks.console import echo
 
 __all__ = ["STEP_METRIC", "WandbSink", "member_config", "member_names", "resolve_mode"]
 
@@ -418,17 +419,16 @@ class WandbSink(Sink):
     def _announce(self, group: str, mode: str) -> None:
         count = len(self._runs)
         if mode == "online":
-            print(f"wandb: {count} runs in group {group}: {self._runs[0].project_url}", flush=True)
+            echo(f"wandb: {count} runs in group {group}: {self._runs[0].project_url}")
             return
         # Where wandb really put the runs, should it have fallen back to a
         # temporary folder after all.
         for folder in sorted({str(Path(r.sync_dir).parent) for r in self._runs}):
             # quoted: the commands are for pasting into a shell, and a run folder may hold spaces
-            print(
+            echo(
                 f"wandb: {count} runs of group {group} saved offline in {folder}\n"
                 f"wandb:   browse them (live too): wandb leet {shlex.quote(folder)}\n"
-                f"wandb:   upload them later:      wandb sync {shlex.quote(folder)}",
-                flush=True,
+                f"wandb:   upload them later:      wandb sync {shlex.quote(folder)}"
             )
 
     def _log_rows(self, step: int, rows: list[dict[str, float]]) -> None:
