@@ -23,14 +23,23 @@ CHEAP = ("total_timesteps=4096", "logger=none", "video.enabled=false", "seeds=1"
 
 def run_info(run_dir: str = "runs/exp", total: int = 5000, start: int = 0, members: int = 1) -> RunInfo:
     """A run as the runner opens sinks with, members seeds 0.. of no sweep."""
-    return RunInfo(Path(run_dir), "exp", "ppo", "mc", {}, [{"seed": i} for i in range(members)], total, start_step=start)
+    return RunInfo(
+        Path(run_dir), "exp", "ppo", "mc", {}, [{"seed": i} for i in range(members)], total, start_step=start
+    )
 
 
 def finished(run_dir: str = "runs/exp") -> dict:
     """A finished run's summary, as the runner hands it to `close`."""
     return {
-        "status": "finished", "algo": "ppo", "env": "mc", "env_steps": 5000, "wall_s": 3.0, "compile_s": 1.0, "sps": 2500,
-        "final": {"eval/return_mean": [1.5]}, "run_dir": run_dir,
+        "status": "finished",
+        "algo": "ppo",
+        "env": "mc",
+        "env_steps": 5000,
+        "wall_s": 3.0,
+        "compile_s": 1.0,
+        "sps": 2500,
+        "final": {"eval/return_mean": [1.5]},
+        "run_dir": run_dir,
     }
 
 
@@ -61,7 +70,9 @@ def test_a_log_file_keeps_the_run_folder_on_one_line():
     assert lines[-1].startswith("5,000 env steps per member in 3.0 s") and lines[-1].endswith(f" -> {run_dir}")
 
 
-@pytest.mark.parametrize("env", [{"TERM": "dumb", "TTY_COMPATIBLE": "1"}, {"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}])
+@pytest.mark.parametrize(
+    "env", [{"TERM": "dumb", "TTY_COMPATIBLE": "1"}, {"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}]
+)
 def test_a_console_that_cannot_redraw_gets_one_line_per_logged_point(env, monkeypatch):
     # TERM=dumb: rich's bar drew nothing until the end; FORCE_COLOR or TTY_COMPATIBLE with stdout to a
     # file: the log filled with the bar's redraws
