@@ -1,8 +1,11 @@
 """Console output: a live progress bar while training, a table at the end.
 
-When stdout is not a terminal (a log file, CI), one plain line per logged
-point replaces the bar, so logs stay readable. In Jupyter and Colab the same
-bar is redrawn in place in the output cell.
+Where the bar cannot be redrawn in place (stdout to a log file or CI, also
+with FORCE_COLOR; TERM=dumb), one plain line per logged point replaces it, so
+logs stay readable. In Jupyter and Colab the same bar is redrawn in place in
+the output cell. "-" shows a value not there yet (no finished episode, no
+evaluation), "nan" a diverged one. When the reader of a stdout pipe goes
+away (`| head`), the console goes quiet and training goes on.
 """
 
 from __future__ import annotations
