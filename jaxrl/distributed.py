@@ -13,12 +13,20 @@ JAX_NUM_PROCESSES and JAX_PROCESS_ID.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import jax
+import numpy as np
 
 from jaxrl.errors import ConfigError
 
-__all__ = ["initialize", "is_writer"]
+__all__ = ["every_process", "initialize", "is_writer", "together"]
+
+T = TypeVar("T")
+
+_TEXT_BYTES = 4096
+"""The longest text passed between processes (a refusal); longer ones are cut."""
 
 
 def _env_int(name: str) -> int | None:
@@ -54,3 +62,41 @@ def initialize() -> None:
 def is_writer() -> bool:
     """Whether this process writes the run's outputs (process 0)."""
     return jax.process_index() == 0
+
+
+def every_process(value: int | np.ndarray) -> np.ndarray:
+    """`value` of every process, in process order (one tiny all-gather; several processes only)."""
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(np.asarray(value, dtype=np.int64) if np.isscalar(value) else value)
+
+
+def together(check: Callable[[], T], distributed: bool) -> T:
+    """Runs `check`, which raises ConfigError to refuse the run, and returns
+    its value. With several processes (`distributed`), each calls this at the
+    same point and all raise the first refusing process's ConfigError when
+    one refuses (only process 0 has a folder and outputs to refuse; each has
+    its own memory): one that ended alone would leave the others to fail in
+    their next collective once jax's timeouts expire (30 s for gloo on CPUs;
+    5 minutes, then an abort, while starting the backend), with another exit
+    status than 2. A single process raises at once."""
+    if not distributed:
+        return check()
+    try:
+        value, refusal = check(), None
+    except ConfigError as err:
+        value, refusal = None, err
+    first = next((text for text in _texts(str(refusal) if refusal else "") if text), None)
+    if refusal is not None:
+        raise refusal
+    if first is not None:
+        raise ConfigError(first)
+    return value
+
+
+def _texts(text: str) -> list[str]:
+    """`text` of every process, in process order (one all-gather of _TEXT_BYTES each)."""
+    encoded = np.zeros(_TEXT_BYTES, np.uint8)
+    raw = text.encode()[:_TEXT_BYTES]
+    encoded[: len(raw)] = np.frombuffer(raw, np.uint8)
+    return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in every_process(encoded)]

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal
 from jaxrl.config import ConfigError, RunConfig, Schedule
+from jaxrl.distributed import every_process, together
 from jaxrl.envs import make_env
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.evaluation import evaluate
@@ -245,7 +246,8 @@ def compile_programs(
     """
     start = time.perf_counter()
     num_members = keys.shape[0]
-    member_shapes, layout, shapes = check_fits(algo, keys, hp, devices)
+    # each process checks its own memory; with several, all refuse together (`together`)
+    member_shapes, layout, shapes = together(lambda: check_fits(algo, keys, hp, devices), jax.process_count() > 1)
     keys, hp = pad_members((keys, hp), layout.padded)
     if announce:
         print(announce, file=sys.stderr, flush=True)
@@ -481,30 +483,6 @@ def _claim(lock: FolderLock, run_dir: Path, in_place: bool) -> None:
         raise ConfigError(f"run_dir {run_dir} was filled by another run while this one compiled; give a new folder")
 
 
-def _together(check: Callable[[], None], distributed: bool) -> None:
-    """Runs `check`, which raises ConfigError to refuse the run. With several
-    processes (`distributed`), each calls this at the same point and all
-    raise when one refuses (only process 0 has a folder to refuse): one that
-    ended alone would leave the others to fail in their next collective once
-    jax's timeouts expire (30 s for gloo on CPUs; 5 minutes, then an abort,
-    while starting the backend), with another exit status than 2. A single
-    process raises at once, before the backend starts (seconds on a GPU)."""
-    if not distributed:
-        check()
-        return
-    try:
-        check()
-    except ConfigError as err:
-        refusal: ConfigError | None = err
-    else:
-        refusal = None
-    votes = _every_process(refusal is not None)
-    if refusal is None and votes.any():
-        refusal = ConfigError(f"process {int(votes.argmax())} refused to train (its output says why)")
-    if refusal is not None:
-        raise refusal
-
-
 def _train(
     run: RunConfig,
     run_dir: Path,
@@ -516,7 +494,7 @@ def _train(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     in_place = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
-    _together(lambda: _take(lock, run_dir) if in_place else check_run_dir(run_dir), run.distributed)
+    together(lambda: _take(lock, run_dir) if in_place else check_run_dir(run_dir), run.distributed)
     out = FanOut(sinks)
     checkpoints = Checkpointer(run_dir, run.checkpoint, out)
     source = checkpoints if resume_from is None or in_place else Checkpointer(Path(resume_from), run.checkpoint)
@@ -536,7 +514,7 @@ def _train(
         raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
-    _together(lambda: _claim(lock, run_dir, in_place), run.distributed)
+    together(lambda: _claim(lock, run_dir, in_place), run.distributed)
     # whole or not at all: resume=auto reads every candidate's config.yaml
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None
@@ -686,20 +664,13 @@ def _train(
     return summary
 
 
-def _every_process(value: int) -> np.ndarray:
-    """`value` of every process, in process order (one tiny all-gather; several processes only)."""
-    from jax.experimental import multihost_utils
-
-    return multihost_utils.process_allgather(np.int64(value))
-
-
 def _check_same_start(step: int) -> None:
     """With several processes, raises RuntimeError unless all start from the
     same checkpoint step (-1: none): one that could not read process 0's run
     folder would train other members' states from scratch."""
     if jax.process_count() == 1:
         return
-    steps = _every_process(step).tolist()
+    steps = every_process(step).tolist()
     if len(set(steps)) > 1:
         raise RuntimeError(
             f"the processes start from different checkpoints (env steps by process, -1 for none: {steps}); "
@@ -719,7 +690,7 @@ def _agree(stopped: Stopped | None, due: bool) -> tuple[Stopped | None, bool]:
     states, which every process must then do together."""
     if jax.process_count() == 1:
         return stopped, due
-    votes = _every_process((stopped is not None) | (stopped is not None and not stopped.save) << 1 | due << 2)
+    votes = every_process((stopped is not None) | (stopped is not None and not stopped.save) << 1 | due << 2)
     if stopped is None and (votes & 1).any():
         stopped = Stopped("another process stopped")
     if stopped is not None:

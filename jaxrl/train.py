@@ -97,6 +97,7 @@ def run_from_config(
     follow the built-in ones; `own_process` as in `run_from_overrides`;
     `lock`: `resume_dir`'s lock when this process holds it already."""
     from jaxrl.alerts import alert_hooks
+    from jaxrl.distributed import initialize, is_writer, together
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
 
@@ -111,14 +112,19 @@ def run_from_config(
 
         make_deterministic()
     if run.distributed:
-        from jaxrl.distributed import initialize, is_writer
-
         initialize()
         if not is_writer():
+            together(lambda: None, True)  # process 0's verdict on its outputs (below)
             return _train_quietly(run, resolved, resume_dir)
     run_dir = run_dir_for(run)
-    sinks = make_sinks(run)
-    hooks = [_KeepOverrides(run_dir, overrides), *alert_hooks(run, sinks), *hooks]
+
+    def outputs() -> tuple[list[Any], list[Hook]]:
+        sinks = make_sinks(run)
+        return sinks, alert_hooks(run, sinks)
+
+    # only process 0 opens them, and it may refuse (an alert channel's unset variable): then all do
+    sinks, alerts = together(outputs, run.distributed)
+    hooks = [_KeepOverrides(run_dir, overrides), *alerts, *hooks]
     try:
         return train(run, run_dir, sinks, resolved, hooks, resume_from=run_dir if resume_dir is not None else None,
                      lock=lock)

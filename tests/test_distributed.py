@@ -113,8 +113,8 @@ def test_a_folder_that_process_0_refuses_stops_every_process_with_status_2(tmp_p
     (tmp_path / "taken" / "notes.txt").write_text("someone else's")
     statuses, errs = exit_statuses(start_processes(tmp_path, [*TINY, "run_dir=taken"], [*TINY, "run_dir=taken"]), 120)
     assert statuses == [2, 2], [err[-2000:] for err in errs]
-    assert "run_dir taken already holds files" in errs[0]
-    assert "process 0 refused to train (its output says why)" in errs[1]
+    # every process says why, in the same one line
+    assert [last_error(err) for err in errs] == [last_error(errs[0])] * 2 and "run_dir taken already holds files" in errs[0]
 
     # a resume into a run that another process trains (here: holds its lock)
     overrides = ["distributed=true", *TINY, "run_dir=run"]
@@ -126,5 +126,18 @@ def test_a_folder_that_process_0_refuses_stops_every_process_with_status_2(tmp_p
         assert lock.take() is None
         statuses, errs = exit_statuses(start_processes(tmp_path, ["resume=run"], ["resume=run"]), 120)
     assert statuses == [2, 2], [err[-2000:] for err in errs]
+    assert [last_error(err) for err in errs] == [last_error(errs[0])] * 2
     assert f"run_dir run is being trained by another process (pid {os.getpid()} on" in errs[0]
-    assert "process 0 refused to train" in errs[1] and "compiling" not in errs[0] + errs[1]
+    assert "compiling" not in errs[0] + errs[1]
+
+    # an alert channel that only process 0 opens, refused after the processes joined
+    args = [*TINY, "run_dir=alerts", "alerts.channels=[env:JAXRL_NOPE_URL]"]
+    statuses, errs = exit_statuses(start_processes(tmp_path, args, args), 120)
+    assert statuses == [2, 2], [err[-2000:] for err in errs]
+    assert [last_error(err) for err in errs] == ["error: alerts channel env:JAXRL_NOPE_URL: environment variable "
+                                                 "JAXRL_NOPE_URL is not set"] * 2
+
+
+def last_error(stderr: str) -> str:
+    """The last line of a process's stderr: the one line that says why it ended."""
+    return stderr.strip().splitlines()[-1]
