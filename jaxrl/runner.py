@@ -452,7 +452,9 @@ def train(
     under "reason"), "interrupted" (KeyboardInterrupt: Ctrl-C or SIGTERM
     before the loop, as raised by the CLI) or "failed" (any other exception,
     its last line under "error"), with the env steps done and the last
-    evaluation; the exception is re-raised.
+    evaluation; the exception is re-raised. With several processes
+    (`distributed=true`), a signal that reaches any of them while it
+    compiles stops all of them with `Stopped` before the first chunk.
 
     While it writes in `run_dir`, this process holds the folder's lock
     (`jaxrl.files.FolderLock`): a folder that another process trains in is
@@ -510,11 +512,17 @@ def _train(
     with StopOnSignal() as stop, compile_cache.CacheCount() as cached:
         programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes,
                                     announce=f"compiling {run.algo_name} for {len(members)} member(s) ...")
-    if stop.requested:
+    if stop.requested and not run.distributed:
         raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     together(lambda: _claim(lock, run_dir, in_place), run.distributed)
+    # with several processes, a signal that reached one while it compiled stops all of them before
+    # the first chunk: one that ended alone would leave the others waiting in their first collective
+    stopped_compiling = None
+    if run.distributed and every_process(stop.requested is not None).any():
+        reason = f"{stop.requested.name} received" if stop.requested else "another process stopped"
+        stopped_compiling = Stopped(f"{reason} while compiling")
     # whole or not at all: resume=auto reads every candidate's config.yaml
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None
@@ -579,6 +587,8 @@ def _train(
             out.open(info)
             for hook in hooks:
                 hook.on_start(info)
+            if stopped_compiling is not None:
+                raise stopped_compiling
             for index in range(position.chunks_done, schedule.num_chunks):
                 logged = False
                 chunk_start = time.perf_counter()

@@ -143,9 +143,9 @@ OVERRIDES_FILE = "overrides.yaml"
 """The run folder's record of the command line it was composed from (for resume=)."""
 
 # What a resumed run may change: how it is logged, filmed, checkpointed and
-# alerted, and how long it trains; not what it trains.
+# alerted, how long it trains and on how many processes; not what it trains.
 RESUME_MAY_CHANGE = ("total_timesteps", "logger", "video", "checkpoint", "alerts", "runs_root", "run_dir", "resume",
-                     "deterministic", "compile_cache")
+                     "deterministic", "compile_cache", "distributed")
 
 
 class _KeepOverrides(Hook):

@@ -141,3 +141,26 @@ def test_a_folder_that_process_0_refuses_stops_every_process_with_status_2(tmp_p
 def last_error(stderr: str) -> str:
     """The last line of a process's stderr: the one line that says why it ended."""
     return stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow  # two joined processes stopped while compiling, then one process: about a minute on 2 cores
+def test_a_sigterm_while_compiling_stops_every_process_resumably_and_one_process_resumes_the_run(tmp_path):
+    args = [*TINY, "algo.hidden=[17]", "run_dir=run"]  # a program no other test compiled, so no cache hides the compile
+    procs = start_processes(tmp_path, args, args)
+    head = []
+    while "compiling" not in (line := procs[1].stderr.readline()):
+        assert line, f"process 1 exited before compiling: {''.join(head)[-2000:]}"
+        head.append(line)
+    procs[1].send_signal(signal.SIGTERM)
+    statuses, errs = exit_statuses(procs, 120)
+    assert statuses == [75, 75], [err[-2000:] for err in errs]
+    assert "stopped: SIGTERM received while compiling" in errs[1]
+    stopped = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (stopped["status"], stopped["reason"], stopped["env_steps"]) == (
+        "stopped", "another process stopped while compiling", 0)
+
+    # a run of two processes goes on in one (README: a run resumes on any number of devices)
+    alone = run_cli(["resume=run", "distributed=false"], cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    resumed = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (resumed["status"], resumed["env_steps"], len(resumed["final"]["eval/return_mean"])) == ("finished", 256, 4)
