@@ -165,6 +165,10 @@ def run(
         newest unfinished run of this configuration, else a new run), as
         `resume=` on the command line; the Result is then that folder's.
 
+    With `distributed=true`, every process returns a Result for process 0's
+    run folder (only process 0 writes; another reads the folder only where
+    it shares process 0's filesystem), with its own, equal, summary.
+
     Raises `jaxrl.config.ConfigError` (one line saying what is wrong and what
     is accepted) for bad input, before anything compiles or is written; a
     failure during training is re-raised with a note naming the run folder.

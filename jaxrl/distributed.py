@@ -21,12 +21,12 @@ import numpy as np
 
 from jaxrl.errors import ConfigError
 
-__all__ = ["every_process", "initialize", "is_writer", "together"]
+__all__ = ["every_process", "from_writer", "initialize", "is_writer", "together"]
 
 T = TypeVar("T")
 
 _TEXT_BYTES = 4096
-"""The longest text passed between processes (a refusal); longer ones are cut."""
+"""The longest text passed between processes (a refusal, a path); longer ones are cut."""
 
 
 def _env_int(name: str) -> int | None:
@@ -92,6 +92,11 @@ def together(check: Callable[[], T], distributed: bool) -> T:
     if first is not None:
         raise ConfigError(first)
     return value
+
+
+def from_writer(text: str) -> str:
+    """Process 0's `text`, on every process (several processes only)."""
+    return _texts(text)[0]
 
 
 def _texts(text: str) -> list[str]:

@@ -34,7 +34,7 @@ from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal
 from jaxrl.config import ConfigError, RunConfig, Schedule
-from jaxrl.distributed import every_process, together
+from jaxrl.distributed import every_process, is_writer, together
 from jaxrl.envs import make_env
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.evaluation import evaluate
@@ -549,8 +549,10 @@ def _train(
         # the last session's ending: left in place, jaxrl.watch would take this
         # session for ended and resume=auto skip it, were it killed
         (run_dir / "summary.json").unlink(missing_ok=True)
-    builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out), Curves(run_dir, len(members), out)]
-    hooks = [*builtin, *_sweep_hooks(run, run_dir), *hooks]
+    builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out),
+               Curves(run_dir, len(members), out), *_sweep_hooks(run, run_dir)]
+    # the outputs are process 0's (jaxrl.distributed): another would print and plot them again
+    hooks = [*(builtin if not run.distributed or is_writer() else []), *hooks]
     info = RunInfo(run_dir, run_name(run_dir), run.algo_name, run.env.id, resolved_config, members, schedule.total_steps,
                    position.env_steps)
 

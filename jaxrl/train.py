@@ -97,7 +97,7 @@ def run_from_config(
     follow the built-in ones; `own_process` as in `run_from_overrides`;
     `lock`: `resume_dir`'s lock when this process holds it already."""
     from jaxrl.alerts import alert_hooks
-    from jaxrl.distributed import initialize, is_writer, together
+    from jaxrl.distributed import from_writer, initialize, is_writer, together
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
 
@@ -114,8 +114,9 @@ def run_from_config(
     if run.distributed:
         initialize()
         if not is_writer():
-            together(lambda: None, True)  # process 0's verdict on its outputs (below)
-            return _train_quietly(run, resolved, resume_dir)
+            # process 0's verdict on its outputs (below), then its run folder, which `hooks` hear of
+            together(lambda: None, True)
+            return _train_quietly(run, resolved, resume_dir, hooks, Path(from_writer("")))
     run_dir = run_dir_for(run)
 
     def outputs() -> tuple[list[Any], list[Hook]]:
@@ -124,6 +125,8 @@ def run_from_config(
 
     # only process 0 opens them, and it may refuse (an alert channel's unset variable): then all do
     sinks, alerts = together(outputs, run.distributed)
+    if run.distributed:
+        from_writer(os.path.abspath(run_dir))
     hooks = [_KeepOverrides(run_dir, overrides), *alerts, *hooks]
     try:
         return train(run, run_dir, sinks, resolved, hooks, resume_from=run_dir if resume_dir is not None else None,
@@ -302,13 +305,16 @@ def _finished_steps(run_dir: Path) -> int | None:
     return summary["env_steps"] if summary.get("status") == "finished" else None
 
 
-def _train_quietly(run: RunConfig, resolved: dict[str, Any], resume_dir: Path | None) -> dict[str, Any]:
+def _train_quietly(
+    run: RunConfig, resolved: dict[str, Any], resume_dir: Path | None, hooks: Sequence[Hook], writer_dir: Path
+) -> dict[str, Any]:
     """Trains as a process other than 0 of several (`distributed=true`): every
     process runs the same loop, since each program call is collective, but
     only process 0 writes; this one trains into a temporary folder it
-    deletes, with no logger, video or checkpoint. A resumed run starts from
-    the checkpoint in `resume_dir`, process 0's run folder, which every
-    process must be able to read (a shared filesystem)."""
+    deletes, with no logger, video, checkpoint or plot. `hooks` hear the
+    run's events as process 0's run folder, `writer_dir`. A resumed run
+    starts from the checkpoint in `resume_dir`, process 0's run folder,
+    which every process must be able to read (a shared filesystem)."""
     import tempfile
 
     from jaxrl.runner import train
@@ -320,7 +326,37 @@ def _train_quietly(run: RunConfig, resolved: dict[str, Any], resume_dir: Path | 
         checkpoint=dataclasses.replace(run.checkpoint, enabled=False),
     )
     with tempfile.TemporaryDirectory(prefix="jaxrl-process-") as tmp:
-        return train(quiet, Path(tmp) / "run", [JsonlSink()], resolved, resume_from=resume_dir)
+        return train(quiet, Path(tmp) / "run", [JsonlSink()], resolved, [_InFolder(h, writer_dir) for h in hooks],
+                     resume_from=resume_dir)
+
+
+class _InFolder(Hook):
+    """`hook`, told that the run's folder is `run_dir` (process 0's, not this process's temporary one)."""
+
+    def __init__(self, hook: Hook, run_dir: Path):
+        self.hook, self.run_dir = hook, run_dir
+
+    def on_start(self, run: Any) -> None:
+        """The hook's, with `run_dir` and its name."""
+        from jaxrl.files import run_name
+
+        self.hook.on_start(dataclasses.replace(run, run_dir=self.run_dir, name=run_name(self.run_dir)))
+
+    def on_evaluation(self, event: Any) -> None:
+        """The hook's."""
+        self.hook.on_evaluation(event)
+
+    def on_chunk(self, event: Any) -> None:
+        """The hook's."""
+        self.hook.on_chunk(event)
+
+    def on_end(self, event: Any) -> None:
+        """The hook's."""
+        self.hook.on_end(event)
+
+    def on_exit(self, summary: dict[str, Any]) -> None:
+        """The hook's."""
+        self.hook.on_exit(summary)
 
 
 def open_sweep_keys(overrides: list[str]) -> list[str]:

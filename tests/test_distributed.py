@@ -164,3 +164,34 @@ def test_a_sigterm_while_compiling_stops_every_process_resumably_and_one_process
     assert alone.returncode == 0, alone.stderr[-2000:]
     resumed = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (resumed["status"], resumed["env_steps"], len(resumed["final"]["eval/return_mean"])) == ("finished", 256, 4)
+
+
+_RUN_FROM_PYTHON = """
+import json, sys
+import jaxrl
+result = jaxrl.run(overrides=sys.argv[1:])
+print("result:", json.dumps({"run_dir": str(result.run_dir), "final": result.summary["final"]}))
+"""
+
+
+@pytest.mark.slow  # two joined processes: about 40 s on 2 cores
+def test_jaxrl_run_returns_process_0s_run_on_every_process_and_only_process_0_prints(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
+           "JAX_NUM_PROCESSES": "2"}
+    env.pop("XLA_FLAGS", None)
+    args = ["distributed=true", *TINY[:-2], "seeds=1", "sweep.algo.lr=[1e-3,3e-3]"]
+    procs = [subprocess.Popen([sys.executable, "-c", _RUN_FROM_PYTHON, *args], cwd=tmp_path,
+                              env={**env, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    results = [json.loads(out.split("result: ", 1)[1]) for out, _ in outputs]
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert results[0] == results[1] and results[0]["run_dir"] == str(folder)
+    assert (folder / "sweep.csv").exists()
+    # process 1 trains the same loop and neither prints nor plots what process 0 does
+    assert "sweep leaderboard" in outputs[0][0] and "sweep leaderboard" not in outputs[1][0] + outputs[1][1]
