@@ -41,8 +41,19 @@ def _env_int(name: str) -> int | None:
 
 def initialize() -> None:
     """Joins this process to the others (`jax.distributed.initialize`); call it
-    before anything runs on a device. ConfigError when the coordinator cannot
-    be found: the message names the variables that set it."""
+    before anything runs on a device; nothing when this process has joined
+    already. ConfigError when the coordinator cannot be found (the message
+    names the variables that set it) or JAX has started already."""
+    if jax.distributed.is_initialized():
+        return
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        raise ConfigError(
+            "distributed=true must join the other processes before JAX starts, and this process has run JAX "
+            "already: start it in a fresh process (python -m jaxrl.train distributed=true, or jaxrl.run before "
+            "any other JAX call)"
+        )
     # CPU processes exchange arrays through gloo (XLA:CPU has no collectives
     # of its own across processes); GPUs and TPUs use their own.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -511,7 +511,8 @@ def follow_env_name(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
 def check_sweep(overrides: list[str]) -> list[RunConfig]:
     """Composes and validates every job of a multirun (`-m`) before Hydra
     launches any, so bad input fails before a sweep folder is made; returns
-    the jobs' configs."""
+    the jobs' configs. ConfigError for `distributed=true`, which takes one
+    launch per run."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -525,6 +526,14 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
         cfg = compose_config(job)
         check_multirun_resume(cfg)
         runs.append(from_dict(OmegaConf.to_container(cfg, resolve=True)))
+    if any(run.distributed for run in runs):
+        # a multirun starts JAX to check its jobs, before a job could join the other processes,
+        # and every process would make its own sweep folder
+        raise ConfigError(
+            "distributed=true does not work with -m: start one distributed run per job instead (e.g. a SLURM "
+            "job array whose every task runs python -m jaxrl.train distributed=true with its own values), or "
+            "train every value in one distributed run with sweep.algo.<name>=[...]"
+        )
     if not any(run.resume == "auto" for run in runs):
         return runs
     sweep_dir = OmegaConf.to_container(_compose(jobs[0], hydra_config=True).hydra.sweep)["dir"]

@@ -18,6 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import run_cli, wait_while_running
+from jaxrl.errors import ConfigError
 from jaxrl.files import FolderLock
 from jaxrl.train import OVERRIDES_FILE, compose_config
 
@@ -195,3 +196,23 @@ def test_jaxrl_run_returns_process_0s_run_on_every_process_and_only_process_0_pr
     assert (folder / "sweep.csv").exists()
     # process 1 trains the same loop and neither prints nor plots what process 0 does
     assert "sweep leaderboard" in outputs[0][0] and "sweep leaderboard" not in outputs[1][0] + outputs[1][1]
+
+
+def test_a_multirun_with_distributed_is_refused_before_anything_starts(tmp_path):
+    proc = run_cli(["-m", "distributed=true", *TINY, "seed=0,1"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: distributed=true does not work with -m: start one distributed run per job instead")
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "runs").exists()
+
+
+def test_distributed_after_jax_has_started_is_refused_in_one_line(tmp_path, monkeypatch):
+    import jax
+
+    import jaxrl
+
+    monkeypatch.chdir(tmp_path)
+    jax.devices()  # the backend is up, as in a notebook that ran JAX first
+    with pytest.raises(ConfigError, match="distributed=true must join the other processes before JAX starts"):
+        jaxrl.run(overrides=["distributed=true", *TINY])
+    assert not (tmp_path / "runs").exists()
