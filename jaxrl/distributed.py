@@ -57,6 +57,9 @@ def initialize() -> None:
     # CPU processes exchange arrays through gloo (XLA:CPU has no collectives
     # of its own across processes); GPUs and TPUs use their own.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # jax's preemption service takes SIGTERM from Python until the runner's
+    # own handler replaces it, and a SIGTERM in between would be lost
+    jax.config.update("jax_enable_preemption_service", False)
     try:
         jax.distributed.initialize(
             num_processes=_env_int("JAX_NUM_PROCESSES"),

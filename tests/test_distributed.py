@@ -216,3 +216,22 @@ def test_distributed_after_jax_has_started_is_refused_in_one_line(tmp_path, monk
     with pytest.raises(ConfigError, match="distributed=true must join the other processes before JAX starts"):
         jaxrl.run(overrides=["distributed=true", *TINY])
     assert not (tmp_path / "runs").exists()
+
+
+def test_after_joining_a_sigterm_still_reaches_python(tmp_path):
+    # jax's preemption service would take SIGTERM over until the runner installs its own handler
+    script = """
+import os, signal, sys, time
+from jaxrl.distributed import initialize
+caught = []
+signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+initialize()
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(1)
+print("caught" if caught else "lost", flush=True)
+"""
+    env = {**os.environ, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "JAX_NUM_PROCESSES": "1",
+           "JAX_PROCESS_ID": "0"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "caught", (proc.returncode, proc.stderr[-2000:])
