@@ -13,7 +13,7 @@ JAX_NUM_PROCESSES and JAX_PROCESS_ID.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import jax
@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxrl.errors import ConfigError
 
-__all__ = ["every_process", "from_writer", "initialize", "is_writer", "together"]
+__all__ = ["every_process", "from_writer", "initialize", "is_writer", "local_device_ids", "together"]
 
 T = TypeVar("T")
 
@@ -37,6 +37,20 @@ def _env_int(name: str) -> int | None:
         return int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} must be an integer") from None
+
+
+def local_device_ids(environ: Mapping[str, str]) -> list[int] | None:
+    """The `local_device_ids` to give `jax.distributed.initialize`: [] (every
+    visible device) for a SLURM job with one task per node, None (jax's
+    choice) otherwise. jax's SLURM detection restricts each task to the GPU
+    numbered by its SLURM_LOCALID, right for one task per GPU but, with one
+    task per node, it leaves all of a node's GPUs but the first idle; jax
+    keeps a list it was given, and an empty one restricts nothing."""
+    if environ.get("JAX_LOCAL_DEVICE_IDS") or "SLURM_LOCALID" not in environ:
+        return None
+    nodes = environ.get("SLURM_STEP_NUM_NODES") or environ.get("SLURM_NNODES")
+    tasks = environ.get("SLURM_STEP_NUM_TASKS") or environ.get("SLURM_NTASKS")
+    return [] if nodes is not None and nodes == tasks else None
 
 
 def initialize() -> None:
@@ -64,6 +78,7 @@ def initialize() -> None:
         jax.distributed.initialize(
             num_processes=_env_int("JAX_NUM_PROCESSES"),
             process_id=_env_int("JAX_PROCESS_ID"),
+            local_device_ids=local_device_ids(os.environ),
         )
     except ValueError as err:
         raise ConfigError(

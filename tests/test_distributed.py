@@ -235,3 +235,28 @@ print("caught" if caught else "lost", flush=True)
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.stdout.strip() == "caught", (proc.returncode, proc.stderr[-2000:])
+
+
+SLURM = {"SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "node[01-02]", "SLURM_PROCID": "1", "SLURM_LOCALID": "0"}
+
+
+@pytest.mark.parametrize(("tasks", "visible"), [("2", None), ("4", [0])])
+def test_on_slurm_one_task_per_node_uses_every_gpu_of_its_node(monkeypatch, tasks, visible):
+    """`visible`: the devices jax restricts the task to (None: all of its node's)."""
+    import jax
+    from jax._src import clusters, xla_bridge
+
+    from jaxrl import distributed
+
+    given = {}
+    monkeypatch.setattr(distributed.os, "environ", {**SLURM, "SLURM_NTASKS": tasks, "SLURM_STEP_NUM_NODES": "2"})
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    monkeypatch.setattr(jax.config, "update", lambda name, value: None)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: given.update(kwargs))
+    distributed.initialize()
+    # what jax's own SLURM detection makes of them (a None left for it to fill in)
+    _, processes, _, ids = clusters.ClusterEnv.auto_detect_unset_distributed_params(
+        None, given.get("num_processes"), given.get("process_id"), given.get("local_device_ids"), None, 10)
+    assert processes == int(tasks)
+    assert (ids or None) == visible
