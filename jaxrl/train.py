@@ -531,8 +531,8 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
         # and every process would make its own sweep folder
         raise ConfigError(
             "distributed=true does not work with -m: start one distributed run per job instead (e.g. a SLURM "
-            "job array whose every task runs python -m jaxrl.train distributed=true with its own values), or "
-            "train every value in one distributed run with sweep.algo.<name>=[...]"
+            "job array, each of whose jobs runs srun python -m jaxrl.train distributed=true with its own values), "
+            "or train every value in one distributed run with sweep.algo.<name>=[...]"
         )
     if not any(run.resume == "auto" for run in runs):
         return runs
