@@ -60,6 +60,12 @@ def initialize() -> None:
     names the variables that set it) or JAX has started already."""
     if jax.distributed.is_initialized():
         return
+    num_processes, process_id = _env_int("JAX_NUM_PROCESSES"), _env_int("JAX_PROCESS_ID")
+    if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
+        # jax would report it as a coordinator it cannot find
+        raise ConfigError(
+            f"JAX_PROCESS_ID={process_id} must be in 0..{num_processes - 1} (JAX_NUM_PROCESSES={num_processes})"
+        )
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
@@ -76,8 +82,8 @@ def initialize() -> None:
     jax.config.update("jax_enable_preemption_service", False)
     try:
         jax.distributed.initialize(
-            num_processes=_env_int("JAX_NUM_PROCESSES"),
-            process_id=_env_int("JAX_PROCESS_ID"),
+            num_processes=num_processes,
+            process_id=process_id,
             local_device_ids=local_device_ids(os.environ),
         )
     except ValueError as err:

@@ -218,6 +218,16 @@ def test_distributed_after_jax_has_started_is_refused_in_one_line(tmp_path, monk
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_process_id_out_of_range_is_named_not_taken_for_a_missing_coordinator(tmp_path, monkeypatch):
+    import jaxrl
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "2")
+    with pytest.raises(ConfigError, match=r"JAX_PROCESS_ID=2 must be in 0\.\.1 \(JAX_NUM_PROCESSES=2\)"):
+        jaxrl.run(overrides=["distributed=true", *TINY])
+
+
 def test_after_joining_a_sigterm_still_reaches_python(tmp_path):
     # jax's preemption service would take SIGTERM over until the runner installs its own handler
     script = """
