@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -663,10 +664,23 @@ def hydra_main(cfg: DictConfig) -> None:
             _FAILED_JOBS.append(str(job))
 
 
+_PACKAGE_DIR = f"{Path(__file__).resolve().parent}{os.sep}"
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """jaxrl's own warnings as one `warning: ...` line, as its errors are `error: ...`: their file
+    and source line would only show jaxrl's insides. Other libraries' warnings as Python prints them."""
+    if str(Path(filename).resolve()).startswith(_PACKAGE_DIR):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main() -> None:
     """`python -m jaxrl.train [key=value ...]`."""
     # SIGTERM ends a run as Ctrl-C does: outputs kept, summary written, sinks closed
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    warnings.formatwarning = _format_warning
     args = open_sweep_keys(sys.argv[1:])
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
