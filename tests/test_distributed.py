@@ -39,14 +39,14 @@ def test_without_a_coordinator_distributed_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def start_processes(tmp_path, *args_of) -> list[subprocess.Popen]:
-    """One `python -m jaxrl.train distributed=true ARGS` per argument list, joined on a fresh port."""
+def start_processes(tmp_path, *args_of, command: tuple[str, ...] = ("-m", "jaxrl.train", "distributed=true")) -> list[subprocess.Popen]:
+    """One `python COMMAND ARGS` per argument list (the CLI with distributed=true by default), joined on a fresh port."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
            "JAX_NUM_PROCESSES": str(len(args_of))}
     env.pop("XLA_FLAGS", None)
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "jaxrl.train", "distributed=true", *args],
+            [sys.executable, *command, *args],
             cwd=tmp_path, env={**env, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for i, args in enumerate(args_of)
@@ -177,13 +177,8 @@ print("result:", json.dumps({"run_dir": str(result.run_dir), "final": result.sum
 
 @pytest.mark.slow  # two joined processes: about 40 s on 2 cores
 def test_jaxrl_run_returns_process_0s_run_on_every_process_and_only_process_0_prints(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
-           "JAX_NUM_PROCESSES": "2"}
-    env.pop("XLA_FLAGS", None)
     args = ["distributed=true", *TINY[:-2], "seeds=1", "sweep.algo.lr=[1e-3,3e-3]"]
-    procs = [subprocess.Popen([sys.executable, "-c", _RUN_FROM_PYTHON, *args], cwd=tmp_path,
-                              env={**env, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
+    procs = start_processes(tmp_path, args, args, command=("-c", _RUN_FROM_PYTHON))
     try:
         outputs = [p.communicate(timeout=300) for p in procs]
     finally:

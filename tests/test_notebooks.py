@@ -9,6 +9,7 @@ installs nothing.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -82,7 +83,7 @@ def _install_cell_runs(cwd: Path, jaxrl_installed: bool, **env: str) -> list[lis
         env={"PATH": os.environ["PATH"], **env}, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    return eval(proc.stdout.strip().splitlines()[-1])
+    return ast.literal_eval(proc.stdout.strip().splitlines()[-1])
 
 
 def test_the_install_cell_installs_jaxrl_with_the_runtimes_jax_build(tmp_path):
