@@ -76,7 +76,7 @@ class EvalConfig:
 class VideoConfig:
     """Videos of the deterministic policy of population member `member`, only
     when `enabled`: at the end of training, and also every `every` evaluations
-    when `every` > 0. A Brax episode longer than `max_frames` steps is drawn
+    when `every` > 0. An episode longer than `max_frames` steps is drawn
     every k-th state, at most `max_frames` + 1 frames (the final state included)."""
 
     __pydantic_config__ = STRICT

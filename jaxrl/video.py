@@ -179,9 +179,10 @@ def record_episode(
     act: pure `(obs [*obs_shape], key) -> action`, as for `rollout`.
     fps: playback rate; default the env's (30 for MountainCar, real time for Brax).
     width, height: frame size; default the env's (400x300 MountainCar, 320x240 Brax).
-    max_frames: passed to `env.render`: Brax, slow per frame without a GPU,
-        draws every k-th state (k = ceil(T / max_frames)) and lowers the fps
-        to match, so the video still plays in real time. The HTML viewer
+    max_frames: passed to `env.render`: a longer episode is drawn every k-th
+        state (k = ceil(T / max_frames)), the fps lowered to match, so the
+        video still plays in real time and its frames fit in memory (MuJoCo,
+        without a GPU, also takes about 0.1 s a frame). The HTML viewer
         always gets every state.
     always_html: write the HTML viewer (Brax's `env.render_html`) even when
         the mp4 works (by default it is the fallback when `render` cannot run).

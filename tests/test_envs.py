@@ -101,6 +101,18 @@ def test_gymnax_render_draws_the_mountaincars_only():
         cartpole.render(states, ts)
 
 
+
+def test_a_long_mountaincar_episode_is_drawn_every_kth_state_within_max_frames():
+    # every frame is held in memory until encoded: a 100,000-step episode drawn whole would take 36 GB
+    env = make_env("gymnax", "MountainCarContinuous-v0")
+    ts = run_steps(env, lambda obs: jnp.ones(1), 30)
+    states = jax.device_get(jax.vmap(lambda k: env.reset(k)[0])(jax.random.split(jax.random.PRNGKey(0), 30)))
+    whole, _ = env.render(states, ts, width=120, height=90, max_frames=31)
+    frames, fps = env.render(states, ts, width=120, height=90, max_frames=10)
+    # 31 positions (30 states and the car after the last step), k = ceil(31 / 10) = 4: 0, 4, ..., 28 and the last
+    assert len(whole) == 31 and len(frames) == 9 and fps == 30 / 4
+    np.testing.assert_array_equal(frames, whole[[0, 4, 8, 12, 16, 20, 24, 28, 30]])
+
 def test_unknown_env_names_are_listed():
     with pytest.raises(ValueError, match="unknown gymnax env 'MountainCar-v9'.*MountainCar-v0"):
         make_env("gymnax", "MountainCar-v9")

@@ -14,9 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from brax import envs as brax_envs
 
-from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, initial_state, scale_action
+from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, frame_indices, initial_state, scale_action
 from jaxrl.envs.brax_render import brax_frames, brax_html
-from jaxrl.envs.mujoco_gl import frame_indices
 from jaxrl.errors import ConfigError, UnknownEnv
 
 BACKENDS = ("generalized", "positional", "spring", "mjx")
@@ -75,7 +74,7 @@ class BraxEnv:
     ) -> Frames:
         """Renders a recorded episode (host arrays [T, ...] from `jaxrl.video.rollout`) with MuJoCo.
 
-        An episode longer than `max_frames` is subsampled (`mujoco_gl.frame_indices`).
+        An episode longer than `max_frames` is subsampled (`base.frame_indices`).
         Returns Frames [<= max_frames + 1, height, width, 3] uint8 (default 320x240).
         Raises RenderUnavailable when MuJoCo has no OpenGL platform.
         """

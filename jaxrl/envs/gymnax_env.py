@@ -107,13 +107,12 @@ class GymnaxEnv:
     ) -> Frames:
         """Draws a recorded episode (host arrays [T, ...] from `jaxrl.video.rollout`).
 
-        Returns Frames [T + 1, height, width, 3] uint8: every state and the
-        final one (default 400x300, 30 fps). max_frames is not needed: drawing
-        costs about a millisecond a frame. Raises RenderUnavailable for an env
-        without a drawer.
+        Returns Frames [<= max_frames + 1, height, width, 3] uint8: every state
+        and the final one (default 400x300, 30 fps), or every k-th of them with
+        the fps divided by k where there are more (`base.frame_indices`).
+        Raises RenderUnavailable for an env without a drawer.
         """
-        del max_frames
         reason = self.render_unavailable()
         if reason is not None:
             raise RenderUnavailable(reason)
-        return mountaincar_render.render_episode(self.params, states, steps, width=width, height=height)
+        return mountaincar_render.render_episode(self.params, states, steps, width=width, height=height, max_frames=max_frames)

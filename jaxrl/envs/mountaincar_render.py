@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl.envs.base import EnvState, Frames, TimeStep
+from jaxrl.envs.base import EnvState, Frames, TimeStep, frame_indices
 
 __all__ = ["ENVS", "FPS", "HEIGHT", "WIDTH", "mountaincar_frames", "render_episode"]
 
@@ -93,24 +93,33 @@ def mountaincar_frames(
 
 
 def render_episode(
-    params: Any, states: EnvState, steps: TimeStep, *, width: int | None = None, height: int | None = None
+    params: Any,
+    states: EnvState,
+    steps: TimeStep,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    max_frames: int = 250,
 ) -> Frames:
     """Draws a recorded MountainCar episode, one frame per state plus the car where it ended.
 
     params: the gymnax env params (track bounds and goal).
     states, steps: host arrays [T, ...] from `jaxrl.video.rollout`.
-    Returns Frames: [T + 1, height, width, 3] uint8 (default 400x300) at 30 fps.
+    max_frames: more than this many positions + 1 are drawn every k-th (`frame_indices`).
+    Returns Frames: [T + 1, height, width, 3] uint8 (default 400x300) at 30
+    fps, or, past max_frames, every k-th of them at 30 / k fps.
     """
     # The env auto-resets on the last step, so the car's final position (at the
     # flag, when it succeeded) exists only as the first entry of final_obs.
     final = np.asarray(steps.final_obs)[-1, 0]
     positions = np.append(np.asarray(states.inner.position), final)
+    indices, stride = frame_indices(positions.shape[0], max_frames)
     frames = mountaincar_frames(
-        positions,
+        positions[indices],
         min_position=float(params.min_position),
         max_position=float(params.max_position),
         goal_position=float(params.goal_position),
         width=width or WIDTH,
         height=height or HEIGHT,
     )
-    return Frames(frames, FPS)
+    return Frames(frames, FPS / stride)

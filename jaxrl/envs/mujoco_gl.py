@@ -1,6 +1,5 @@
-"""What the two MuJoCo-drawn adapters (Brax, Playground) share: which states
-of a recorded episode to draw, and turning "no OpenGL here" into
-`RenderUnavailable` with a reason a user can act on.
+"""What the two MuJoCo-drawn adapters (Brax, Playground) share: turning "no
+OpenGL here" into `RenderUnavailable` with a reason a user can act on.
 
 MuJoCo needs an OpenGL platform, chosen by MUJOCO_GL before mujoco is imported
 (`jaxrl.host.configure`): `egl` on an NVIDIA GPU, `osmesa` on a CPU machine
@@ -9,7 +8,6 @@ with libOSMesa (Debian/Ubuntu: `libosmesa6`).
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Callable
 
@@ -17,22 +15,7 @@ import numpy as np
 
 from jaxrl.envs.base import RenderUnavailable
 
-__all__ = ["draw", "frame_indices"]
-
-
-def frame_indices(length: int, max_frames: int) -> tuple[np.ndarray, int]:
-    """Which of an episode's `length` states to draw, and the stride k between them.
-
-    Software OpenGL costs about 0.1 s a frame at 320x240 on a small CPU, so a
-    longer episode is subsampled to every k-th state (k = ceil(length /
-    max_frames)); the last state is always kept. Divide the fps by k so the
-    video still plays in real time.
-    """
-    stride = max(1, math.ceil(length / max_frames))
-    indices = list(range(0, length, stride))
-    if indices[-1] != length - 1:
-        indices.append(length - 1)
-    return np.asarray(indices), stride
+__all__ = ["draw"]
 
 
 def _no_gl_reason(err: BaseException) -> str | None:

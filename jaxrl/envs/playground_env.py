@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, initial_state, scale_action
-from jaxrl.envs.mujoco_gl import draw, frame_indices
+from jaxrl.envs.base import EnvSpec, EnvState, Frames, TimeStep, auto_reset, frame_indices, initial_state, scale_action
+from jaxrl.envs.mujoco_gl import draw
 from jaxrl.errors import ConfigError, UnknownEnv
 
 IMPLS = ("jax", "warp")
@@ -136,7 +136,7 @@ class PlaygroundEnv:
         """Renders a recorded episode (host arrays [T, ...] from `jaxrl.video.rollout`) with MuJoCo,
         from the model's first camera, which follows the body in the Control Suite's walkers.
 
-        An episode longer than `max_frames` is subsampled (`mujoco_gl.frame_indices`).
+        An episode longer than `max_frames` is subsampled (`base.frame_indices`).
         Returns Frames [<= max_frames + 1, height, width, 3] uint8 (default 320x240).
         Raises RenderUnavailable when MuJoCo has no OpenGL platform.
         """
