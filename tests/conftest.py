@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -77,25 +77,29 @@ def run_config(*overrides: str) -> RunConfig:
     return from_dict(compose(*overrides))
 
 
-def _cli_env() -> dict[str, str]:
+def cli_env() -> dict[str, str]:
+    """The environment jaxrl's command line runs in here."""
     # RAY_USAGE_STATS_ENABLED: the Ray launcher's local cluster must not try to report usage from CI
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("XLA_FLAGS", None)  # the trainer must install its own guard
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 540, **env: str) -> subprocess.CompletedProcess:
-    """Runs `python -m jaxrl.train ARGS` in `cwd` as a user would, with `env` added to its environment."""
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 540, preexec_fn: Callable[[], None] | None = None, **env: str
+) -> subprocess.CompletedProcess:
+    """Runs `python -m jaxrl.train ARGS` in `cwd` as a user would, with `env` added to its environment
+    (and `preexec_fn` run in the child before it starts Python: resource limits)."""
     return subprocess.run(
-        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env={**_cli_env(), **env}, capture_output=True, text=True,
-        timeout=timeout,
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env={**cli_env(), **env}, capture_output=True, text=True,
+        timeout=timeout, preexec_fn=preexec_fn,
     )
 
 
 def start_cli(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
     """`python -m jaxrl.train ARGS` in `cwd`, as `run_cli` runs it, without waiting."""
     return subprocess.Popen(
-        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env={**_cli_env(), **env},
+        [sys.executable, "-m", "jaxrl.train", *args], cwd=cwd, env={**cli_env(), **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

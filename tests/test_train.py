@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import resource
+import signal
 from pathlib import Path
 
 import jax
@@ -13,6 +15,7 @@ import yaml
 
 from conftest import compose, leet_summary, run_cli, run_config
 from jaxrl import load_policy
+from jaxrl.files import read_jsonl
 from jaxrl.host import CPU_GUARD
 from jaxrl.runner import POLICY_FILE, train
 from jaxrl.sinks.jsonl import JsonlSink
@@ -99,6 +102,30 @@ def test_wandb_failure_leaves_training_finished(tmp_path):
     assert len(rows) == 4 * 2 and json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
     assert not (run_dir / "videos").exists()
 
+
+
+def test_a_run_that_cannot_write_its_metrics_fails_and_its_rows_have_no_gap(tmp_path):
+    """A disk that fills mid-run: metrics.jsonl is the run's record, so a write that fails
+    ends the run (exit 1) instead of going on without it and ending "finished" with rows
+    missing for good."""
+    limit = 6000  # bytes per file: config.yaml fits, metrics.jsonl (about 450 a row) fills after a few chunks
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails (EFBIG), as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    # evaluated only at the end, so that no policy.msgpack (larger than the limit) is written before
+    args = [*TINY, "total_timesteps=20480", "num_logs=40", "seeds=2", "eval.every=100", "logger=none",
+            "checkpoint.enabled=false", "compile_cache=null", "run_dir=run"]
+    proc = run_cli(args, tmp_path, preexec_fn=limit_file_size, JAX_ENABLE_COMPILATION_CACHE="false")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "could not write" in proc.stderr and "metrics.jsonl at step" in proc.stderr, proc.stderr[-3000:]
+    assert "is off for the rest of this run" not in proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "File too large" in summary["error"], summary
+    # the last line may be torn where the limit cut it; jaxrl's reader skips it, as a resume does
+    steps = sorted({row["step"] for row in read_jsonl(tmp_path / "run" / "metrics.jsonl")})
+    assert steps == [512 * (i + 1) for i in range(len(steps))] and 0 < len(steps) < 40, steps
 
 @pytest.mark.slow
 def test_load_policy_drives_the_env(solved_run):

@@ -43,8 +43,13 @@ class Sink:
 
     A sink may raise for its own failures (a dead network, a full disk):
     `FanOut` turns the first one into a warning and stops calling that sink,
-    so no sink can stop training.
+    so no sink can stop training, unless the sink is `essential`.
     """
+
+    # the run's own record (metrics.jsonl): a run that cannot keep it fails (its
+    # checkpoints stay, and a resume logs again from the newest one) rather than
+    # end "finished" with rows missing for good
+    essential: bool = False
 
     def open(self, run: RunInfo) -> None:
         """Called once before training starts."""
@@ -81,7 +86,8 @@ class Sink:
 class FanOut:
     """Calls every sink in turn; a sink that raises is reported once, as a
     warning naming it, and is left out from then on (its `close` is still
-    attempted, so it can release what it holds)."""
+    attempted, so it can release what it holds). An `essential` sink's error
+    is raised, but from `close`, which must not hide how the run ended."""
 
     def __init__(self, sinks: list[Sink]):
         self.sinks = list(sinks)
@@ -94,6 +100,8 @@ class FanOut:
             try:
                 getattr(sink, method)(*args)
             except Exception as err:  # noqa: BLE001 (a sink is never worth a lost run)
+                if sink.essential and method != "close":
+                    raise
                 if i not in self._broken:
                     self._broken.add(i)
                     warnings.warn(

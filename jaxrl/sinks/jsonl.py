@@ -12,11 +12,15 @@ from jaxrl.sinks.base import RunInfo, Sink
 class JsonlSink(Sink):
     """Appends rows to `<run_dir>/metrics.jsonl`, flushed at every point so a
     crash or a kill loses nothing already logged. Non-finite values are written
-    as null (JSON has no NaN)."""
+    as null (JSON has no NaN). Essential: a write that fails (a full disk) fails
+    the run."""
+
+    essential = True
 
     def __init__(self) -> None:
         self._file = None
         self._members: list[dict[str, Any]] = []
+        self._failed = False
 
     def open(self, run: RunInfo) -> None:
         """Opens the file for appending (a resumed run continues it)."""
@@ -24,14 +28,25 @@ class JsonlSink(Sink):
         self._file = open(run.run_dir / "metrics.jsonl", "a", encoding="utf-8")
 
     def log(self, step: int, rows: list[dict[str, float]]) -> None:
-        """Writes one line per member: {"step", "member", "seed", sweep values..., metrics...}."""
-        for index, (member, row) in enumerate(zip(self._members, rows)):
-            values = {k: (v if math.isfinite(v) else None) for k, v in row.items()}
-            self._file.write(json.dumps({"step": step, "member": index, **member, **values}) + "\n")
-        self._file.flush()
+        """Writes one line per member: {"step", "member", "seed", sweep values..., metrics...}.
+        Raises OSError naming the file when the write fails."""
+        try:
+            for index, (member, row) in enumerate(zip(self._members, rows)):
+                values = {k: (v if math.isfinite(v) else None) for k, v in row.items()}
+                self._file.write(json.dumps({"step": step, "member": index, **member, **values}) + "\n")
+            self._file.flush()
+        except OSError as err:
+            self._failed = True
+            raise OSError(err.errno, f"could not write {self._file.name} at step {step}: {err.strerror}") from err
 
     def close(self, summary: dict[str, Any]) -> None:
-        """Closes the file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Closes the file. After a failed write, which failed the run, what it left
+        in the file's buffer is dropped rather than fail once more."""
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except OSError:
+            if not self._failed:
+                raise
