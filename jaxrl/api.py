@@ -148,6 +148,7 @@ def run(
     experiment: str | None = None,
     run_dir: str | Path | None = None,
     resume: str | Path | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> Result:
     """Trains like `python -m jaxrl.train` and returns the Result.
 
@@ -164,6 +165,9 @@ def run(
     resume: a run folder to go on from its newest checkpoint, or "auto" (the
         newest unfinished run of this configuration, else a new run), as
         `resume=` on the command line; the Result is then that folder's.
+    hooks: your own `jaxrl.events.Hook`s, told of the run's start, each
+        evaluation and chunk, its end and how it ended, on the host between
+        chunks, after the built-in ones (policy file, videos, curves).
 
     With `distributed=true`, every process returns a Result for process 0's
     run folder (only process 0 writes; another reads the folder only where
@@ -189,7 +193,7 @@ def run(
     folder = _RunFolder()
     overrides = open_sweep_keys([*args, *overrides])
     _refuse_multirun(overrides)
-    summary = run_from_overrides(overrides, hooks=[folder])
+    summary = run_from_overrides(overrides, hooks=[folder, *hooks])
     if folder.run_dir is None:
         # resume=auto in a run_dir whose run finished already: nothing trained, so no hook heard of the folder
         folder.run_dir = Path(compose_config(overrides).run_dir).expanduser()

@@ -15,14 +15,17 @@ Everything here runs on the host between jitted chunks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import logging
 import signal
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ from jaxrl.config import CheckpointConfig
 from jaxrl.errors import last_line
 from jaxrl.sinks.base import FanOut
 
-__all__ = ["CHECKPOINTS", "Checkpointer", "Position", "StopOnSignal", "is_temporary", "newest_step"]
+__all__ = ["CHECKPOINTS", "Checkpointer", "Position", "StopOnSignal", "is_temporary"]
 
 CHECKPOINTS = "checkpoints"
 """The run folder's subfolder of checkpoints, one folder per saved env step."""
@@ -46,18 +49,6 @@ _TEMPORARY_MARKS = (".orbax-checkpoint-tmp", "tempstate", ".tmp")
 def is_temporary(path: Path) -> bool:
     """Whether `path` (or a folder it sits in) is a file still being written."""
     return any(mark in part for part in path.parts for mark in _TEMPORARY_MARKS)
-
-
-def newest_step(run_dir: Path) -> int | None:
-    """The env steps per member of the newest complete checkpoint in `run_dir`
-    (readable or not); None when there is none.
-
-    Read from the folder names (orbax renames a checkpoint to its step once it
-    is complete), not through orbax: that starts JAX's backend, and a resume
-    asks this before `jax.distributed.initialize`, which then refuses to join.
-    """
-    folder = run_dir / CHECKPOINTS
-    return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=None) if folder.is_dir() else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +90,9 @@ def _quiet_closed_loop_callbacks() -> None:
     """Drops the unraisable `RuntimeError: Event loop is closed` that each
     tensorstore read still in flight raises once a failed restore has closed
     orbax's event loop: dozens of tracebacks, printed after the one-line
-    warning, that read like a crash of the resume. Other unraisable errors go
-    to the previous hook. Installed once, at the first unreadable checkpoint
-    (the reads end after `restore` has returned)."""
+    warning, that read like a crash of the resume; a failed save's writes do
+    the same, while it runs. Other unraisable errors go to the previous hook.
+    Installed once, at the first save or unreadable checkpoint."""
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
@@ -109,6 +100,22 @@ def _quiet_closed_loop_callbacks() -> None:
             previous(unraisable)
 
     sys.unraisablehook = hook
+
+
+@contextlib.contextmanager
+def _orbax_logs_held_back() -> Iterator[None]:
+    """Holds back orbax's own error logs (absl's and asyncio's loggers) while
+    it saves: a failed save (a full disk) is told in one line by the caller,
+    and orbax's threads would bury it under a traceback per array written."""
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _manager(directory: Path, keep: int) -> Any:
@@ -195,18 +202,25 @@ class Checkpointer:
             # orbax refuses in a multi-process run (the states come gathered,
             # as NumPy: `Programs.whole`); as NumPy they save
             eval_keys = jax.device_get(eval_keys)
+        manager = self._manager  # made first: making it sets absl's level
+        _quiet_closed_loop_callbacks()  # a failed write's callbacks raise while orbax saves
         try:
-            self._manager.save(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(_without_empty({"states": states, "eval_keys": eval_keys})),
-                    position=ocp.args.JsonSave(dataclasses.asdict(position)),
-                ),
-                force=True,
-            )
-            self._manager.wait_until_finished()
+            with _orbax_logs_held_back():
+                try:
+                    manager.save(
+                        step,
+                        args=ocp.args.Composite(
+                            state=ocp.args.StandardSave(_without_empty({"states": states, "eval_keys": eval_keys})),
+                            position=ocp.args.JsonSave(dataclasses.asdict(position)),
+                        ),
+                        force=True,
+                    )
+                    manager.wait_until_finished()
+                finally:
+                    # the failed writes' asyncio tasks log "exception was never retrieved" when collected
+                    gc.collect()
         except Exception as err:  # noqa: BLE001 (orbax and tensorstore raise assorted types for a failed write)
-            self._remove_partial()
+            self.remove_partial()
             warnings.warn(
                 f"CHECKPOINT FAILED at step {step} ({last_line(err)}); training goes on and the previous "
                 f"checkpoints ({self.steps() or 'none'}) are kept",
@@ -220,8 +234,10 @@ class Checkpointer:
             self.sinks.log_artifact(step, "checkpoint", path, aliases)
         return path
 
-    def _remove_partial(self) -> None:
-        """Deletes what a failed save left, best effort (the disk may still be full)."""
+    def remove_partial(self) -> None:
+        """Deletes what a failed or killed save left (`<step>.orbax-checkpoint-tmp*`),
+        best effort (the disk may still be full). Orbax itself removes one only
+        when it saves that step again."""
         import shutil
 
         for leftover in self.directory.glob("*.orbax-checkpoint-tmp*"):

@@ -58,14 +58,17 @@ class EvaluationDone:
 
 @dataclasses.dataclass(frozen=True)
 class RunEnded:
-    """Training finished and summary.json was written.
+    """Training finished, its final checkpoint is saved, and summary.json is
+    about to be written (after every hook's `on_end`).
 
-    summary: the summary.json content; states: the final training state (as in ChunkDone).
+    summary: what summary.json will hold; states: the final training state (as in ChunkDone);
+    params: the population's final policy params ([P] leading axis), on the host.
     """
 
     step: int
     summary: dict[str, Any]
     states: Any
+    params: Any
 
 
 class Hook:
@@ -85,7 +88,9 @@ class Hook:
         """After each chunk's rows were logged."""
 
     def on_end(self, event: RunEnded) -> None:
-        """After the last chunk, once summary.json is written, before the sinks close."""
+        """After the last chunk and the final checkpoint, before summary.json
+        is written and the sinks close: a process killed here leaves the run
+        unfinished, and its resume calls `on_end` again (training no chunk)."""
 
     def on_exit(self, summary: dict[str, Any]) -> None:
         """However the run ends, once summary.json is written, before the sinks

@@ -134,8 +134,8 @@ class Videos(Hook):
     def __init__(self, algo: Algorithm, run: RunConfig, run_dir: Path, sinks: FanOut):
         self.algo, self.video, self.run_dir, self.sinks = algo, run.video, run_dir, sinks
         self.eval_every = run.eval.every
-        # the last evaluation's policy params, on the host: what is filmed
-        # (every filmed chunk, the last included, was evaluated)
+        # the last evaluation's policy params, on the host: what a chunk's film shows
+        # (every filmed chunk was evaluated); the final film takes RunEnded's
         self.params: Any = None
 
     def on_evaluation(self, event: EvaluationDone) -> None:
@@ -151,7 +151,7 @@ class Videos(Hook):
     def on_end(self, event: RunEnded) -> None:
         """Films the final policy as `final.mp4`."""
         if self.video.enabled:
-            self.film(self.params, event.step, "final")
+            self.film(event.params, event.step, "final")
 
     def film(self, params: Any, step: int, name: str) -> None:
         """Records one episode of the filmed member's policy; params: the

@@ -500,8 +500,20 @@ def _train(
     out = FanOut(sinks)
     checkpoints = Checkpointer(run_dir, run.checkpoint, out)
     source = checkpoints if resume_from is None or in_place else Checkpointer(Path(resume_from), run.checkpoint)
+    if in_place:
+        # a save that a kill cut short: a whole checkpoint's size, kept forever beside `keep` otherwise.
+        # No other process writes here (the folder's lock)
+        checkpoints.remove_partial()
     previous = source.position() if resume_from else None
     algo, schedule = build(run, previous)
+    if previous is not None and previous.env_steps > schedule.total_steps:
+        # the loop would train no chunk: the run would end past the total that config.yaml then records.
+        # Equal is fine: a run killed after its final checkpoint, before summary.json, only ends again
+        raise ConfigError(
+            f"cannot resume {resume_from} with total_timesteps={run.total_timesteps}: its newest checkpoint is at "
+            f"{previous.env_steps} env steps per member; give total_timesteps of at least {previous.env_steps}, "
+            "or leave it out"
+        )
     members = run.members()
     init_keys, eval_keys = jax.vmap(jax.random.split, out_axes=1)(member_keys(run))
     hp = population_hyperparams(run)
@@ -641,9 +653,12 @@ def _train(
                         dataclasses.replace(position, wall_s=elapsed()), final=last,
                     )
             summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
-            write_atomically(run_dir / "summary.json", json_text(summary))
+            params = jax.device_get(programs.unpad(programs.whole(algo.policy_params(states))))
             for hook in hooks:
-                hook.on_end(RunEnded(position.env_steps, summary, states))
+                hook.on_end(RunEnded(position.env_steps, summary, states, params))
+            # last: a run killed before it (in a slow video, say) is unfinished, and its resume
+            # restores the final checkpoint, trains no chunk and makes the end's outputs again
+            write_atomically(run_dir / "summary.json", json_text(summary))
         except Stopped as err:
             if err.save and logged:
                 saved = checkpoints.save(

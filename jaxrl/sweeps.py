@@ -276,7 +276,7 @@ class SweepResults(Hook):
     def on_end(self, event: RunEnded) -> None:
         """Writes sweep.csv and sweep.png, prints the leaderboard."""
         final = event.summary["final"][RETURN]
-        # summary.json already says finished: a table that cannot be written is a warning, never a failed run
+        # training is over: a table that cannot be written is a warning, never a failed run
         try:
             text = io.StringIO(newline="")
             writer = csv.writer(text)

@@ -267,16 +267,6 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
             f"resume it with total_timesteps larger than {done}"
         )
-    from jaxrl.checkpoint import newest_step
-
-    saved = newest_step(run_dir) if done is None else None
-    if saved is not None and total <= saved:
-        # the loop would have no chunk left to train: the run would be marked finished
-        # without its final evaluation, beyond the total that config.yaml then records
-        raise ConfigError(
-            f"cannot resume {run_dir} with total_timesteps={total}: its newest checkpoint is at {saved} env steps "
-            f"per member; give total_timesteps larger than {saved}, or leave it out"
-        )
 
 
 def _changes(run_dir: Path, cfg: DictConfig) -> list[str]:

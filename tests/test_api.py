@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 import jaxrl
 from conftest import run_cli
 from jaxrl.config import ConfigError
+from jaxrl.events import Hook
 
 TINY = [
     "algo.num_envs=4", "algo.rollout_length=32", "algo.hidden=[32,32]", "algo.num_minibatches=4",
@@ -25,11 +27,35 @@ def _rows(run_dir):
     return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in rows]
 
 
+class Recorder(Hook):
+    """A user's hook: what it heard, in order."""
+
+    def __init__(self):
+        self.heard = []
+
+    def on_start(self, run):
+        self.heard.append(("start", run.run_dir, run.total_steps))
+
+    def on_evaluation(self, event):
+        self.heard.append(("evaluation", event.step, jax.tree.leaves(event.params)[0].shape[0]))
+
+    def on_end(self, event):
+        # before summary.json is written: a run killed here is unfinished, and its resume ends it again
+        self.heard.append(("end", event.summary["status"], (self.heard[0][1] / "summary.json").exists()))
+
+    def on_exit(self, summary):
+        self.heard.append(("exit", summary["status"]))
+
+
 def test_run_gives_the_same_result_as_the_command_line(tmp_path):
     proc = run_cli(["seeds=2", "video.enabled=false", *TINY, "run_dir=cli"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    result = jaxrl.run("ppo", "mountaincar_continuous", seeds=2, overrides=["video.enabled=false", *TINY], run_dir=tmp_path / "api")
+    recorder = Recorder()
+    result = jaxrl.run("ppo", "mountaincar_continuous", seeds=2, overrides=["video.enabled=false", *TINY],
+                       run_dir=tmp_path / "api", hooks=[recorder])
+    assert recorder.heard == [("start", tmp_path / "api", 512), ("evaluation", 256, 2), ("evaluation", 512, 2),
+                              ("end", "finished", False), ("exit", "finished")]
 
     assert result.run_dir == tmp_path / "api"
     assert _rows(tmp_path / "api") == _rows(tmp_path / "cli")

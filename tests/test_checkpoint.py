@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import leet_records, run_cli, start_cli, wait_while_running
+from conftest import cli_env, leet_records, run_cli, start_cli, wait_while_running
 from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
 from jaxrl.config import CheckpointConfig
 from jaxrl.files import FolderLock
@@ -151,10 +151,49 @@ def test_an_unfinished_run_resumed_with_a_total_below_its_checkpoint_is_refused(
     result = run_cli(["resume=run", "total_timesteps=8192"], tmp_path, timeout=120)
     assert result.returncode == 2, result.stderr[-3000:]
     assert ("cannot resume run with total_timesteps=8192: its newest checkpoint is at 12288 env steps per member; "
-            "give total_timesteps larger than 12288") in result.stderr, result.stderr[-3000:]
+            "give total_timesteps of at least 12288") in result.stderr, result.stderr[-3000:]
     assert "compiling" not in result.stderr
     assert not (run_dir / "summary.json").exists() and (run_dir / "config.yaml").read_text() == config
 
+
+
+# `python -m jaxrl.train ARGS`, SIGKILLed as it starts to film the final video
+KILLED_WHILE_FILMING = """
+import os, signal, sys
+import jaxrl.train, jaxrl.video
+jaxrl.video.record_episode = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+sys.argv[0] = "jaxrl.train"
+jaxrl.train.main()
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_making_its_final_outputs_is_ended_by_its_resume(tmp_path):
+    # the end's outputs (the video, then curves.png and sweep.csv) come after the final checkpoint and
+    # before summary.json: a kill among them leaves an unfinished run, which its resume ends
+    args = [*PPO, "total_timesteps=12288", "num_logs=6", "seeds=1", "sweep.algo.lr=[0.0003,0.001]",
+            "video.enabled=true", "run_dir=run"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_FILMING, *args], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    run = tmp_path / "run"
+    outputs = [run / "curves.png", run / "sweep.csv", run / "sweep.png", run / "videos" / "final.mp4"]
+    assert checkpoint_steps(run) == [4096, 8192, 12288] and not (run / "summary.json").exists()
+    assert not any(path.exists() for path in outputs)
+    logged = rows(run)
+    # what a kill in the middle of a save leaves (orbax renames a checkpoint to its step once complete);
+    # orbax would delete it only on saving step 6144 again, which this run never does
+    shutil.copytree(run / CHECKPOINTS / "4096", run / CHECKPOINTS / "6144.orbax-checkpoint-tmp")
+
+    resumed = run_cli(["resume=auto", "run_dir=run"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming run at step 12288" in resumed.stderr, resumed.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["sessions"] == 2 and summary["env_steps"] == 12288
+    assert rows(run) == logged  # no chunk trained again
+    assert summary["final"]["eval/return_mean"] == [row["eval/return_mean"] for row in logged if row["step"] == 12288]
+    assert all(path.stat().st_size > 0 for path in outputs)
+    assert sorted(int(p.name) for p in (run / CHECKPOINTS).iterdir()) == [4096, 8192, 12288]
 
 def test_resume_auto_starts_over_a_run_killed_before_it_recorded_its_command_line(finished_run, tmp_path):
     # what a kill leaves between config.yaml (written once compiled) and overrides.yaml (after

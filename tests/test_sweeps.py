@@ -126,7 +126,7 @@ def test_a_resumed_sweep_keeps_the_best_return_of_its_earlier_sessions(tmp_path,
     hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, members, 400, start_step=200))
     hook.on_evaluation(EvaluationDone(2, 300, {"eval/return_mean": [70.0, 30.0]}, None))
     hook.on_evaluation(EvaluationDone(3, 400, {"eval/return_mean": [60.0, 40.0]}, None))
-    hook.on_end(RunEnded(400, {"final": {"eval/return_mean": [60.0, 40.0]}}, None))
+    hook.on_end(RunEnded(400, {"final": {"eval/return_mean": [60.0, 40.0]}}, None, None))
     with open(tmp_path / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["final_return"], r["best_return"]) for r in rows] == [("60.0", "90.0"), ("40.0", "40.0")]
@@ -260,6 +260,6 @@ def test_a_sweep_csv_that_cannot_be_written_is_a_warning_and_the_leaderboard_and
     (tmp_path / "sweep.csv").mkdir()  # stands for any write error: a full disk, a read-only folder
     hook = SweepResults(members, tmp_path)
     with pytest.warns(UserWarning, match="could not write sweep.csv: IsADirectoryError"):
-        hook.on_end(RunEnded(400, {"final": {"eval/return_mean": [60.0, 40.0]}}, None))
+        hook.on_end(RunEnded(400, {"final": {"eval/return_mean": [60.0, 40.0]}}, None, None))
     assert "sweep leaderboard" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.csv", "sweep.png"]
