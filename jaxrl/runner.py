@@ -666,6 +666,9 @@ def _train(
                 )
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
+            if not run.checkpoint.enabled and not checkpoints.steps():
+                err.resumable = False
+                err.reason += "; no checkpoint (checkpoint.enabled=false), so a resume starts over"
             summary = {**progress("stopped"), "reason": err.reason}
             if not err.save:
                 # resuming unchanged would replay the same steps to the same bad state

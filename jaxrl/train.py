@@ -573,7 +573,8 @@ def exit_status() -> Iterator[None]:
         sys.exit(2)
     except Stopped as err:
         notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
-        print(f"stopped: {err.reason}{notes}; resumable (exit status {RESUMABLE_EXIT})", file=sys.stderr)
+        resumable = "; resumable" if err.resumable else ""
+        print(f"stopped: {err.reason}{notes}{resumable} (exit status {RESUMABLE_EXIT})", file=sys.stderr)
         sys.exit(RESUMABLE_EXIT)
     except KeyboardInterrupt as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT

@@ -50,6 +50,20 @@ def test_a_signal_during_training_stops_it_resumably(tmp_path, signum):
     assert all(any(x.get("type") == "preempting" for x in leet_records(r)) for r in runs)
 
 
+
+def test_a_stop_without_checkpoints_says_a_resume_starts_over(tmp_path):
+    proc = start_cli(tmp_path, *LONG, "run_dir=run", "logger=none", "checkpoint.enabled=false")
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, proc)
+    code, stderr = finish(proc, signal.SIGTERM)
+    # 75 still: "try again later" is what a requeue loop should do, from the start
+    assert code == 75, stderr[-2000:]
+    assert ("stopped: SIGTERM received; no checkpoint (checkpoint.enabled=false), so a resume starts over"
+            in stderr and "resumable" not in stderr), stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "stopped" and "a resume starts over" in summary["reason"], summary
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
 def test_ctrl_c_during_compilation_leaves_no_folder(tmp_path):
     # the session's compilation cache holds this program from the test above: compile for real
     proc = start_cli(tmp_path, *LONG, "logger=none", JAX_ENABLE_COMPILATION_CACHE="false")
