@@ -86,17 +86,20 @@ def _why_unreadable(err: BaseException) -> str:
 
 
 @functools.cache
-def _quiet_closed_loop_callbacks() -> None:
-    """Drops the unraisable `RuntimeError: Event loop is closed` that each
-    tensorstore read still in flight raises once a failed restore has closed
-    orbax's event loop: dozens of tracebacks, printed after the one-line
-    warning, that read like a crash of the resume; a failed save's writes do
-    the same, while it runs. Other unraisable errors go to the previous hook.
-    Installed once, at the first save or unreadable checkpoint."""
+def _quiet_orbax_leftovers() -> None:
+    """Drops the unraisable errors that a failed orbax read or write leaves:
+    `RuntimeError: Event loop is closed` from each tensorstore callback still
+    in flight once orbax has closed its event loop, and orbax's own coroutines
+    closed unawaited. A damaged checkpoint gave thousands of lines of them,
+    around the one-line warning, that read like a crash of the resume; the
+    failure itself is what `save` and `restore` report. Other unraisable
+    errors go to the previous hook. Installed once, at the first save or restore."""
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+        error, code = unraisable.exc_value, getattr(unraisable.object, "cr_code", None)
+        closed_loop = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+        if not (closed_loop or (code is not None and "orbax" in Path(code.co_filename).parts)):
             previous(unraisable)
 
     sys.unraisablehook = hook
@@ -104,9 +107,11 @@ def _quiet_closed_loop_callbacks() -> None:
 
 @contextlib.contextmanager
 def _orbax_logs_held_back() -> Iterator[None]:
-    """Holds back orbax's own error logs (absl's and asyncio's loggers) while
-    it saves: a failed save (a full disk) is told in one line by the caller,
-    and orbax's threads would bury it under a traceback per array written."""
+    """Holds back orbax's own error logs (absl's and asyncio's loggers, and
+    its event loop's closed-loop callbacks) while it saves or restores: the
+    caller tells a failed save (a full disk) or read (a damaged checkpoint)
+    in one line, which orbax's threads would bury under a traceback per array."""
+    _quiet_orbax_leftovers()
     loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -114,6 +119,8 @@ def _orbax_logs_held_back() -> Iterator[None]:
     try:
         yield
     finally:
+        # the failed tasks log "exception was never retrieved" when collected: now, while held back
+        gc.collect()
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
@@ -203,22 +210,17 @@ class Checkpointer:
             # as NumPy: `Programs.whole`); as NumPy they save
             eval_keys = jax.device_get(eval_keys)
         manager = self._manager  # made first: making it sets absl's level
-        _quiet_closed_loop_callbacks()  # a failed write's callbacks raise while orbax saves
         try:
             with _orbax_logs_held_back():
-                try:
-                    manager.save(
-                        step,
-                        args=ocp.args.Composite(
-                            state=ocp.args.StandardSave(_without_empty({"states": states, "eval_keys": eval_keys})),
-                            position=ocp.args.JsonSave(dataclasses.asdict(position)),
-                        ),
-                        force=True,
-                    )
-                    manager.wait_until_finished()
-                finally:
-                    # the failed writes' asyncio tasks log "exception was never retrieved" when collected
-                    gc.collect()
+                manager.save(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(_without_empty({"states": states, "eval_keys": eval_keys})),
+                        position=ocp.args.JsonSave(dataclasses.asdict(position)),
+                    ),
+                    force=True,
+                )
+                manager.wait_until_finished()
         except Exception as err:  # noqa: BLE001 (orbax and tensorstore raise assorted types for a failed write)
             self.remove_partial()
             warnings.warn(
@@ -277,15 +279,15 @@ class Checkpointer:
         )
         for candidate in reversed(steps) if step is None else [step]:
             try:
-                restored = self._manager.restore(
-                    candidate,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(_without_empty(abstract)), position=ocp.args.JsonRestore()
-                    ),
-                )
+                with _orbax_logs_held_back():
+                    restored = self._manager.restore(
+                        candidate,
+                        args=ocp.args.Composite(
+                            state=ocp.args.StandardRestore(_without_empty(abstract)), position=ocp.args.JsonRestore()
+                        ),
+                    )
                 position = Position(**restored.position)
             except Exception as err:  # noqa: BLE001 (a damaged checkpoint fails in many ways)
-                _quiet_closed_loop_callbacks()
                 if step is not None:
                     raise ValueError(f"checkpoint {self.directory / str(step)} cannot be read ({_why_unreadable(err)})") from None
                 warnings.warn(
