@@ -521,9 +521,11 @@ def _train(
     # raised when Python resumes can land in one of jax's garbage-collector
     # callbacks, which swallow it, so a signal here is raised once compiling ends
     cache_dir = compile_cache.enable(run.compile_cache)
+    # with several processes, process 0 alone speaks for the run (README: Several machines)
+    speaks = not run.distributed or is_writer()
     with StopOnSignal() as stop, compile_cache.CacheCount() as cached:
-        programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes,
-                                    announce=f"compiling {run.algo_name} for {len(members)} member(s) ...")
+        announce = f"compiling {run.algo_name} for {len(members)} member(s) ..." if speaks else None
+        programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes, announce=announce)
     if stop.requested and not run.distributed:
         raise Interrupted(stop.requested)
     # made only now: bad input and an interrupted compilation leave no folder behind
@@ -551,7 +553,8 @@ def _train(
         states = programs.pad(states)
         # sized_for: checkpoints older than the field had it unsaved
         position = dataclasses.replace(position, sessions=position.sessions + 1, sized_for=schedule.sized_for)
-        print(f"resuming {run_dir} at step {position.env_steps}", file=sys.stderr, flush=True)
+        if speaks:
+            print(f"resuming {run_dir} at step {position.env_steps}", file=sys.stderr, flush=True)
     else:
         states = None
         position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {}, sized_for=schedule.sized_for)
@@ -564,7 +567,7 @@ def _train(
     builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out),
                Curves(run_dir, len(members), out), *_sweep_hooks(run, run_dir)]
     # the outputs are process 0's (jaxrl.distributed): another would print and plot them again
-    hooks = [*(builtin if not run.distributed or is_writer() else []), *hooks]
+    hooks = [*(builtin if speaks else []), *hooks]
     info = RunInfo(run_dir, run_name(run_dir), run.algo_name, run.env.id, resolved_config, members, schedule.total_steps,
                    position.env_steps)
 

@@ -61,6 +61,7 @@ def test_two_processes_train_as_one_and_only_process_0_writes(tmp_path):
     single = run_cli([*TINY, "run_dir=single"], cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]
     assert not (tmp_path / "process1").exists()  # process 1 wrote no run folder
+    assert "compiling" in outputs[0][1] and "compiling" not in outputs[1][1], outputs[1][1][-2000:]  # nor spoke
     joined = json.loads((tmp_path / "process0" / "summary.json").read_text())
     alone = json.loads((tmp_path / "single" / "summary.json").read_text())
     # the same members, split over two processes' devices: equal up to float rounding
