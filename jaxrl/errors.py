@@ -1,4 +1,8 @@
-"""Exceptions users see, and how a failure is told in one line."""
+"""Exceptions users see, and how a failure (or a warning) is told in one line."""
+
+import os
+import warnings
+from pathlib import Path
 
 RESUMABLE_EXIT = 75
 """The CLI's exit status for a run that stopped early and can be resumed
@@ -51,3 +55,16 @@ def last_line(err: BaseException) -> str:
     """'<Type>: <last line of the message>', the one line a summary or the CLI gives for `err`."""
     lines = str(err).strip().splitlines()
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"
+
+
+_PACKAGE_DIR = f"{Path(__file__).resolve().parent}{os.sep}"
+_python_format_warning = warnings.formatwarning
+
+
+def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """jaxrl's own warnings as one `warning: ...` line, as its errors are `error: ...`: their file
+    and source line would only show jaxrl's insides. Other libraries' warnings as Python prints them.
+    The command lines (`jaxrl.train`, `jaxrl.film`) install it as `warnings.formatwarning`."""
+    if str(Path(filename).resolve()).startswith(_PACKAGE_DIR):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+
+from jaxrl.errors import format_warning
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, help="the policy of the checkpoint at this env step instead of the last evaluated")
     parser.add_argument(
         "--max-frames", type=int, metavar="N",
-        help="N >= 1: Brax and MuJoCo Playground episodes longer than N steps are drawn every k-th state, "
-        "k = ceil(length / N), the last state kept, so at most N + 1 frames; MountainCar draws every state "
-        "(default: the run's video.max_frames)",
+        help="N >= 1: an episode longer than N steps is drawn every k-th state, k = ceil(length / N), the "
+        "last state kept, so at most N + 1 frames, at the fps divided by k (default: the run's video.max_frames)",
     )
     args = parser.parse_args(argv)
+    warnings.formatwarning = format_warning
     if args.max_frames is not None and args.max_frames < 1:
         print(f"error: --max-frames {args.max_frames} is below 1; it takes an integer >= 1", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from jaxrl.config import ConfigError, RunConfig, from_dict
-from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, last_line
+from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, format_warning, last_line
 from jaxrl.events import Hook
 from jaxrl.files import FolderLock, read_summary, write_atomically
 from jaxrl.host import relax_cpu_guard
@@ -655,23 +655,11 @@ def hydra_main(cfg: DictConfig) -> None:
             _FAILED_JOBS.append(str(job))
 
 
-_PACKAGE_DIR = f"{Path(__file__).resolve().parent}{os.sep}"
-_python_format_warning = warnings.formatwarning
-
-
-def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
-    """jaxrl's own warnings as one `warning: ...` line, as its errors are `error: ...`: their file
-    and source line would only show jaxrl's insides. Other libraries' warnings as Python prints them."""
-    if str(Path(filename).resolve()).startswith(_PACKAGE_DIR):
-        return f"warning: {message}\n"
-    return _python_format_warning(message, category, filename, lineno, line)
-
-
 def main() -> None:
     """`python -m jaxrl.train [key=value ...]`."""
     # SIGTERM ends a run as Ctrl-C does: outputs kept, summary written, sinks closed
     signal.signal(signal.SIGTERM, _raise_interrupted)
-    warnings.formatwarning = _format_warning
+    warnings.formatwarning = format_warning
     args = open_sweep_keys(sys.argv[1:])
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]

@@ -99,10 +99,10 @@ def test_bad_input_is_one_line_and_exit_2_and_leaves_nothing(results, args, expe
 
 def test_the_cli_prints_its_own_warnings_as_one_line_and_other_libraries_as_python_does():
     import jaxrl.outputs
-    from jaxrl.train import _format_warning
+    from jaxrl.errors import format_warning
 
     # a warning raised inside jaxrl: its file and source line would only show jaxrl's insides
-    own = _format_warning(UserWarning("no video: no renderer"), UserWarning, jaxrl.outputs.__file__, 154, "warnings.warn(")
+    own = format_warning(UserWarning("no video: no renderer"), UserWarning, jaxrl.outputs.__file__, 154, "warnings.warn(")
     assert own == "warning: no video: no renderer\n"
-    other = _format_warning(UserWarning("deprecated"), UserWarning, "/opt/lib/brax/io/mjcf.py", 480, "warnings.warn(")
+    other = format_warning(UserWarning("deprecated"), UserWarning, "/opt/lib/brax/io/mjcf.py", 480, "warnings.warn(")
     assert other.startswith("/opt/lib/brax/io/mjcf.py:480: UserWarning: deprecated")
