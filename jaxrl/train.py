@@ -64,7 +64,7 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
     learns its run folder so). `own_process`: this run is all the process
     will compute, so XLA may start without the CPU guard where the env does
     not need it (`jaxrl.host.relax_cpu_guard`)."""
-    cfg = compose_config(overrides)
+    cfg = _compose_resumable(overrides)
     resume_dir, lock = resume_target(cfg)
     with lock or contextlib.nullcontext():
         if resume_dir is not None:
@@ -83,6 +83,23 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
             check_resumable(resume_dir, cfg)
         return run_from_config(cfg, overrides, resume_dir, hooks, own_process, lock)
 
+
+
+def _compose_resumable(overrides: list[str]) -> DictConfig:
+    """`compose_config(overrides)`, but for `resume=<run folder>` a key that only the run's own
+    algorithm has (a SAC run's `algo.batch_size`) is composed on that run's command line rather
+    than on the default algorithm's, so that `check_resumable` names it as a change, not as unknown."""
+    try:
+        return compose_config(overrides)
+    except ConfigError:
+        resume = [o for o in overrides if _key(o) == "resume"]
+        folder = compose_config(resume).resume if resume else None
+        if folder in (None, "auto") or not (Path(folder).expanduser() / OVERRIDES_FILE).is_file():
+            raise
+        try:
+            return compose_config([*resume_overrides(Path(folder).expanduser(), overrides), *resume])
+        except ConfigError as err:
+            raise ConfigError(f"cannot resume {folder} with this command line: {err}") from None
 
 def run_from_config(
     cfg: DictConfig,

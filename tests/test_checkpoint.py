@@ -254,6 +254,9 @@ def test_an_off_policy_run_trains_longer_from_its_checkpoint_with_its_replay_buf
     assert (summary["status"], summary["env_steps"], summary["sessions"]) == ("finished", 4096, 2)
     buffers = [leaf for leaf in final_state(tmp_path / "run").values() if leaf.ndim >= 3 and leaf.shape[2] == 3072]
     assert buffers, "the checkpoint has no replay buffer of the first session's capacity"
+    # a key that SAC has and the default algorithm (PPO) does not: named as a change, not as unknown
+    refused = run_cli(["resume=run", "algo.batch_size=32"], tmp_path, timeout=120)
+    assert refused.returncode == 2 and "this command changes algo.batch_size (64 -> 32)" in refused.stderr, refused.stderr
     # config.yaml now says 4,096 steps; a checkpoint of either session still loads
     from jaxrl import load_policy
 
