@@ -439,15 +439,16 @@ class Dispatcher:
     """Delivers alerts off the training thread, one thread per channel, so a
     slow or dead channel holds up neither training nor the other channels
     (apprise itself spaces requests to one target 5.5 s apart, e.g. email).
-    Each alert gets up to `retries` more attempts per channel (backing off);
-    a channel that still fails is reported once on stderr, and later alerts
-    try it once each."""
+    Each alert gets up to `retries` more attempts per channel (backing off).
+    A channel that still fails is reported on stderr once, until it delivers
+    again; `close` counts the alerts each channel lost."""
 
     def __init__(self, channels: Sequence[Channel], retries: int = 2, backoff_s: float = 0.5):
         self.channels = list(channels)
         self.retries = retries
         self.backoff_s = backoff_s
-        self.failed: set[int] = set()
+        self.failed: set[int] = set()  # failing now: reported, not again until one is delivered
+        self.lost = [0] * len(self.channels)
         self._queues: list[queue.Queue[Alert | None]] = [queue.Queue() for _ in self.channels]
         # started by the first alert: a run that fails to compile leaves no thread behind
         self._threads = [
@@ -480,15 +481,18 @@ class Dispatcher:
         late = [self.channels[i].name for i, t in enumerate(self._threads) if t.is_alive()]
         if late:
             print(f"alerts: gave up waiting after {timeout_s:g} s for {', '.join(late)}", file=sys.stderr, flush=True)
+        for channel, lost in zip(self.channels, self.lost, strict=True):
+            if lost:
+                print(f"alerts: {lost} alert(s) could not be delivered through {channel.name}", file=sys.stderr, flush=True)
 
     def _work(self, i: int) -> None:
         while (alert := self._queues[i].get()) is not None:
             self._deliver(i, self.channels[i], alert)
 
     def _deliver(self, i: int, channel: Channel, alert: Alert) -> None:
-        attempts = 1 if i in self.failed else 1 + self.retries
+        # every alert gets every attempt: a channel that failed once (a webhook's restart) may work again
         reason = None
-        for attempt in range(attempts):
+        for attempt in range(1 + self.retries):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
@@ -496,12 +500,14 @@ class Dispatcher:
             except Exception as err:  # noqa: BLE001 (a channel is never worth a lost run)
                 reason = last_line(err)
             if reason is None:
+                self.failed.discard(i)
                 return
+        self.lost[i] += 1
         if i not in self.failed:
             self.failed.add(i)
             print(
                 f"alerts: channel {channel.name} failed ({reason}) for {alert.title!r}; "
-                "training goes on, later failures of this channel are not reported",
+                "training goes on, and this channel's next failures are counted at the end",
                 file=sys.stderr,
                 flush=True,
             )

@@ -35,6 +35,14 @@ from jaxrl.errors import ConfigError, last_line
 __all__ = ["Watcher", "load_state", "main", "parse_listen"]
 
 
+
+def _is_heartbeat(heartbeat: dict[str, Any]) -> bool:
+    """Whether `heartbeat` has what `check` reads: a numeric time, and a numeric timeout_s if any."""
+    number = (int, float)
+    timeout = heartbeat.get("timeout_s")
+    return (isinstance(heartbeat.get("time"), number) and not isinstance(heartbeat.get("time"), bool)
+            and (timeout is None or (isinstance(timeout, number) and not isinstance(timeout, bool))))
+
 class Watcher:
     """Follows runs' heartbeats and alerts on silence and on return.
 
@@ -72,9 +80,9 @@ class Watcher:
         self._following: set[str] = set()
 
     def receive(self, heartbeat: dict[str, Any]) -> None:
-        """A heartbeat posted to the HTTP endpoint."""
-        if not isinstance(heartbeat.get("id"), str) or not isinstance(heartbeat.get("time"), (int, float)):
-            raise ValueError("a heartbeat needs an 'id' and a 'time'")
+        """A heartbeat posted to the HTTP endpoint; ValueError for one that is not a trainer's."""
+        if not isinstance(heartbeat.get("id"), str) or not _is_heartbeat(heartbeat):
+            raise ValueError("a heartbeat needs an 'id', a 'time' and a numeric 'timeout_s' if any")
         with self.lock:
             self.posted[heartbeat["id"]] = heartbeat
             self.restored.discard(heartbeat["id"])
@@ -96,7 +104,7 @@ class Watcher:
                     heartbeat = json.loads(path.read_text())
                 except (OSError, ValueError):
                     continue  # a file being replaced or half-synced: next round
-                if not isinstance(heartbeat, dict) or not isinstance(heartbeat.get("time"), (int, float)):
+                if not isinstance(heartbeat, dict) or not _is_heartbeat(heartbeat):
                     continue  # not a trainer's heartbeat: the watcher must outlive any file it finds
                 if (path.parent / "summary.json").exists() and heartbeat.get("state") == "running":
                     heartbeat["state"] = "ended"  # killed after its summary was written
@@ -116,7 +124,10 @@ class Watcher:
                 self._dirty = True
             # one read back from the state file is older than the run's own file, if there is one
             posted = {k: beat for k, beat in self.posted.items() if k not in self.restored or k not in folders}
-            heartbeats = {**folders, **posted}
+            # the newer of a run's file and its post: posts that stopped getting through (a proxy down)
+            # while the run goes on writing its file do not make it silent, nor a stale post outlive its end
+            heartbeats = {**posted, **{k: beat for k, beat in folders.items()
+                                       if k not in posted or float(beat["time"]) >= float(posted[k]["time"])}}
             restored = set(self.restored)
         for key, heartbeat in heartbeats.items():
             run = self.runs.get(key)

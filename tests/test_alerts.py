@@ -323,6 +323,28 @@ def test_a_channel_of_several_urls_sends_once_to_each_that_works(monkeypatch, ht
     assert len(failures) == 1 and f":{dead}" in failures[0] and "/good" not in failures[0], err.getvalue()
 
 
+
+def test_a_channel_that_failed_once_still_retries_later_alerts_and_counts_what_it_lost(httpserver):
+    # a webhook down for one alert's attempts used to get one try per later alert, lost without a word
+    from jaxrl.alerts import Alert, Dispatcher, make_channels
+
+    answers = iter([503, 503, 503, 503, 200, 503, 503, 503])
+    httpserver.expect_request("/flaky", method="POST").respond_with_handler(
+        lambda request: Response("", status=next(answers))
+    )
+    dispatcher = Dispatcher(make_channels([f"json://127.0.0.1:{httpserver.port}/flaky"]), retries=2, backoff_s=0.01)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        for title in ("first", "second", "third"):
+            dispatcher.send(Alert("rule", "warn", title, "text"))
+        dispatcher.close(60)
+    # first: 3 attempts, lost; second: 503 then 200, delivered; third: 3 attempts, lost
+    assert [p["title"] for p in posts(httpserver, "/flaky")] == ["first"] * 3 + ["second"] * 2 + ["third"] * 3
+    lines = err.getvalue().splitlines()
+    assert [line for line in lines if "failed" in line and "'first'" in line], err.getvalue()
+    assert [line for line in lines if "failed" in line and "'third'" in line], err.getvalue()  # it had worked again
+    assert lines[-1] == f"alerts: 2 alert(s) could not be delivered through {dispatcher.channels[0].name}", err.getvalue()
+
 def test_a_cpu_rule_waits_for_a_real_measurement():
     # psutil says 0.0 for a first call whatever the load: a "cpu below 5%" rule fired as every run started
     from jaxrl.alerts import SYSTEM_METRICS

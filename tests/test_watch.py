@@ -183,7 +183,9 @@ def test_a_corrupt_state_file_is_one_line_and_kept(tmp_path, content):
 
 
 def test_a_heartbeat_file_that_is_not_a_trainers_is_skipped_and_the_others_are_watched(tmp_path, alerts):
-    for name, content in [("odd", '{"time": "yesterday"}'), ("list", "[1, 2]"), ("real", json.dumps(beat("real", 1, age_s=10)))]:
+    odd_timeout = json.dumps({**beat("odd_timeout", 1, age_s=10), "timeout_s": "ten"})  # crashed the watcher's check
+    for name, content in [("odd", '{"time": "yesterday"}'), ("list", "[1, 2]"), ("odd_timeout", odd_timeout),
+                          ("real", json.dumps(beat("real", 1, age_s=10)))]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "heartbeat.json").write_text(content)
     watcher = start(str(tmp_path), "--channel", f"json://127.0.0.1:{alerts.port}/alert")
@@ -195,6 +197,25 @@ def test_a_heartbeat_file_that_is_not_a_trainers_is_skipped_and_the_others_are_w
         watcher.kill()
         watcher.wait()
 
+
+
+def test_a_run_whose_posts_stop_getting_through_but_whose_folder_is_fresh_is_not_silent(tmp_path, alerts):
+    # watching the folder and listening: the newer of the two heartbeats counts, not always the posted one
+    port = free_port()
+    run = tmp_path / "living"
+    run.mkdir()
+    watcher = start(str(tmp_path), "--listen", f"127.0.0.1:{port}", "--channel", f"json://127.0.0.1:{alerts.port}/alert")
+    try:
+        post(port, "living", timeout_s=1, age_s=30)  # its last post that got through, long ago
+        end = time.monotonic() + 4
+        while time.monotonic() < end:  # the run goes on writing its heartbeat file
+            (run / "heartbeat.json").write_text(json.dumps(beat("living", timeout_s=1)))
+            time.sleep(0.2)
+        assert titles(alerts) == []
+        assert "Traceback" not in stop(watcher)
+    finally:
+        watcher.kill()
+        watcher.wait()
 
 def test_a_folder_without_runs_is_told_and_each_run_followed_is_named(tmp_path):
     # runs one level deeper than the watcher looks (a folder given too high): nothing would
