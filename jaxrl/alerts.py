@@ -619,30 +619,42 @@ class Monitor:
             self.tick()
 
     def tick(self) -> None:
-        """One round of the monitor's duties; never raises."""
+        """One round of the monitor's duties, each on its own: a heartbeat.json
+        that cannot be written (a full disk) must not silence the rule on free
+        disk space, nor the posts and pings. Never raises."""
         hook = self.hook
+        heartbeat = hook.heartbeat()
+        self._duty("heartbeat.json", lambda: write_json(hook.run_dir / HEARTBEAT_FILE, heartbeat))
+        self._duty("system rules", self._system_rules)
+        self._duty("no_progress rules", self._progress_rules)
+        if hook.watch_url:
+            self._post(hook.watch_url, heartbeat)
+        if hook.ping_url and time.time() - self._last_ping >= 60:
+            self.ping("")
+
+    def _system_rules(self) -> None:
+        hook, now = self.hook, time.monotonic()
+        for rule in hook.system_rules:
+            value = SYSTEM_METRICS[rule.rule.metric](hook.run_dir)
+            if value is not None and rule.check(None, value, now):
+                hook.send(rule.rule, rule.name, f"{rule.rule.metric} is {value:.3g} ({rule.name})")
+
+    def _progress_rules(self) -> None:
+        hook, now = self.hook, time.monotonic()
+        silent = now - hook.last_progress
+        for rule in hook.progress_rules:
+            if rule.update(None, silent > rule.rule.seconds, now):
+                hook.send(
+                    rule.rule,
+                    rule.name,
+                    f"no chunk completed for {silent:.0f} s (last at env step {hook.step}); the run may hang",
+                )
+
+    def _duty(self, what: str, duty: Callable[[], None]) -> None:
         try:
-            heartbeat = hook.heartbeat()
-            write_json(hook.run_dir / HEARTBEAT_FILE, heartbeat)
-            now = time.monotonic()
-            for rule in hook.system_rules:
-                value = SYSTEM_METRICS[rule.rule.metric](hook.run_dir)
-                if value is not None and rule.check(None, value, now):
-                    hook.send(rule.rule, rule.name, f"{rule.rule.metric} is {value:.3g} ({rule.name})")
-            silent = now - hook.last_progress
-            for rule in hook.progress_rules:
-                if rule.update(None, silent > rule.rule.seconds, now):
-                    hook.send(
-                        rule.rule,
-                        rule.name,
-                        f"no chunk completed for {silent:.0f} s (last at env step {hook.step}); the run may hang",
-                    )
-            if hook.watch_url:
-                self._post(hook.watch_url, heartbeat)
-            if hook.ping_url and time.time() - self._last_ping >= 60:
-                self.ping("")
+            duty()
         except Exception as err:  # noqa: BLE001 (the monitor must outlive any failure)
-            self._once("monitor", last_line(err))
+            self._once(what, last_line(err))
 
     def ping(self, suffix: str) -> None:
         """Pings the dead-man's switch at `ping_url` + suffix ("/start", "", "/fail")."""

@@ -401,6 +401,18 @@ def test_a_resumed_run_counts_its_steps_from_its_checkpoint(tmp_path):
     assert json.loads((tmp_path / "heartbeat.json").read_text())["step"] == 8192
 
 
+
+def test_a_heartbeat_that_cannot_be_written_silences_no_system_rule(tmp_path, capsys):
+    # a full disk fails heartbeat.json first: it switched off every system rule, the one on free disk space too
+    rules = "alerts.rules=[{name: disk, kind: system, metric: system/disk_free_gib, op: '<', value: 1e9}]"
+    (hook,) = alert_hooks(from_dict(compose("alerts.channels=[console]", rules)))
+    (tmp_path / "heartbeat.json").mkdir()  # a write there fails, as on a full disk
+    hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, [{"seed": 0}], 16384))
+    hook.on_exit({"status": "stopped"})
+    err = capsys.readouterr().err
+    assert "alerts: heartbeat.json failed (IsADirectoryError" in err, err
+    assert "ALERT [warn] disk" in err, err
+
 def test_watch_sees_the_jobs_of_a_multirun_in_the_runs_folder(tmp_path, httpserver):
     httpserver.expect_request("/watch", method="POST").respond_with_data("ok")
     job = tmp_path / "runs" / "multirun-2026-12-04_21-40-00" / "1"
