@@ -236,16 +236,21 @@ def check_alerts(alerts: AlertsConfig) -> None:
     for name, url in [("ping_url", alerts.ping_url), ("watch_url", alerts.watch_url)]:
         if not url or url.startswith("env:"):
             continue
-        try:
-            parts = urllib.parse.urlsplit(url)
-            port = parts.port  # raises for a port that is not a number 0-65535
-        except ValueError as err:  # e.g. "Invalid IPv6 URL" for an unclosed [
-            raise ConfigError(f"alerts.{name}={mask(url)!r} is not a URL ({err}); give http(s)://HOST[:PORT]/PATH or env:NAME") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-            raise ConfigError(f"alerts.{name} must be an http(s) URL with a host (and a port 1-65535) or env:NAME, got {mask(url)!r}")
-        if parts.password:
+        if _check_http_url(f"alerts.{name}", url).password:
             # the config is saved in the run folder and sent to wandb
             raise ConfigError(f"alerts.{name} holds a password; put the URL in an environment variable and give env:NAME")
+
+
+def _check_http_url(where: str, url: str) -> urllib.parse.SplitResult:
+    """`url` split, or a one-line ConfigError unless it is http(s) with a host and a port 1-65535."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # raises for a port that is not a number 0-65535
+    except ValueError as err:  # e.g. "Invalid IPv6 URL" for an unclosed [
+        raise ConfigError(f"{where}={mask(url)!r} is not a URL ({err}); give http(s)://HOST[:PORT]/PATH or env:NAME") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ConfigError(f"{where} must be an http(s) URL with a host (and a port 1-65535) or env:NAME, got {mask(url)!r}")
+    return parts
 
 
 def check_channel(where: str, spec: str, wandb_ok: bool) -> None:
@@ -270,23 +275,32 @@ def check_channel(where: str, spec: str, wandb_ok: bool) -> None:
         raise ConfigError(f"{where}={mask(spec)!r} is not a URL ({err}); see https://appriseit.com/services/") from None
     if password:
         raise ConfigError(f"{where}: {mask(spec)!r} holds a password; put the URL in an environment variable and give env:NAME")
+    check_apprise_url(where, spec)
+
+
+def check_apprise_url(where: str, url: str) -> Any:
+    """The apprise plugin for `url`, or a one-line ConfigError (naming `where`)
+    when apprise does not take it or its port is not 1-65535; for a URL written
+    in the config and for those env:NAME and config:PATH hold alike."""
     import apprise
 
-    plugin = apprise.Apprise.instantiate(spec)
+    plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
-        scheme = spec.split("://", 1)[0]
+        scheme = url.split("://", 1)[0]
         # a webhook's URL is the usual first try; apprise spells it json:// or jsons://
         hint = "; a JSON webhook is json://HOST/PATH (jsons:// for https)" if scheme in ("http", "https") else ""
-        raise ConfigError(f"{where}: apprise does not accept {mask(spec)!r} (scheme {scheme!r}){hint}; see https://appriseit.com/services/")
+        raise ConfigError(f"{where}: apprise does not accept {mask(url)!r} (scheme {scheme!r}){hint}; see https://appriseit.com/services/")
     # apprise takes any number as a port; the alert would fail only when sent, hours later
     port = getattr(plugin, "port", None)
     if isinstance(port, int) and not 0 < port <= 65535:
-        raise ConfigError(f"{where}: {mask(spec)!r} has port {port}; a port is 1-65535")
+        raise ConfigError(f"{where}: {mask(url)!r} has port {port}; a port is 1-65535")
+    return plugin
 
 
 def mask(url: str) -> str:
-    """`url` safe to print: apprise's privacy form (tokens and passwords
-    hidden) when apprise knows the URL, else only its scheme and host."""
+    """`url` safe to print: its scheme and host, as apprise's privacy form
+    gives them when apprise knows the URL (a token in the host, as Telegram's,
+    is hidden), and no path or query (a webhook's token, an API key header)."""
     if "://" not in url:
         return url
     try:
@@ -294,7 +308,8 @@ def mask(url: str) -> str:
 
         plugin = apprise.Apprise.instantiate(url)
         if plugin is not None:
-            return plugin.url(privacy=True)
+            private = urllib.parse.urlsplit(plugin.url(privacy=True))
+            return f"{private.scheme}://{private.netloc}/..."
     except Exception:  # noqa: BLE001 (masking must never fail)
         pass
     try:
@@ -400,38 +415,52 @@ class AppriseChannel(Channel):
         return reason
 
 
-def _apprise_channels(spec: str) -> list[AppriseChannel]:
+def _apprise_channels(spec: str, label: str) -> list[AppriseChannel]:
     """One channel per target of an apprise channel spec: a URL, env:NAME
-    (URLs separated by spaces or commas) or config:PATH (an apprise config file)."""
+    (URLs separated by spaces or commas) or config:PATH (an apprise config file).
+    Named `label` and the masked URL: masked URLs of two webhooks on one host are alike."""
     if spec.startswith("env:"):
-        urls = os.environ.get(spec[4:], "").replace(",", " ").split()
+        from apprise.utils.parse import parse_urls
+
+        # apprise's own split: a comma inside a URL (mailto's to=a,b) is not a separator
+        urls = parse_urls(os.environ.get(spec[4:], ""))
         if not urls:
             raise ConfigError(f"alerts channel {spec}: environment variable {spec[4:]} is not set")
-        return [AppriseChannel(url, f"{spec} ({mask(url)})") for url in urls]
+        for url in urls:
+            check_apprise_url(f"alerts channel {spec}", url)
+        return [AppriseChannel(url, f"{label} {spec} ({mask(url)})") for url in urls]
     if spec.startswith("config:"):
         import apprise
 
         config = apprise.AppriseConfig()
         config.add(str(Path(spec[7:]).expanduser()))
-        services = config.services()
+        # apprise leaves out a URL it cannot parse and only logs it: the alerts would go nowhere, unsaid
+        with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+            services = config.services()
+        if dropped := [line.split(" - ", 2)[-1] for line in log.getvalue().splitlines() if " - " in line]:
+            said = re.sub(r"\S+://\S+", lambda url: mask(url[0]), dropped[-1])
+            raise ConfigError(f"alerts channel {spec}: apprise did not take every URL of the file: {said}")
         if not services:
             raise ConfigError(f"alerts channel {spec}: the file holds no URL apprise accepts")
-        return [AppriseChannel(service, f"{spec} ({service.url(privacy=True)})") for service in services]
-    return [AppriseChannel(spec)]
+        for service in services:
+            check_apprise_url(f"alerts channel {spec}", service.url())
+        return [AppriseChannel(service, f"{label} {spec} ({mask(service.url())})") for service in services]
+    return [AppriseChannel(spec, f"{label} {mask(spec)}")]
 
 
 def make_channels(specs: Sequence[str], sinks: Sequence[Sink] = ()) -> list[Channel]:
     """The channels for `alerts.channels` (already checked); "wandb" goes
     through `sinks`, the run's sinks; env:NAME and config:PATH give a channel
-    per URL they hold."""
+    per URL they hold. An apprise channel's name starts with its place in
+    `specs`, `#<i>`."""
     channels: list[Channel] = []
-    for spec in specs:
+    for i, spec in enumerate(specs):
         if spec == "console":
             channels.append(ConsoleChannel())
         elif spec == "wandb":
             channels.append(WandbChannel(sinks))
         else:
-            channels.extend(_apprise_channels(spec))
+            channels.extend(_apprise_channels(spec, f"#{i}"))
     return channels
 
 
@@ -686,11 +715,13 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomically(path, json.dumps(data, indent=1) + "\n")
 
 
-def _resolve_url(url: str | None) -> str | None:
+def _resolve_url(name: str, url: str | None) -> str | None:
+    """alerts.`name` (ping_url, watch_url), read from the environment for env:NAME and checked there."""
     if url and url.startswith("env:"):
         value = os.environ.get(url[4:])
         if not value:
             raise ConfigError(f"alerts: environment variable {url[4:]} is not set")
+        _check_http_url(f"alerts.{name} ({url})", value)
         return value
     return url
 
@@ -701,8 +732,8 @@ class AlertHook(Hook):
     def __init__(self, alerts: AlertsConfig, dispatcher: Dispatcher):
         self.alerts = alerts
         self.dispatcher = dispatcher
-        self.ping_url = _resolve_url(alerts.ping_url)
-        self.watch_url = _resolve_url(alerts.watch_url)
+        self.ping_url = _resolve_url("ping_url", alerts.ping_url)
+        self.watch_url = _resolve_url("watch_url", alerts.watch_url)
         self.metric_rules = [
             NotImproved(r) if r.kind == "not_improved" else Threshold(r)
             for r in alerts.rules

@@ -169,9 +169,11 @@ def test_broken_channels_leave_training_finished_and_are_logged_once(alerted_run
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
     failures = [line for line in stderr.splitlines() if line.startswith("alerts: channel")]
     assert len(failures) == 2, stderr
-    assert any("mailto://" in line for line in failures) and any("/broken" in line for line in failures)
-    # the broken webhook was tried for every alert (with retries for the first), reported once
-    assert len(posts(http, "/broken")) == 3 + 4
+    # named by place in alerts.channels, the URLs masked: the two webhooks share a host
+    assert any("#3 mailto://" in line for line in failures) and any("#4 json://" in line for line in failures)
+    assert not any("/broken" in line for line in failures)
+    # the broken webhook was tried for every alert (five, each with its retries), reported once
+    assert len(posts(http, "/broken")) == 5 * 3
     heartbeat = json.loads((run_dir / "heartbeat.json").read_text())
     assert heartbeat["state"] == "finished" and heartbeat["step"] == 16384
 
@@ -344,6 +346,48 @@ def test_a_channel_that_failed_once_still_retries_later_alerts_and_counts_what_i
     assert [line for line in lines if "failed" in line and "'first'" in line], err.getvalue()
     assert [line for line in lines if "failed" in line and "'third'" in line], err.getvalue()  # it had worked again
     assert lines[-1] == f"alerts: 2 alert(s) could not be delivered through {dispatcher.channels[0].name}", err.getvalue()
+
+
+@pytest.mark.parametrize("url", [
+    "json://127.0.0.1:8080/hooks/SECRET", "jsons://h.example/hook?+X-Api-Key=SECRET", "ntfy://ntfy.sh/SECRETtopic",
+    "tgram://123456789:SECRETbot/12345", "mailto://me:SECRET@smtp.example.com?to=a@b.c", "slack://TSECRET/BSECRET/XSECRET",
+])
+def test_printed_urls_hold_no_token(url):
+    # apprise's privacy form keeps a webhook's path and query, where its token is; stderr goes to W&B's output.log
+    from jaxrl.alerts import mask
+
+    assert "SECRET" not in mask(url) and mask(url).startswith(url.split("://")[0] + "://"), mask(url)
+
+
+@pytest.mark.parametrize(
+    ("value", "setting", "message"),
+    [
+        ("json://127.0.0.1:99999/hook", "alerts.channels=[env:JAXRL_TEST_URL]", "has port 99999; a port is 1-65535"),
+        ("http://127.0.0.1:8080/hook", "alerts.channels=[env:JAXRL_TEST_URL]", "a JSON webhook is json://HOST/PATH"),
+        ("127.0.0.1:8080/ping", "alerts.ping_url=env:JAXRL_TEST_URL", "alerts.ping_url (env:JAXRL_TEST_URL) must be an http(s) URL"),
+        ("urls:\n  - json://127.0.0.1:8080/a\n  - http://127.0.0.1:8080/b\n", "alerts.channels=[config:{file}]",
+         "apprise did not take every URL of the file: Unparseable URL http://127.0.0.1/..."),
+    ],
+    ids=["env-port", "env-http", "env-ping", "config-dropped"],
+)
+def test_urls_from_the_environment_or_a_file_are_checked_before_training(monkeypatch, tmp_path, value, setting, message):
+    # checked only when written in the config, they failed when the first alert was sent, or never said
+    file = tmp_path / "apprise.yml"
+    file.write_text(value)
+    monkeypatch.setenv("JAXRL_TEST_URL", value)
+    run = from_dict(compose(setting.format(file=file)))
+    with pytest.raises(ConfigError) as refused:
+        alert_hooks(run)
+    assert message in str(refused.value) and "/hook" not in str(refused.value), refused.value
+
+
+def test_an_email_to_several_recipients_in_an_env_var_is_one_channel(monkeypatch):
+    # the variable was split at every comma, mailto's to=a,b included
+    from jaxrl.alerts import make_channels
+
+    monkeypatch.setenv("JAXRL_TEST_URL", "mailto://127.0.0.1:2525?from=j@example.com&to=me@example.com,boss@example.com")
+    (channel,) = make_channels(["env:JAXRL_TEST_URL"])
+    assert channel.name == "#0 env:JAXRL_TEST_URL (mailto://127.0.0.1:2525/...)"
 
 def test_a_cpu_rule_waits_for_a_real_measurement():
     # psutil says 0.0 for a first call whatever the load: a "cpu below 5%" rule fired as every run started
