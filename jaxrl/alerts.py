@@ -889,7 +889,8 @@ class AlertHook(Hook):
         values = {f"summary/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for rule in self.metric_rules:
             value = values.get(rule.rule.metric)
-            if rule.rule.metric.startswith("summary/") and value is None:
+            # a stopped run's summary lacks a finished run's values (sps): only a finished one tells
+            if rule.rule.metric.startswith("summary/") and value is None and status == "finished":
                 _unlogged(rule.name, rule.rule.metric, set(values))
             if isinstance(rule, Threshold) and value is not None and rule.check("summary", float(value), time.monotonic()):
                 self.send(rule.rule, rule.name, f"{rule.name}: {rule.rule.metric} = {value:.4g} at the end of the run")
@@ -928,6 +929,9 @@ def _ending(summary: dict[str, Any]) -> str:
 def alert_hooks(run: RunConfig, sinks: Sequence[Sink] = ()) -> list[Hook]:
     """The hooks that give `run` its alerts (rules, channels, heartbeat);
     `sinks` are the run's sinks, for the wandb channel."""
+    if run.alerts.rules and not run.alerts.channels:
+        print(f"alerts: {len(run.alerts.rules)} rule(s) and no channel, so their alerts go nowhere; add one "
+              "(alerts.channels=[console,...]), or give alerts=none for neither", file=sys.stderr, flush=True)
     dispatcher = Dispatcher(make_channels(run.alerts.channels, sinks), run.alerts.retries)
     return [AlertHook(run.alerts, dispatcher)]
 

@@ -389,6 +389,13 @@ def test_an_email_to_several_recipients_in_an_env_var_is_one_channel(monkeypatch
     (channel,) = make_channels(["env:JAXRL_TEST_URL"])
     assert channel.name == "#0 env:JAXRL_TEST_URL (mailto://127.0.0.1:2525/...)"
 
+
+def test_rules_without_a_channel_are_told(capsys):
+    alert_hooks(from_dict(compose("alerts=none", "alerts.rules=[{metric: perf/sps, op: '>', value: 1}]")))
+    assert "alerts: 1 rule(s) and no channel, so their alerts go nowhere" in capsys.readouterr().err
+    alert_hooks(from_dict(compose("alerts=none")))  # neither: nothing to tell
+    assert capsys.readouterr().err == ""
+
 def test_a_cpu_rule_waits_for_a_real_measurement():
     # psutil says 0.0 for a first call whatever the load: a "cpu below 5%" rule fired as every run started
     from jaxrl.alerts import SYSTEM_METRICS
