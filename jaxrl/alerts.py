@@ -871,11 +871,15 @@ class AlertHook(Hook):
             # the parameters and the first few metrics say enough; every metric goes NaN after them
             named = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
             lines.append(f"{who}: NaN/inf in {named} between env steps {self.prev_step} and {event.step}")
-        text = "; ".join(lines) + ("; stopping the run (resumable; its bad state is not saved)" if stop else "")
+        # as a rule's alert: the first MEMBERS_NAMED members, then a count (an SMS is short)
+        more = f"; and {len(lines) - MEMBERS_NAMED} more members" if len(lines) > MEMBERS_NAMED else ""
+        said = "; ".join(lines[:MEMBERS_NAMED]) + more
+        text = said + ("; stopping the run (resumable; its bad state is not saved)" if stop else "")
         first = bad_members[0][0]
-        self.send(NONFINITE_RULE, f"NaN/inf in member {first} at step {event.step}", text, first if len(bad_members) == 1 else None)
+        who = f"member {first}" if len(bad_members) == 1 else f"{len(bad_members)} members"
+        self.send(NONFINITE_RULE, f"NaN/inf in {who} at step {event.step}", text, first if len(bad_members) == 1 else None)
         if stop:
-            raise Stopped(f"non-finite values: {'; '.join(lines)}", save=False)
+            raise Stopped(f"non-finite values: {said}", save=False)
 
     def on_exit(self, summary: dict[str, Any]) -> None:
         """Alerts for the run rules, writes the last heartbeat, pings the

@@ -9,6 +9,7 @@ import email
 import io
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -395,6 +396,19 @@ def test_rules_without_a_channel_are_told(capsys):
     assert "alerts: 1 rule(s) and no channel, so their alerts go nowhere" in capsys.readouterr().err
     alert_hooks(from_dict(compose("alerts=none")))  # neither: nothing to tell
     assert capsys.readouterr().err == ""
+
+
+def test_a_population_that_diverges_at_once_gets_one_short_alert(tmp_path, capsys):
+    # 12 members went NaN together: the title named member 0, the text all 12 (1,690 characters)
+    from jaxrl.events import ChunkDone
+
+    (hook,) = alert_hooks(from_dict(compose("alerts=none", "alerts.channels=[console]", "alerts.on_nonfinite=continue")))
+    hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, [{"seed": s} for s in range(12)], 16384))
+    hook.on_chunk(ChunkDone(0, False, 4096, [{"loss/policy": math.nan}] * 12, None, False))
+    hook.on_exit({"status": "finished"})
+    (alert,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ALERT")]
+    assert "NaN/inf in 12 members at step 4096" in alert and "member 7 (seed 7)" in alert, alert
+    assert "member 8 (seed 8)" not in alert and "and 4 more members" in alert, alert
 
 def test_a_cpu_rule_waits_for_a_real_measurement():
     # psutil says 0.0 for a first call whatever the load: a "cpu below 5%" rule fired as every run started
