@@ -44,7 +44,7 @@ import psutil
 from jaxrl.config import AlertRule
 from jaxrl.errors import ConfigError, Stopped, last_line
 from jaxrl.events import EPISODE_METRICS, ChunkDone, Hook
-from jaxrl.files import write_atomically
+from jaxrl.files import run_name, write_atomically
 from jaxrl.sinks.base import RunInfo, Sink
 
 if TYPE_CHECKING:
@@ -729,7 +729,7 @@ def _resolve_url(name: str, url: str | None) -> str | None:
 class AlertHook(Hook):
     """Runs a run's alert rules and its monitor thread (see the module docstring)."""
 
-    def __init__(self, alerts: AlertsConfig, dispatcher: Dispatcher):
+    def __init__(self, alerts: AlertsConfig, dispatcher: Dispatcher, run_dir: Path | None = None):
         self.alerts = alerts
         self.dispatcher = dispatcher
         self.ping_url = _resolve_url("ping_url", alerts.ping_url)
@@ -745,7 +745,9 @@ class AlertHook(Hook):
         # metric rules whose metric has not yet been looked for in a logged row
         self.unchecked = [r for r in self.metric_rules if not r.rule.metric.startswith("summary/")]
         self.nonfinite_latch = Latch(None)
-        self.run_dir = Path(".")
+        # known before training starts, for a failure then (on_start gives the same again)
+        self.run_dir = run_dir or Path(".")
+        self.name = run_name(run_dir) if run_dir else "jaxrl"
         self.info: RunInfo | None = None
         self.monitor: Monitor | None = None
         self.state = "running"
@@ -760,7 +762,7 @@ class AlertHook(Hook):
 
     def send(self, rule: AlertRule, title: str, text: str, member: int | None = None) -> None:
         """Queues an alert of `rule` about the run (and `member`)."""
-        run = self.info.name if self.info else "jaxrl"
+        run = self.info.name if self.info else self.name
         # the name alone is ambiguous: every multirun has a job "0", and a rule on
         # memory or disk is about one machine; the folder says where to look
         where = f"{socket.gethostname()}:{self.run_dir.resolve()}"
@@ -930,12 +932,13 @@ def _ending(summary: dict[str, Any]) -> str:
     return text
 
 
-def alert_hooks(run: RunConfig, sinks: Sequence[Sink] = ()) -> list[Hook]:
+def alert_hooks(run: RunConfig, sinks: Sequence[Sink] = (), run_dir: Path | None = None) -> list[Hook]:
     """The hooks that give `run` its alerts (rules, channels, heartbeat);
-    `sinks` are the run's sinks, for the wandb channel."""
+    `sinks` are the run's sinks, for the wandb channel; `run_dir` the run's
+    folder, named in an alert that comes before training starts (a failure)."""
     if run.alerts.rules and not run.alerts.channels:
         print(f"alerts: {len(run.alerts.rules)} rule(s) and no channel, so their alerts go nowhere; add one "
               "(alerts.channels=[console,...]), or give alerts=none for neither", file=sys.stderr, flush=True)
     dispatcher = Dispatcher(make_channels(run.alerts.channels, sinks), run.alerts.retries)
-    return [AlertHook(run.alerts, dispatcher)]
+    return [AlertHook(run.alerts, dispatcher, run_dir)]
 

@@ -139,7 +139,7 @@ def run_from_config(
 
     def outputs() -> tuple[list[Any], list[Hook]]:
         sinks = make_sinks(run)
-        return sinks, alert_hooks(run, sinks)
+        return sinks, alert_hooks(run, sinks, run_dir)
 
     # only process 0 opens them, and it may refuse (an alert channel's unset variable): then all do
     sinks, alerts = together(outputs, run.distributed)

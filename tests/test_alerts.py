@@ -410,6 +410,14 @@ def test_a_population_that_diverges_at_once_gets_one_short_alert(tmp_path, capsy
     assert "NaN/inf in 12 members at step 4096" in alert and "member 7 (seed 7)" in alert, alert
     assert "member 8 (seed 8)" not in alert and "and 4 more members" in alert, alert
 
+
+def test_a_run_that_fails_before_training_is_named_with_its_folder(tmp_path, capsys):
+    # an out-of-memory init or a full disk before the first chunk: the alert said run "jaxrl", folder the cwd
+    (hook,) = alert_hooks(from_dict(compose()), run_dir=tmp_path / "myrun")
+    hook.on_exit({"status": "failed", "env_steps": 0, "error": "OSError: [Errno 28] No space left on device"})
+    (alert,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ALERT")]
+    assert "run failed (myrun)" in alert and f"(run folder {socket.gethostname()}:{tmp_path / 'myrun'})" in alert, alert
+
 def test_a_cpu_rule_waits_for_a_real_measurement():
     # psutil says 0.0 for a first call whatever the load: a "cpu below 5%" rule fired as every run started
     from jaxrl.alerts import SYSTEM_METRICS
