@@ -309,7 +309,8 @@ def mask(url: str) -> str:
         plugin = apprise.Apprise.instantiate(url)
         if plugin is not None:
             private = urllib.parse.urlsplit(plugin.url(privacy=True))
-            return f"{private.scheme}://{private.netloc}/..."
+            port = f":{private.port}" if private.port else ""
+            return f"{private.scheme}://{private.hostname or ''}{port}/..."
     except Exception:  # noqa: BLE001 (masking must never fail)
         pass
     try:
@@ -435,7 +436,7 @@ def _apprise_channels(spec: str, label: str) -> list[AppriseChannel]:
         config = apprise.AppriseConfig()
         config.add(str(Path(spec[7:]).expanduser()))
         # apprise leaves out a URL it cannot parse and only logs it: the alerts would go nowhere, unsaid
-        with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+        with apprise.LogCapture(level=apprise.logging.ERROR) as log:
             services = config.services()
         if dropped := [line.split(" - ", 2)[-1] for line in log.getvalue().splitlines() if " - " in line]:
             said = re.sub(r"\S+://\S+", lambda url: mask(url[0]), dropped[-1])
@@ -510,9 +511,12 @@ class Dispatcher:
         late = [self.channels[i].name for i, t in enumerate(self._threads) if t.is_alive()]
         if late:
             print(f"alerts: gave up waiting after {timeout_s:g} s for {', '.join(late)}", file=sys.stderr, flush=True)
-        for channel, lost in zip(self.channels, self.lost, strict=True):
-            if lost:
-                print(f"alerts: {lost} alert(s) could not be delivered through {channel.name}", file=sys.stderr, flush=True)
+        for i, channel in enumerate(self.channels):
+            # a channel still sending when time ran out: the one in flight and those queued (less the stop marker)
+            unsent = self._queues[i].qsize() if self._threads[i].is_alive() else 0
+            if self.lost[i] or unsent:
+                print(f"alerts: {self.lost[i] + unsent} alert(s) could not be delivered through {channel.name}",
+                      file=sys.stderr, flush=True)
 
     def _work(self, i: int) -> None:
         while (alert := self._queues[i].get()) is not None:
@@ -652,7 +656,11 @@ class Monitor:
         that cannot be written (a full disk) must not silence the rule on free
         disk space, nor the posts and pings. Never raises."""
         hook = self.hook
-        heartbeat = hook.heartbeat()
+        try:
+            heartbeat = hook.heartbeat()
+        except Exception as err:  # noqa: BLE001 (the monitor must outlive any failure)
+            self._once("monitor", last_line(err))
+            return
         self._duty("heartbeat.json", lambda: write_json(hook.run_dir / HEARTBEAT_FILE, heartbeat))
         self._duty("system rules", self._system_rules)
         self._duty("no_progress rules", self._progress_rules)
@@ -837,13 +845,12 @@ class AlertHook(Hook):
             fired = [(i, value) for i, value in enumerate(values) if value is not None and rule.check(i, value, now)]
             if not fired:
                 continue
-            named = [
-                f"{_member_label(self.info.members, i) if self.info else f'member {i}'}: {metric} = {value:.4g}"
-                for i, value in fired[:MEMBERS_NAMED]
-            ]
-            more = f"; and {len(fired) - MEMBERS_NAMED} more members" if len(fired) > MEMBERS_NAMED else ""
+            said = _some_members(
+                [f"{_member_label(self.info.members, i) if self.info else f'member {i}'}: {metric} = {value:.4g}"
+                 for i, value in fired]
+            )
             who = f"member {fired[0][0]}" if len(fired) == 1 else f"{len(fired)} members"
-            text = f"{rule.name}: {'; '.join(named)}{more} at env step {event.step}"
+            text = f"{rule.name}: {said} at env step {event.step}"
             self.send(rule.rule, f"{rule.name} ({who})", text, fired[0][0] if len(fired) == 1 else None)
 
     def _check_logged(self, event: ChunkDone) -> None:
@@ -873,15 +880,12 @@ class AlertHook(Hook):
             # the parameters and the first few metrics say enough; every metric goes NaN after them
             named = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
             lines.append(f"{who}: NaN/inf in {named} between env steps {self.prev_step} and {event.step}")
-        # as a rule's alert: the first MEMBERS_NAMED members, then a count (an SMS is short)
-        more = f"; and {len(lines) - MEMBERS_NAMED} more members" if len(lines) > MEMBERS_NAMED else ""
-        said = "; ".join(lines[:MEMBERS_NAMED]) + more
-        text = said + ("; stopping the run (resumable; its bad state is not saved)" if stop else "")
+        text = _some_members(lines) + ("; stopping the run (resumable; its bad state is not saved)" if stop else "")
         first = bad_members[0][0]
         who = f"member {first}" if len(bad_members) == 1 else f"{len(bad_members)} members"
         self.send(NONFINITE_RULE, f"NaN/inf in {who} at step {event.step}", text, first if len(bad_members) == 1 else None)
         if stop:
-            raise Stopped(f"non-finite values: {said}", save=False)
+            raise Stopped(f"non-finite values: {'; '.join(lines)}", save=False)  # summary.json keeps every member
 
     def on_exit(self, summary: dict[str, Any]) -> None:
         """Alerts for the run rules, writes the last heartbeat, pings the
@@ -908,6 +912,12 @@ class AlertHook(Hook):
             if self.ping_url:
                 self.monitor.ping("" if status == "finished" else "/fail")
         self.dispatcher.close(self.alerts.flush_s)
+
+
+def _some_members(lines: list[str]) -> str:
+    """One line per member, joined: the first MEMBERS_NAMED, then a count (an SMS is short)."""
+    more = f"; and {len(lines) - MEMBERS_NAMED} more members" if len(lines) > MEMBERS_NAMED else ""
+    return "; ".join(lines[:MEMBERS_NAMED]) + more
 
 
 def _unlogged(rule: str, metric: str, logged: set[str]) -> None:

@@ -330,7 +330,8 @@ class Checkpointer:
 
         for step in reversed(self.steps()) if step is None else [step]:
             try:
-                item = self._manager.restore(step, args=ocp.args.Composite(position=ocp.args.JsonRestore()))
+                with _orbax_logs_held_back():
+                    item = self._manager.restore(step, args=ocp.args.Composite(position=ocp.args.JsonRestore()))
                 return Position(**item.position)
             except Exception:  # noqa: BLE001 (damaged: `restore` reports it and falls back)
                 continue

@@ -39,9 +39,9 @@ class Stopped(Exception):
     state is bad, e.g. holds NaNs: the previous checkpoint stays the resume
     point), writes summary.json with status "stopped" and `reason` (and
     `bad_state` when `save` is false), closes the sinks, and re-raises; the
-    CLI exits with RESUMABLE_EXIT. `resumable` turns false where the run
-    folder holds no checkpoint to go on from (`checkpoint.enabled=false`):
-    the exit status stays, "try again later", but a resume starts over.
+    CLI exits with RESUMABLE_EXIT. `resumable` turns false where checkpoints
+    are off (`checkpoint.enabled=false`) and the run folder holds none: the
+    exit status stays, "try again later", but a resume starts over.
     """
 
     def __init__(self, reason: str, save: bool = True):

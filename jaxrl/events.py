@@ -58,8 +58,8 @@ class EvaluationDone:
 
 @dataclasses.dataclass(frozen=True)
 class RunEnded:
-    """Training finished, its final checkpoint is saved, and summary.json is
-    about to be written (after every hook's `on_end`).
+    """Training finished, its final checkpoint is saved (where checkpoints are
+    on), and summary.json is about to be written (after every hook's `on_end`).
 
     summary: what summary.json will hold; states: the final training state (as in ChunkDone);
     params: the population's final policy params ([P] leading axis), on the host.
@@ -68,7 +68,7 @@ class RunEnded:
     step: int
     summary: dict[str, Any]
     states: Any
-    params: Any
+    params: Any = None
 
 
 class Hook:

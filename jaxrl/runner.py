@@ -33,7 +33,7 @@ from jaxrl.alerts import NONFINITE_METRIC, inject_nan, nonfinite
 from jaxrl.algos import ALGORITHMS
 from jaxrl.algos.base import Algorithm
 from jaxrl.checkpoint import Checkpointer, Position, StopOnSignal
-from jaxrl.config import ConfigError, RunConfig, Schedule
+from jaxrl.config import ConfigError, RunConfig, Schedule, from_dict
 from jaxrl.distributed import every_process, is_writer, together
 from jaxrl.envs import make_env
 from jaxrl.errors import Interrupted, Stopped, last_line
@@ -506,12 +506,15 @@ def _train(
         checkpoints.remove_partial()
     previous = source.position() if resume_from else None
     algo, schedule = build(run, previous)
-    if previous is not None and previous.env_steps > schedule.total_steps:
-        # the loop would train no chunk: the run would end past the total that config.yaml then records.
-        # Equal is fine: a run killed after its final checkpoint, before summary.json, only ends again
+    if previous is not None and previous.env_steps >= schedule.total_steps and not (
+        previous.env_steps == schedule.total_steps and _ended_its_schedule(run, Path(resume_from), previous)
+    ):
+        # the loop would train no chunk: the run would end past the total that config.yaml then records,
+        # or, at a checkpoint a stop wrote mid-run, without a final evaluation. The final checkpoint is
+        # fine: a run killed after it, before summary.json, only ends again
         raise ConfigError(
             f"cannot resume {resume_from} with total_timesteps={run.total_timesteps}: its newest checkpoint is at "
-            f"{previous.env_steps} env steps per member; give total_timesteps of at least {previous.env_steps}, "
+            f"{previous.env_steps} env steps per member; give total_timesteps larger than {previous.env_steps}, "
             "or leave it out"
         )
     members = run.members()
@@ -669,7 +672,8 @@ def _train(
                 )
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
-            if not run.checkpoint.enabled and not checkpoints.steps():
+            # process 0's verdict: the other processes never write checkpoints (`_train_quietly`)
+            if speaks and not run.checkpoint.enabled and not checkpoints.steps():
                 err.resumable = False
                 err.reason += "; no checkpoint (checkpoint.enabled=false), so a resume starts over"
             summary = {**progress("stopped"), "reason": err.reason}
@@ -729,6 +733,14 @@ def _agree(stopped: Stopped | None, due: bool) -> tuple[Stopped | None, bool]:
     if stopped is not None:
         stopped.save = not (votes & 2).any()
     return stopped, bool((votes & 4).any())
+
+
+def _ended_its_schedule(run: RunConfig, folder: Path, position: Position) -> bool:
+    """Whether `position` (the newest checkpoint in `folder`) is the final one of the session
+    that wrote it: at the end of the schedule of the total_timesteps its config.yaml records."""
+    recorded = from_dict(yaml.safe_load((folder / "config.yaml").read_text()))
+    schedule = Schedule.for_run(recorded, position.updates_per_chunk, position.sized_for)
+    return position.env_steps == schedule.total_steps
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

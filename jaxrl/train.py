@@ -334,7 +334,8 @@ def _train_quietly(
         checkpoint=dataclasses.replace(run.checkpoint, enabled=False),
     )
     with tempfile.TemporaryDirectory(prefix="jaxrl-process-") as tmp:
-        return train(quiet, Path(tmp) / "run", [JsonlSink()], resolved, [_InFolder(h, writer_dir) for h in hooks],
+        # its metrics.jsonl is thrown away: a full temporary folder must not fail the run
+        return train(quiet, Path(tmp) / "run", [JsonlSink(essential=False)], resolved, [_InFolder(h, writer_dir) for h in hooks],
                      resume_from=resume_dir)
 
 

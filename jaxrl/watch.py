@@ -206,7 +206,7 @@ def load_state(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[st
         raise ConfigError(f"{bad} (no 'runs' object); {fix}")
     for run in runs.values():
         run["silent"], run["ended"] = bool(run.get("silent")), bool(run.get("ended"))
-    posted = {k: beat for k, beat in posted.items() if isinstance(beat, dict) and isinstance(beat.get("time"), (int, float))}
+    posted = {k: beat for k, beat in posted.items() if isinstance(beat, dict) and _is_heartbeat(beat)}
     return runs, posted
 
 

@@ -352,6 +352,7 @@ def test_a_channel_that_failed_once_still_retries_later_alerts_and_counts_what_i
 @pytest.mark.parametrize("url", [
     "json://127.0.0.1:8080/hooks/SECRET", "jsons://h.example/hook?+X-Api-Key=SECRET", "ntfy://ntfy.sh/SECRETtopic",
     "tgram://123456789:SECRETbot/12345", "mailto://me:SECRET@smtp.example.com?to=a@b.c", "slack://TSECRET/BSECRET/XSECRET",
+    "json://SECRET@hooks.example.com/x",
 ])
 def test_printed_urls_hold_no_token(url):
     # apprise's privacy form keeps a webhook's path and query, where its token is; stderr goes to W&B's output.log

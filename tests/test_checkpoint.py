@@ -151,9 +151,14 @@ def test_an_unfinished_run_resumed_with_a_total_below_its_checkpoint_is_refused(
     result = run_cli(["resume=run", "total_timesteps=8192"], tmp_path, timeout=120)
     assert result.returncode == 2, result.stderr[-3000:]
     assert ("cannot resume run with total_timesteps=8192: its newest checkpoint is at 12288 env steps per member; "
-            "give total_timesteps of at least 12288") in result.stderr, result.stderr[-3000:]
+            "give total_timesteps larger than 12288") in result.stderr, result.stderr[-3000:]
     assert "compiling" not in result.stderr
     assert not (run_dir / "summary.json").exists() and (run_dir / "config.yaml").read_text() == config
+    # stopped mid-run at 8192 (its newest checkpoint, not its final one): ending it there would skip its final
+    # evaluation; only the final checkpoint may equal the total (test_a_run_killed_while_making_its_final_outputs...)
+    shutil.rmtree(run_dir / CHECKPOINTS / "12288")
+    result = run_cli(["resume=run", "total_timesteps=8192"], tmp_path, timeout=120)
+    assert result.returncode == 2 and "give total_timesteps larger than 8192" in result.stderr, result.stderr[-3000:]
 
 
 

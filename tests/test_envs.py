@@ -107,10 +107,13 @@ def test_a_long_mountaincar_episode_is_drawn_every_kth_state_within_max_frames()
     env = make_env("gymnax", "MountainCarContinuous-v0")
     ts = run_steps(env, lambda obs: jnp.ones(1), 30)
     states = jax.device_get(jax.vmap(lambda k: env.reset(k)[0])(jax.random.split(jax.random.PRNGKey(0), 30)))
-    whole, _ = env.render(states, ts, width=120, height=90, max_frames=31)
+    whole, _ = env.render(states, ts, width=120, height=90, max_frames=30)  # 30 steps: drawn whole
     frames, fps = env.render(states, ts, width=120, height=90, max_frames=10)
-    # 31 positions (30 states and the car after the last step), k = ceil(31 / 10) = 4: 0, 4, ..., 28 and the last
-    assert len(whole) == 31 and len(frames) == 9 and fps == 30 / 4
+    # 31 positions (30 states and the car after the last step), k = ceil(30 / 10) = 3: 0, 3, ..., 30
+    assert len(whole) == 31 and len(frames) == 11 and fps == 30 / 3
+    np.testing.assert_array_equal(frames, whole[::3])
+    frames, fps = env.render(states, ts, width=120, height=90, max_frames=8)  # k = 4, the last kept
+    assert fps == 30 / 4
     np.testing.assert_array_equal(frames, whole[[0, 4, 8, 12, 16, 20, 24, 28, 30]])
 
 def test_unknown_env_names_are_listed():

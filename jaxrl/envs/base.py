@@ -111,20 +111,21 @@ class Frames(NamedTuple):
     fps: float
 
 
-def frame_indices(length: int, max_frames: int) -> tuple[np.ndarray, int]:
-    """Which of an episode's `length` states to draw, and the stride k between them.
+def frame_indices(last: int, max_frames: int) -> tuple[np.ndarray, int]:
+    """Which of an episode's states 0..`last` to draw, and the stride k between them.
 
-    Renderers draw every k-th state (k = ceil(length / max_frames)), the last
-    one always kept, so a video holds at most `max_frames` + 1 frames: software
-    OpenGL costs about 0.1 s a frame at 320x240 on a small CPU, and every frame
-    is held in memory until it is encoded. Divide the fps by k so the video
+    Renderers draw every k-th state (k = ceil(last / max_frames)), the last
+    one always kept, so a video holds at most `max_frames` + 1 frames and an
+    episode of at most `max_frames` steps is drawn whole: software OpenGL
+    costs about 0.1 s a frame at 320x240 on a small CPU, and every frame is
+    held in memory until it is encoded. Divide the fps by k so the video
     still plays in real time.
-    Returns (indices [<= max_frames + 1] int, k).
+    Returns (indices [<= max_frames + 1] int in 0..last, k).
     """
-    stride = max(1, math.ceil(length / max_frames))
-    indices = list(range(0, length, stride))
-    if indices[-1] != length - 1:
-        indices.append(length - 1)
+    stride = max(1, math.ceil(last / max_frames))
+    indices = list(range(0, last + 1, stride))
+    if indices[-1] != last:
+        indices.append(last)
     return np.asarray(indices), stride
 
 

@@ -78,7 +78,8 @@ class BraxEnv:
         Returns Frames [<= max_frames + 1, height, width, 3] uint8 (default 320x240).
         Raises RenderUnavailable when MuJoCo has no OpenGL platform.
         """
-        indices, stride = frame_indices(int(np.asarray(steps.reward).shape[0]), max_frames)
+        # its states before each step, 0..T-1 (the state after the last is not kept: auto-reset)
+        indices, stride = frame_indices(int(np.asarray(steps.reward).shape[0]) - 1, max_frames)
         picked = jax.tree.map(lambda x: x[indices], states.inner.pipeline_state)
         frames = brax_frames(self.env.sys, picked, width=width or 320, height=height or 240)
         return Frames(frames, 1.0 / (float(self.env.dt) * stride))

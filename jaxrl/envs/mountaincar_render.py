@@ -105,7 +105,7 @@ def render_episode(
 
     params: the gymnax env params (track bounds and goal).
     states, steps: host arrays [T, ...] from `jaxrl.video.rollout`.
-    max_frames: more than this many positions + 1 are drawn every k-th (`frame_indices`).
+    max_frames: an episode of more steps is drawn every k-th position (`frame_indices`).
     Returns Frames: [T + 1, height, width, 3] uint8 (default 400x300) at 30
     fps, or, past max_frames, every k-th of them at 30 / k fps.
     """
@@ -113,7 +113,7 @@ def render_episode(
     # flag, when it succeeded) exists only as the first entry of final_obs.
     final = np.asarray(steps.final_obs)[-1, 0]
     positions = np.append(np.asarray(states.inner.position), final)
-    indices, stride = frame_indices(positions.shape[0], max_frames)
+    indices, stride = frame_indices(positions.shape[0] - 1, max_frames)
     frames = mountaincar_frames(
         positions[indices],
         min_position=float(params.min_position),

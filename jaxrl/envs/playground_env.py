@@ -141,7 +141,8 @@ class PlaygroundEnv:
         Raises RenderUnavailable when MuJoCo has no OpenGL platform.
         """
         width, height = width or 320, height or 240
-        indices, stride = frame_indices(int(np.asarray(steps.reward).shape[0]), max_frames)
+        # its states before each step, 0..T-1 (the state after the last is not kept: auto-reset)
+        indices, stride = frame_indices(int(np.asarray(steps.reward).shape[0]) - 1, max_frames)
         data = states.inner.data
         frames = draw(lambda: self._draw(data, indices, width, height), width, height)
         return Frames(frames, 1.0 / (float(self.env.dt) * stride))

@@ -87,7 +87,7 @@ class FanOut:
     """Calls every sink in turn; a sink that raises is reported once, as a
     warning naming it, and is left out from then on (its `close` is still
     attempted, so it can release what it holds). An `essential` sink's error
-    is raised, but from `close`, which must not hide how the run ended."""
+    is raised, except from `close`, which must not hide how the run ended."""
 
     def __init__(self, sinks: list[Sink]):
         self.sinks = list(sinks)

@@ -17,7 +17,8 @@ class JsonlSink(Sink):
 
     essential = True
 
-    def __init__(self) -> None:
+    def __init__(self, essential: bool = True) -> None:
+        self.essential = essential  # False where the file is thrown away (`jaxrl.train._train_quietly`)
         self._file = None
         self._members: list[dict[str, Any]] = []
         self._failed = False
@@ -37,11 +38,12 @@ class JsonlSink(Sink):
             self._file.flush()
         except OSError as err:
             self._failed = True
-            raise OSError(err.errno, f"could not write {self._file.name} at step {step}: {err.strerror}") from err
+            said = f"could not write {self._file.name} at step {step}: {err.strerror or err}"
+            raise (OSError(err.errno, said) if err.errno is not None else OSError(said)) from err
 
     def close(self, summary: dict[str, Any]) -> None:
-        """Closes the file. After a failed write, which failed the run, what it left
-        in the file's buffer is dropped rather than fail once more."""
+        """Closes the file. After a failed write, which failed the run, a close
+        whose flush of the buffered rows fails again is not an error."""
         if self._file is None:
             return
         file, self._file = self._file, None
