@@ -577,6 +577,8 @@ def _train(
     summary: dict[str, Any] = {}
     # whether the last chunk's rows were logged: only then may a stop checkpoint its states
     logged = False
+    # the last evaluation's policy params, on the host: the final ones once the last chunk (always evaluated) ran
+    params = None
 
     def elapsed() -> float:
         return position.wall_s + time.perf_counter() - start
@@ -659,7 +661,8 @@ def _train(
                         dataclasses.replace(position, wall_s=elapsed()), final=last,
                     )
             summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
-            params = jax.device_get(programs.unpad(programs.whole(algo.policy_params(states))))
+            if params is None:  # resumed at the final checkpoint: no chunk ran this session
+                params = jax.device_get(programs.unpad(programs.whole(algo.policy_params(states))))
             for hook in hooks:
                 hook.on_end(RunEnded(position.env_steps, summary, states, params))
             # last: a run killed before it (in a slow video, say) is unfinished, and its resume

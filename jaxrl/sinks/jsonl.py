@@ -15,8 +15,6 @@ class JsonlSink(Sink):
     as null (JSON has no NaN). Essential: a write that fails (a full disk) fails
     the run."""
 
-    essential = True
-
     def __init__(self, essential: bool = True) -> None:
         self.essential = essential  # False where the file is thrown away (`jaxrl.train._train_quietly`)
         self._file = None
