@@ -182,6 +182,11 @@ def _rule_name(rule: AlertRule) -> str:
     return f"run {'/'.join(rule.when)}"
 
 
+def _rule_key(rule: AlertRule) -> str:
+    """Every field of `rule`, as one string: whose saved state a resumed run's rule takes."""
+    return json.dumps(dataclasses.asdict(rule), sort_keys=True)
+
+
 def check_alerts(alerts: AlertsConfig) -> None:
     """Raises a one-line ConfigError for a rule or channel that cannot work:
     an unknown kind, op, level, scope, system metric or run status, a missing
@@ -568,6 +573,17 @@ class Latch:
         self.fired_at[key] = now
         return True
 
+    def dump(self, now: float) -> list[list[Any]]:
+        """[key, wall-clock time it last fired] pairs, for a checkpoint
+        (`now`: this clock's time; the wall clock counts the time a run was down)."""
+        wall = time.time()
+        return [[key, wall - (now - at)] for key, at in self.fired_at.items()]
+
+    def load(self, fired: list[list[Any]], now: float) -> None:
+        """What `dump` returned, on this clock (`now`)."""
+        wall = time.time()
+        self.fired_at = {key: now - (wall - at) for key, at in fired}
+
 
 class Threshold:
     """`metric op value` for `points` consecutive points, per key (a member,
@@ -584,6 +600,15 @@ class Threshold:
         holds = math.isfinite(value) and OPS[self.rule.op](value, self.rule.value)
         self.streak[key] = self.streak.get(key, 0) + 1 if holds else 0
         return self.latch.update(key, self.streak[key] >= self.rule.points, now)
+
+    def state(self, now: float) -> dict[str, Any]:
+        """Its progress as JSON: [key, value] pairs (keys: member indices, "population")."""
+        return {"streak": [[k, v] for k, v in self.streak.items()], "fired": self.latch.dump(now)}
+
+    def load_state(self, state: dict[str, Any], now: float) -> None:
+        """What `state` returned."""
+        self.streak = dict(state["streak"])
+        self.latch.load(state["fired"], now)
 
 
 class NotImproved:
@@ -606,6 +631,20 @@ class NotImproved:
         else:
             self.since[key] += 1
         return self.latch.update(key, self.since[key] >= self.rule.points, now)
+
+    def state(self, now: float) -> dict[str, Any]:
+        """Its progress as JSON: [key, value] pairs (keys: member indices, "population")."""
+        return {
+            "best": [[k, v] for k, v in self.best.items()],
+            "since": [[k, v] for k, v in self.since.items()],
+            "fired": self.latch.dump(now),
+        }
+
+    def load_state(self, state: dict[str, Any], now: float) -> None:
+        """What `state` returned."""
+        self.best = dict(state["best"])
+        self.since = dict(state["since"])
+        self.latch.load(state["fired"], now)
 
 
 class NoProgress(Latch):
@@ -758,7 +797,7 @@ class AlertHook(Hook):
         self.name = run_name(run_dir) if run_dir else "jaxrl"
         self.info: RunInfo | None = None
         self.monitor: Monitor | None = None
-        self.state = "running"
+        self.status = "running"
         self.step = 0
         self.prev_step = 0
         self.sps = 0.0
@@ -784,7 +823,7 @@ class AlertHook(Hook):
             "run_dir": str(self.run_dir.resolve()),
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "state": self.state,
+            "state": self.status,
             "step": self.step,
             "total_steps": self.info.total_steps if self.info else 0,
             "sps": round(self.sps, 1),
@@ -794,11 +833,32 @@ class AlertHook(Hook):
             "timeout_s": self.alerts.timeout_s,
         }
 
+    # -- a resumed run's state
+
+    def state(self) -> dict[str, Any]:
+        """The metric rules' streaks, bests and last alerts, and the members
+        already reported non-finite: a resumed run goes on counting from its
+        checkpoint, and sends no alert its earlier sessions sent."""
+        now = time.monotonic()
+        return {
+            "rules": [[_rule_key(r.rule), r.state(now)] for r in self.metric_rules],
+            "nonfinite": self.nonfinite_latch.dump(now),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """What `state` returned; a rule changed since starts afresh."""
+        now = time.monotonic()
+        saved = dict(state["rules"])
+        for rule in self.metric_rules:
+            if _rule_key(rule.rule) in saved:
+                rule.load_state(saved[_rule_key(rule.rule)], now)
+        self.nonfinite_latch.load(state["nonfinite"], now)
+
     # -- events
 
     def on_start(self, run: RunInfo) -> None:
         """Starts the monitor thread and pings the dead-man's switch's start."""
-        self.info, self.run_dir, self.state = run, run.run_dir, "running"
+        self.info, self.run_dir, self.status = run, run.run_dir, "running"
         # a resumed run's heartbeat and first NaN window start at its checkpoint, not at 0
         self.step = self.prev_step = run.start_step
         self.last_progress, self.last_progress_time = time.monotonic(), time.time()
@@ -891,7 +951,7 @@ class AlertHook(Hook):
         """Alerts for the run rules, writes the last heartbeat, pings the
         switch (success or fail), and flushes the queue (bounded wait)."""
         status = summary.get("status", "failed")
-        self.state = status
+        self.status = status
         for rule in self.run_rules:
             if status in rule.when:
                 self.send(rule, f"run {status}", _ending(summary))

@@ -62,7 +62,8 @@ class Position:
     evaluation, {"eval/return_mean": [P floats], ...}; sessions: how many
     processes trained this run; sized_for: the env steps per member the
     training state is sized for (`Schedule.sized_for`, kept on resume; None
-    in checkpoints older than the field).
+    in checkpoints older than the field); hooks: the hooks' `state()` as of
+    this step, by `jaxrl.runner.hook_states`'s names (alert rules' streaks).
     """
 
     chunks_done: int
@@ -73,6 +74,7 @@ class Position:
     final: dict[str, list[float]]
     sessions: int = 1
     sized_for: int | None = None
+    hooks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _why_unreadable(err: BaseException) -> str:

@@ -92,6 +92,15 @@ class Hook:
         is written and the sinks close: a process killed here leaves the run
         unfinished, and its resume calls `on_end` again (training no chunk)."""
 
+    def state(self) -> dict[str, Any] | None:
+        """Host-side state a resumed run goes on from (JSON-serialisable),
+        saved in every checkpoint as of its step; None: the hook keeps none."""
+        return None
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Before `on_start` of a run resumed from a checkpoint: what `state`
+        returned when that checkpoint was saved."""
+
     def on_exit(self, summary: dict[str, Any]) -> None:
         """However the run ends, once summary.json is written, before the sinks
         close: `summary["status"]` is "finished", "stopped" (`jaxrl.errors.Stopped`,

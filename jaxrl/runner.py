@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -607,6 +608,10 @@ def _train(
             if states is None:
                 states = programs.init(init_keys, hp)
             out.open(info)
+            if restored:
+                for name, hook in zip(_hook_names(hooks), hooks):
+                    if name in position.hooks:
+                        hook.load_state(position.hooks[name])
             for hook in hooks:
                 hook.on_start(info)
             if stopped_compiling is not None:
@@ -658,7 +663,7 @@ def _train(
                 if due:
                     checkpoints.save(
                         programs.unpad(programs.whole(states)), eval_keys,
-                        dataclasses.replace(position, wall_s=elapsed()), final=last,
+                        dataclasses.replace(position, wall_s=elapsed(), hooks=hook_states(hooks)), final=last,
                     )
             summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
             if params is None:  # resumed at the final checkpoint: no chunk ran this session
@@ -671,7 +676,8 @@ def _train(
         except Stopped as err:
             if err.save and logged:
                 saved = checkpoints.save(
-                    programs.unpad(programs.whole(states)), eval_keys, dataclasses.replace(position, wall_s=elapsed())
+                    programs.unpad(programs.whole(states)), eval_keys,
+                    dataclasses.replace(position, wall_s=elapsed(), hooks=hook_states(hooks)),
                 )
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
@@ -702,6 +708,22 @@ def _train(
             if source is not checkpoints:
                 source.close()
     return summary
+
+
+def _hook_names(hooks: Sequence[Hook]) -> list[str]:
+    """A name per hook for its saved state: its class's, then `#2`, `#3`, ... for more of one class."""
+    names, seen = [], Counter()
+    for hook in hooks:
+        name = type(hook).__qualname__
+        seen[name] += 1
+        names.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return names
+
+
+def hook_states(hooks: Sequence[Hook]) -> dict[str, Any]:
+    """The hooks' `state()` for a checkpoint's `Position.hooks`, by `_hook_names`; hooks with none left out."""
+    states = {name: hook.state() for name, hook in zip(_hook_names(hooks), hooks)}
+    return {name: state for name, state in states.items() if state is not None}
 
 
 def _check_same_start(step: int) -> None:

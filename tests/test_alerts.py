@@ -26,10 +26,11 @@ from aiosmtpd.controller import Controller
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
+import jaxrl
 from conftest import compose, run_cli
 from jaxrl.alerts import _title, alert_hooks
 from jaxrl.config import ConfigError, from_dict
-from jaxrl.errors import RESUMABLE_EXIT
+from jaxrl.errors import RESUMABLE_EXIT, Stopped
 from jaxrl.events import Hook
 from jaxrl.sinks.base import RunInfo
 
@@ -474,6 +475,36 @@ def test_a_resumed_run_counts_its_steps_from_its_checkpoint(tmp_path):
     hook.on_exit({"status": "stopped"})
     assert json.loads((tmp_path / "heartbeat.json").read_text())["step"] == 8192
 
+
+
+class StopAt(Hook):
+    """Stops the run after chunk `index`, as a preemption's SIGTERM does: a checkpoint, then the stop."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def on_chunk(self, event):
+        if event.index == self.index:
+            raise Stopped("preempted by the test")
+
+
+def test_a_resumed_run_sends_no_alert_again_and_counts_points_across_sessions(tmp_path, httpserver):
+    # a spot instance preempted hourly: a rule that fired must not fire again at every resume, and a
+    # not_improved rule must count the points of every session, or a plateau is never told
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    overrides = [*TINY, "seeds=2", "algo.anneal_lr=false", "checkpoint.every=1",
+                 "alerts.rules=[{name: solved, metric: eval/return_mean, op: '>', value: -1000},"
+                 " {name: flat, kind: not_improved, metric: opt/lr, op: '>', points: 3}]",
+                 f"alerts.channels=['json://127.0.0.1:{httpserver.port}/hook']"]
+    with pytest.raises(Stopped):
+        jaxrl.run(overrides=overrides, run_dir=tmp_path / "run", hooks=[StopAt(1)])  # 2 of 4 chunks
+    assert [alert["title"] for alert in posts(httpserver, "/hook")] == ["solved (2 members) (run)"]
+    result = jaxrl.run(overrides=overrides, resume=tmp_path / "run")
+    assert result.summary["status"] == "finished" and result.summary["sessions"] == 2
+    alerts = posts(httpserver, "/hook")
+    assert [alert["title"] for alert in alerts] == ["solved (2 members) (run)", "flat (2 members) (run)"], alerts
+    # lr's best at step 4096, then 3 points no better: 8192 (session 1), 12288 and 16384 (session 2)
+    assert "at env step 16384" in alerts[1]["message"], alerts[1]
 
 
 def test_a_heartbeat_that_cannot_be_written_silences_no_system_rule(tmp_path, capsys):
