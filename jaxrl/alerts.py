@@ -798,6 +798,8 @@ class AlertHook(Hook):
         self.info: RunInfo | None = None
         self.monitor: Monitor | None = None
         self.status = "running"
+        # jaxrl.watch's key for the run: its first session's machine and folder (`on_start`)
+        self.id: str | None = None
         self.step = 0
         self.prev_step = 0
         self.sps = 0.0
@@ -818,7 +820,7 @@ class AlertHook(Hook):
     def heartbeat(self) -> dict[str, Any]:
         """heartbeat.json's content: who, where, how far, how fast, and when."""
         return {
-            "id": f"{socket.gethostname()}:{self.run_dir.resolve()}",
+            "id": self.id or f"{socket.gethostname()}:{self.run_dir.resolve()}",
             "run": self.info.name if self.info else "",
             "run_dir": str(self.run_dir.resolve()),
             "host": socket.gethostname(),
@@ -859,6 +861,9 @@ class AlertHook(Hook):
     def on_start(self, run: RunInfo) -> None:
         """Starts the monitor thread and pings the dead-man's switch's start."""
         self.info, self.run_dir, self.status = run, run.run_dir, "running"
+        # a run resumed on another machine keeps its id: a watcher would take it for a
+        # new run, and the old one for one gone silent
+        self.id = _earlier_id(run.run_dir) or f"{socket.gethostname()}:{run.run_dir.resolve()}"
         # a resumed run's heartbeat and first NaN window start at its checkpoint, not at 0
         self.step = self.prev_step = run.start_step
         self.last_progress, self.last_progress_time = time.monotonic(), time.time()
@@ -972,6 +977,15 @@ class AlertHook(Hook):
             if self.ping_url:
                 self.monitor.ping("" if status == "finished" else "/fail")
         self.dispatcher.close(self.alerts.flush_s)
+
+
+def _earlier_id(run_dir: Path) -> str | None:
+    """The id in the heartbeat.json an earlier session of the run in `run_dir` left, if any."""
+    try:
+        earlier = json.loads((run_dir / HEARTBEAT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return earlier.get("id") if isinstance(earlier, dict) and isinstance(earlier.get("id"), str) else None
 
 
 def _some_members(lines: list[str]) -> str:

@@ -477,6 +477,16 @@ def test_a_resumed_run_counts_its_steps_from_its_checkpoint(tmp_path):
 
 
 
+def test_a_run_resumed_on_another_machine_keeps_the_id_jaxrl_watch_knows_it_by(tmp_path):
+    # a new id would make the watcher take it for a new run, and report its first session's run silent
+    (tmp_path / "heartbeat.json").write_text(json.dumps({"id": "node7:/shared/runs/x", "host": "node7", "time": 0}))
+    (hook,) = alert_hooks(from_dict(compose("alerts.channels=[]")))
+    hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, [{"seed": 0}], 16384, start_step=8192))
+    hook.on_exit({"status": "stopped"})
+    heartbeat = json.loads((tmp_path / "heartbeat.json").read_text())
+    assert (heartbeat["id"], heartbeat["host"]) == ("node7:/shared/runs/x", socket.gethostname())
+
+
 class StopAt(Hook):
     """Stops the run after chunk `index`, as a preemption's SIGTERM does: a checkpoint, then the stop."""
 
