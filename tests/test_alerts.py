@@ -350,6 +350,22 @@ def test_a_channel_that_failed_once_still_retries_later_alerts_and_counts_what_i
     assert lines[-1] == f"alerts: 2 alert(s) could not be delivered through {dispatcher.channels[0].name}", err.getvalue()
 
 
+def test_a_webhook_slower_than_apprises_read_timeout_gets_one_post_with_rto_in_its_url(httpserver):
+    # apprise gives up after 4 s by default: a slower webhook counted failed and got every retry (README)
+    from jaxrl.alerts import Alert, Dispatcher, make_channels
+
+    httpserver.expect_request("/slow", method="POST").respond_with_handler(
+        lambda request: time.sleep(5) or Response("ok")
+    )
+    dispatcher = Dispatcher(make_channels([f"json://127.0.0.1:{httpserver.port}/slow?rto=15"]), retries=2)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        dispatcher.send(Alert("rule", "warn", "slow", "text"))
+        dispatcher.close(60)
+    assert [p["title"] for p in posts(httpserver, "/slow")] == ["slow"]
+    assert "failed" not in err.getvalue() and "could not be delivered" not in err.getvalue(), err.getvalue()
+
+
 @pytest.mark.parametrize("url", [
     "json://127.0.0.1:8080/hooks/SECRET", "jsons://h.example/hook?+X-Api-Key=SECRET", "ntfy://ntfy.sh/SECRETtopic",
     "tgram://123456789:SECRETbot/12345", "mailto://me:SECRET@smtp.example.com?to=a@b.c", "slack://TSECRET/BSECRET/XSECRET",
