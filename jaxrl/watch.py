@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     channels = args.channel or ["console"]
     try:
         for i, spec in enumerate(channels):
-            check_channel(f"--channel {i + 1}", spec, wandb_ok=False)
+            check_channel(f"--channel #{i}", spec, wandb_ok=False)  # #i: as alerts name the channel
         dispatcher = Dispatcher(make_channels(channels))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -243,7 +243,7 @@ def test_a_folder_without_runs_is_told_and_each_run_followed_is_named(tmp_path):
                                                ("json://127.0.0.1:99999/alert", "has port 99999; a port is 1-65535")])
 def test_a_malformed_channel_is_one_line(tmp_path, channel, said):
     line = refused("--listen", "127.0.0.1:0", "--channel", channel, "--state", str(tmp_path / "state.json"))
-    assert line.startswith("error: --channel 1") and said in line, line
+    assert line.startswith("error: --channel #0") and said in line, line
 
 
 @pytest.mark.parametrize("flag", ["--interval", "--timeout", "--forget"])
