@@ -108,7 +108,7 @@ class CheckpointConfig:
     `enabled`, after every `every` log points (0: not by count), whenever
     `every_s` seconds have passed since the last one (0: not by time), at the
     end and when stopped; the newest `keep` are kept; `upload` logs each to
-    the logger (W&B artifacts)."""
+    the logger (W&B artifacts; wandb offline: the final one)."""
 
     __pydantic_config__ = STRICT
 

@@ -476,7 +476,7 @@ def test_wandb_artifacts_hold_complete_checkpoints_and_never_temporary_files(tmp
     (folder / "empty").touch()
     position = Position(1, 4, 100, 1.0, 2.0, {})
     keys = jax.random.split(jax.random.PRNGKey(1), 2)
-    path = ckpt.save(tiny_state(), keys, position)
+    path = ckpt.save(tiny_state(), keys, position, final=True)  # offline, only the final one is logged
     (path / "state" / "d" / "x.tempstate5").write_bytes(b"x")
     (path / "vanished").symlink_to(tmp_path / "gone")
     with warnings.catch_warnings(record=True) as caught:
@@ -497,6 +497,32 @@ def test_wandb_artifacts_hold_complete_checkpoints_and_never_temporary_files(tmp
         )
         assert names == expected and "position/metadata" in names
         assert not any("tmp" in n or "tempstate" in n or n == "empty" for n in names)
+
+
+def test_offline_wandb_stages_only_the_final_checkpoint(tmp_path, monkeypatch):
+    # offline, wandb keeps a copy of each logged file until `wandb sync`: a copy of every
+    # 5 minutes' checkpoint of a large state (8 GB for humanoid_sac) filled the disk
+    from jaxrl.sinks.base import FanOut, RunInfo
+    from jaxrl.sinks.wandb_sink import WandbSink
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    staged = tmp_path / "wandb-data" / "artifacts" / "staging"
+    sink = WandbSink(mode="offline")
+    run_dir = tmp_path / "run"
+    sink.open(RunInfo(run_dir, "run", "ppo", "probe", {}, [{"seed": 0}], 300))
+    ckpt = Checkpointer(run_dir, CheckpointConfig(), FanOut([sink]))
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    for step in (100, 200):
+        ckpt.save(tiny_state(), keys, Position(step // 100, 4, step, 1.0, 2.0, {}))
+    assert not list(staged.glob("*")), list(staged.glob("*"))  # log_artifact stages at once, on this thread
+    path = ckpt.save(tiny_state(), keys, Position(3, 4, 300, 1.0, 2.0, {}), final=True)
+    sink.close({"status": "finished"})
+    ckpt.close()
+    assert len(list(staged.glob("*"))) == len([p for p in path.rglob("*") if p.is_file()])
+    (run,) = (run_dir / "wandb").glob("offline-run-*")
+    (artifact,) = [r["artifact"] for r in leet_records(run) if r.get("type") == "artifact"]
+    assert {"final", "step-300"} <= set(artifact["aliases"]), artifact["aliases"]
 
 
 def test_load_policy_reads_a_checkpoint(finished_run):

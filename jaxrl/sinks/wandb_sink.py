@@ -153,6 +153,8 @@ class WandbSink(Sink):
         self._summary: dict[str, Any] = {}
         # set when a call found no free place for timeout_s: close waits no longer
         self._stalled = False
+        # the mode `open` resolved "auto" to
+        self._offline = False
 
     @property
     def _live(self) -> bool:
@@ -198,9 +200,15 @@ class WandbSink(Sink):
         are never added, and a file that vanishes or cannot be read is left
         out with a warning; the others still go. A failure to log the
         artifact is one warning, and the sink stays on for metrics.
+
+        Offline, only the final checkpoint (alias "final") is logged: wandb
+        keeps a copy of every logged file until `wandb sync`, and a copy of
+        every checkpoint (8 GB every 5 minutes for `humanoid_sac`) would fill
+        the disk; the run folder holds the newest ones. No logged file is
+        kept in wandb's artifact cache after its upload, for the same reason.
         """
         self._report()
-        if not self._live:
+        if not self._live or (self._offline and kind == "checkpoint" and "final" not in aliases):
             return
         try:
             artifact = self._artifact(step, kind, Path(path))
@@ -223,8 +231,9 @@ class WandbSink(Sink):
             if is_temporary(relative):
                 continue
             try:
-                # hashes the file and copies it into wandb's staging folder
-                artifact.add_file(str(file), name=str(relative))
+                # hashes the file and copies it into wandb's staging folder, from which
+                # the upload deletes it (skip_cache: not moved into ~/.cache/wandb)
+                artifact.add_file(str(file), name=str(relative), skip_cache=True)
             except (OSError, ValueError) as err:
                 warnings.warn(f"left {file} out of the W&B artifact: {err}", RuntimeWarning, stacklevel=4)
         return artifact
@@ -380,6 +389,7 @@ class WandbSink(Sink):
         mode = resolve_mode(self.mode)
         if mode == "disabled":
             return
+        self._offline = mode == "offline"
         root = (self.dir if self.dir is not None else Path(run.run_dir)).absolute()
         # Made here so that a folder that cannot be made is reported; wandb
         # itself would quietly write to the system's temporary folder instead.
