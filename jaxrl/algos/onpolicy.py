@@ -187,23 +187,27 @@ class OnPolicy(abc.ABC):
             obs_n = self.normalize(state.obs_stats, obs)
             dist = policy_distribution(discrete, self.actor_net.apply(state.actor, obs_n))
             action, log_prob = dist.sample_and_log_prob(seed=k_act)
-            value = self.critic_net.apply(state.critic, obs_n)
             env_state, ts = step_env(jax.random.split(k_env, cfg.num_envs), env_state, action)
             if cfg.normalize_reward:
                 scaler = scaler.update(ts.reward, ts.done, hp.gamma)
                 reward = scaler.scale(ts.reward)
             else:
                 reward = ts.reward
-            out = (obs_n, action, log_prob, value, reward, ts)
+            out = (obs_n, action, log_prob, reward, ts)
             return (env_state, ts.obs, scaler), out
 
-        (env_state, obs, scaler), (obs_n, action, log_prob, value, reward, ts) = jax.lax.scan(
+        (env_state, obs, scaler), (obs_n, action, log_prob, reward, ts) = jax.lax.scan(
             step, (state.env_state, state.obs, state.reward_scaler), jax.random.split(key, cfg.rollout_length)
         )
+
         def critic(raw_obs):
             return self.critic_net.apply(state.critic, self.normalize(state.obs_stats, raw_obs))
 
-        last_value = critic(obs)
+        # every observation the rollout acted on, and the one after: [T + 1, B, ...]
+        seen = jnp.concatenate([state.obs[None], ts.obs])
+        # acting needs no value: the critic runs once over them all, not T times over B rows in the loop
+        values = critic(seen)
+        value, last_value = values[:-1], values[-1]
         # Only a truncated step bootstraps from its final observation, and the
         # time limit truncates an env at most ceil(T / max_episode_steps) times
         # in a rollout: the critic runs on those rows, not on all T x B.
@@ -215,8 +219,7 @@ class OnPolicy(abc.ABC):
         next_value = jnp.where(ts.truncated, final_value, next_value)
         advantage, target = gae(reward, value, next_value, ts.terminated, ts.done, hp.gamma, hp.gae_lambda)
 
-        raw_obs = jnp.concatenate([state.obs[None], ts.obs[:-1]])
-        obs_stats = state.obs_stats.update(raw_obs) if cfg.normalize_obs else state.obs_stats
+        obs_stats = state.obs_stats.update(seen[:-1]) if cfg.normalize_obs else state.obs_stats
         state = state.replace(
             env_state=env_state,
             obs=obs,
