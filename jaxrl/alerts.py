@@ -582,7 +582,8 @@ class Latch:
     def load(self, fired: list[list[Any]], now: float) -> None:
         """What `dump` returned, on this clock (`now`)."""
         wall = time.time()
-        self.fired_at = {key: now - (wall - at) for key, at in fired}
+        # min: another machine's clock may be ahead of this one's
+        self.fired_at = {key: min(now, now - (wall - at)) for key, at in fired}
 
 
 class Threshold:
@@ -861,8 +862,8 @@ class AlertHook(Hook):
     def on_start(self, run: RunInfo) -> None:
         """Starts the monitor thread and pings the dead-man's switch's start."""
         self.info, self.run_dir, self.status = run, run.run_dir, "running"
-        # a run resumed on another machine keeps its id: a watcher would take it for a
-        # new run, and the old one for one gone silent
+        # a run resumed on another machine (the folder on shared storage) keeps its id: a
+        # watcher would take it for a new run, and the old one for one gone silent
         self.id = _earlier_id(run.run_dir) or f"{socket.gethostname()}:{run.run_dir.resolve()}"
         # a resumed run's heartbeat and first NaN window start at its checkpoint, not at 0
         self.step = self.prev_step = run.start_step
@@ -980,12 +981,14 @@ class AlertHook(Hook):
 
 
 def _earlier_id(run_dir: Path) -> str | None:
-    """The id in the heartbeat.json an earlier session of the run in `run_dir` left, if any."""
+    """The id ("host:folder") in the heartbeat.json an earlier session of the run in `run_dir`
+    left, if it names this folder: a copy of a run's folder (`cp -r a b`) is another run."""
     try:
         earlier = json.loads((run_dir / HEARTBEAT_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return earlier.get("id") if isinstance(earlier, dict) and isinstance(earlier.get("id"), str) else None
+    found = earlier.get("id") if isinstance(earlier, dict) else None
+    return found if isinstance(found, str) and found.endswith(f":{run_dir.resolve()}") else None
 
 
 def _some_members(lines: list[str]) -> str:

@@ -77,6 +77,13 @@ class Position:
     hooks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def _read_position(saved: dict[str, Any]) -> Position:
+    """A checkpoint's Position; fields a newer jaxrl added are left out, so that this
+    version can still resume its runs (fields added later have defaults, for older checkpoints)."""
+    known = {field.name for field in dataclasses.fields(Position)}
+    return Position(**{key: value for key, value in saved.items() if key in known})
+
+
 def _why_unreadable(err: BaseException) -> str:
     """The first line of the innermost cause of a failed read, at most 300
     characters: orbax wraps tensorstore's error ("OUT_OF_RANGE: Error reading
@@ -288,7 +295,7 @@ class Checkpointer:
                             state=ocp.args.StandardRestore(_without_empty(abstract)), position=ocp.args.JsonRestore()
                         ),
                     )
-                position = Position(**restored.position)
+                position = _read_position(restored.position)
             except Exception as err:  # noqa: BLE001 (a damaged checkpoint fails in many ways)
                 if step is not None:
                     raise ValueError(f"checkpoint {self.directory / str(step)} cannot be read ({_why_unreadable(err)})") from None
@@ -334,7 +341,7 @@ class Checkpointer:
             try:
                 with _orbax_logs_held_back():
                     item = self._manager.restore(step, args=ocp.args.Composite(position=ocp.args.JsonRestore()))
-                return Position(**item.position)
+                return _read_position(item.position)
             except Exception:  # noqa: BLE001 (damaged: `restore` reports it and falls back)
                 continue
         return None

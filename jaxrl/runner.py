@@ -609,9 +609,7 @@ def _train(
                 states = programs.init(init_keys, hp)
             out.open(info)
             if restored:
-                for name, hook in zip(_hook_names(hooks), hooks):
-                    if name in position.hooks:
-                        hook.load_state(position.hooks[name])
+                _load_hook_states(hooks, position.hooks)
             for hook in hooks:
                 hook.on_start(info)
             if stopped_compiling is not None:
@@ -650,11 +648,13 @@ def _train(
                 out.log(step, rows)
                 logged = True
                 stopped = None
-                try:
-                    for hook in hooks:
-                        hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
-                except Stopped as err:
-                    stopped = err
+                event = ChunkDone(index, last, step, rows, states, evaluated)
+                for hook in hooks:
+                    try:
+                        hook.on_chunk(event)
+                    except Stopped as err:
+                        # the hooks after it still see the chunk: the stop's checkpoint saves their state as of it
+                        stopped = stopped or err
                 if stop.requested and not last and stopped is None:
                     stopped = Stopped(f"{stop.requested.name} received")
                 stopped, due = _agree(stopped, checkpoints.due(index + 1, last))
@@ -711,19 +711,43 @@ def _train(
 
 
 def _hook_names(hooks: Sequence[Hook]) -> list[str]:
-    """A name per hook for its saved state: its class's, then `#2`, `#3`, ... for more of one class."""
+    """A name per hook for its saved state: its class's, then `#2`, `#3`, ... for more of one class
+    (a hook that wraps another for a process other than 0, `jaxrl.train._InFolder`, by the one it wraps)."""
     names, seen = [], Counter()
     for hook in hooks:
-        name = type(hook).__qualname__
+        name = type(getattr(hook, "hook", hook)).__qualname__
         seen[name] += 1
         names.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return names
 
 
 def hook_states(hooks: Sequence[Hook]) -> dict[str, Any]:
-    """The hooks' `state()` for a checkpoint's `Position.hooks`, by `_hook_names`; hooks with none left out."""
-    states = {name: hook.state() for name, hook in zip(_hook_names(hooks), hooks)}
-    return {name: state for name, state in states.items() if state is not None}
+    """The hooks' `state()` for a checkpoint's `Position.hooks`, by `_hook_names`; hooks with none left
+    out. A state that fails or is not JSON is left out with a warning: it must not cost the checkpoint."""
+    states = {}
+    for name, hook in zip(_hook_names(hooks), hooks):
+        try:
+            state = hook.state()
+            json.dumps(state, allow_nan=False)
+        except Exception as err:  # noqa: BLE001 (a hook's bug; the training state is what must be saved)
+            warnings.warn(f"hook {name}'s state() cannot be saved ({last_line(err)}); the checkpoint goes "
+                          "without it, and a resume from it starts that hook afresh", RuntimeWarning, stacklevel=2)
+            continue
+        if state is not None:
+            states[name] = state
+    return states
+
+
+def _load_hook_states(hooks: Sequence[Hook], saved: dict[str, Any]) -> None:
+    """Hands each hook the state a checkpoint saved for it; one that fails to take it is warned about."""
+    for name, hook in zip(_hook_names(hooks), hooks):
+        if name not in saved:
+            continue
+        try:
+            hook.load_state(saved[name])
+        except Exception as err:  # noqa: BLE001 (a resume must not fail for good on a hook's saved state)
+            warnings.warn(f"hook {name} could not take its saved state ({last_line(err)}); it goes on without it",
+                          RuntimeWarning, stacklevel=2)
 
 
 def _check_same_start(step: int) -> None:

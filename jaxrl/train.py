@@ -367,6 +367,14 @@ class _InFolder(Hook):
         """The hook's."""
         self.hook.on_exit(summary)
 
+    def state(self) -> dict[str, Any] | None:
+        """The hook's (this process saves no checkpoint, but the names must match process 0's)."""
+        return self.hook.state()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The hook's: every process's copy of a hook goes on from process 0's checkpoint."""
+        self.hook.load_state(state)
+
 
 def open_sweep_keys(overrides: list[str]) -> list[str]:
     """Rewrites `sweep.algo.<name>=...` as `++sweep.algo.<name>=...`.

@@ -494,13 +494,21 @@ def test_a_resumed_run_counts_its_steps_from_its_checkpoint(tmp_path):
 
 
 def test_a_run_resumed_on_another_machine_keeps_the_id_jaxrl_watch_knows_it_by(tmp_path):
-    # a new id would make the watcher take it for a new run, and report its first session's run silent
-    (tmp_path / "heartbeat.json").write_text(json.dumps({"id": "node7:/shared/runs/x", "host": "node7", "time": 0}))
-    (hook,) = alert_hooks(from_dict(compose("alerts.channels=[]")))
-    hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, [{"seed": 0}], 16384, start_step=8192))
-    hook.on_exit({"status": "stopped"})
-    heartbeat = json.loads((tmp_path / "heartbeat.json").read_text())
-    assert (heartbeat["id"], heartbeat["host"]) == ("node7:/shared/runs/x", socket.gethostname())
+    # a new id would make the watcher take it for a new run, and report its first session's run silent;
+    # a copy of the folder elsewhere is another run, with its own id
+    def resumed_id(run_dir: Path, earlier: str) -> tuple[str, str]:
+        run_dir.mkdir()
+        (run_dir / "heartbeat.json").write_text(json.dumps({"id": earlier, "host": "node7", "time": 0}))
+        (hook,) = alert_hooks(from_dict(compose("alerts.channels=[]")))
+        hook.on_start(RunInfo(run_dir, "run", "ppo", "mc", {}, [{"seed": 0}], 16384, start_step=8192))
+        hook.on_exit({"status": "stopped"})
+        heartbeat = json.loads((run_dir / "heartbeat.json").read_text())
+        return heartbeat["id"], heartbeat["host"]
+
+    shared = tmp_path / "shared"
+    assert resumed_id(shared, f"node7:{shared.resolve()}") == (f"node7:{shared.resolve()}", socket.gethostname())
+    copy = tmp_path / "copy"
+    assert resumed_id(copy, f"node7:{shared.resolve()}") == (f"{socket.gethostname()}:{copy.resolve()}", socket.gethostname())
 
 
 class StopAt(Hook):
@@ -518,19 +526,50 @@ def test_a_resumed_run_sends_no_alert_again_and_counts_points_across_sessions(tm
     # a spot instance preempted hourly: a rule that fired must not fire again at every resume, and a
     # not_improved rule must count the points of every session, or a plateau is never told
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    overrides = [*TINY, "seeds=2", "algo.anneal_lr=false", "checkpoint.every=1",
-                 "alerts.rules=[{name: solved, metric: eval/return_mean, op: '>', value: -1000},"
-                 " {name: flat, kind: not_improved, metric: opt/lr, op: '>', points: 3}]",
-                 f"alerts.channels=['json://127.0.0.1:{httpserver.port}/hook']"]
+
+    def overrides(low: int) -> list[str]:
+        return [*TINY, "seeds=2", "algo.anneal_lr=false", "checkpoint.every=1",
+                "alerts.rules=[{name: solved, metric: eval/return_mean, op: '>', value: -1000},"
+                f" {{name: low, metric: eval/return_mean, op: '>', value: {low}}},"
+                " {name: flat, kind: not_improved, metric: opt/lr, op: '>', points: 3}]",
+                f"alerts.channels=['json://127.0.0.1:{httpserver.port}/hook']"]
+
     with pytest.raises(Stopped):
-        jaxrl.run(overrides=overrides, run_dir=tmp_path / "run", hooks=[StopAt(1)])  # 2 of 4 chunks
-    assert [alert["title"] for alert in posts(httpserver, "/hook")] == ["solved (2 members) (run)"]
-    result = jaxrl.run(overrides=overrides, resume=tmp_path / "run")
+        jaxrl.run(overrides=overrides(-3000), run_dir=tmp_path / "run", hooks=[StopAt(1)])  # 2 of 4 chunks
+    assert [alert["title"] for alert in posts(httpserver, "/hook")] == ["solved (2 members) (run)", "low (2 members) (run)"]
+    # the rule "low" changed: it starts afresh, and fires again
+    result = jaxrl.run(overrides=overrides(-2000), resume=tmp_path / "run")
     assert result.summary["status"] == "finished" and result.summary["sessions"] == 2
-    alerts = posts(httpserver, "/hook")
-    assert [alert["title"] for alert in alerts] == ["solved (2 members) (run)", "flat (2 members) (run)"], alerts
+    alerts = posts(httpserver, "/hook")[2:]
+    assert [alert["title"] for alert in alerts] == ["low (2 members) (run)", "flat (2 members) (run)"], alerts
     # lr's best at step 4096, then 3 points no better: 8192 (session 1), 12288 and 16384 (session 2)
-    assert "at env step 16384" in alerts[1]["message"], alerts[1]
+    assert "at env step 12288" in alerts[0]["message"] and "at env step 16384" in alerts[1]["message"], alerts
+
+
+class Counting(Hook):
+    """A hook with a state: `state` as given, and what `load_state` took."""
+
+    def __init__(self, state):
+        self.saved, self.taken = state, None
+
+    def state(self):
+        return self.saved
+
+    def load_state(self, state):
+        self.taken = state["count"]
+
+
+def test_a_hook_state_that_cannot_be_saved_or_taken_back_costs_a_warning_not_the_checkpoint():
+    from jaxrl.runner import _load_hook_states, hook_states
+
+    hooks = [Counting({"count": 1}), Counting({1, 2}), Hook(), Counting({"count": math.nan})]
+    with pytest.warns(RuntimeWarning) as caught:
+        assert hook_states(hooks) == {"Counting": {"count": 1}}
+    assert [str(w.message).split(" (")[0] for w in caught] == ["hook Counting#2's state() cannot be saved",
+                                                                "hook Counting#3's state() cannot be saved"]
+    with pytest.warns(RuntimeWarning, match=r"hook Counting#2 could not take its saved state \(KeyError"):
+        _load_hook_states(hooks, {"Counting": {"count": 1}, "Counting#2": {}})
+    assert hooks[0].taken == 1
 
 
 def test_a_heartbeat_that_cannot_be_written_silences_no_system_rule(tmp_path, capsys):

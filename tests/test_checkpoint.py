@@ -435,6 +435,19 @@ def test_zero_size_arrays_are_saved_and_restored(tmp_path):
     ckpt.close()
 
 
+def test_a_position_round_trips_its_hooks_state_and_one_from_a_newer_jaxrl_is_read(tmp_path):
+    # a field a later version adds must not make every checkpoint of a run "unreadable" to this one
+    ckpt = Checkpointer(tmp_path, CheckpointConfig(upload=False))
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    position = Position(1, 4, 100, 1.0, 2.0, {}, hooks={"AlertHook": {"nonfinite": [[1, 1.7e9]]}})
+    path = ckpt.save(tiny_state(), keys, position)
+    saved = path / "position" / "metadata"
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "from_a_newer_jaxrl": 1}))
+    assert ckpt.restore(jax.eval_shape(tiny_state), 2)[2] == position
+    assert ckpt.position() == position
+    ckpt.close()
+
+
 def test_a_failed_save_warns_keeps_the_previous_checkpoint_and_cleans_up(tmp_path, monkeypatch):
     ckpt = Checkpointer(tmp_path, CheckpointConfig(upload=False))
     keys = jax.random.split(jax.random.PRNGKey(1), 2)
