@@ -712,10 +712,11 @@ def _train(
 
 def _hook_names(hooks: Sequence[Hook]) -> list[str]:
     """A name per hook for its saved state: its class's, then `#2`, `#3`, ... for more of one class
-    (a hook that wraps another for a process other than 0, `jaxrl.train._InFolder`, by the one it wraps)."""
+    (a hook that wraps another, as `jaxrl.train._InFolder` does for processes other than 0, by its
+    `__wrapped__`, Python's name for the object a wrapper wraps)."""
     names, seen = [], Counter()
     for hook in hooks:
-        name = type(getattr(hook, "hook", hook)).__qualname__
+        name = type(getattr(hook, "__wrapped__", hook)).__qualname__
         seen[name] += 1
         names.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return names

@@ -572,6 +572,17 @@ def test_a_hook_state_that_cannot_be_saved_or_taken_back_costs_a_warning_not_the
     assert hooks[0].taken == 1
 
 
+def test_a_hook_on_another_process_takes_the_state_process_0_saved_for_it(tmp_path):
+    # processes other than 0 wrap the user's hooks (jaxrl.train._InFolder): the names must still match
+    from jaxrl.runner import _load_hook_states, hook_states
+    from jaxrl.train import _InFolder
+
+    wrapped = [_InFolder(Counting({"count": 1}), tmp_path), _InFolder(Counting({"count": 2}), tmp_path)]
+    assert hook_states(wrapped) == {"Counting": {"count": 1}, "Counting#2": {"count": 2}}
+    _load_hook_states(wrapped, {"Counting": {"count": 3}, "Counting#2": {"count": 4}})
+    assert [hook.hook.taken for hook in wrapped] == [3, 4]
+
+
 def test_a_heartbeat_that_cannot_be_written_silences_no_system_rule(tmp_path, capsys):
     # a full disk fails heartbeat.json first: it switched off every system rule, the one on free disk space too
     rules = "alerts.rules=[{name: disk, kind: system, metric: system/disk_free_gib, op: '<', value: 1e9}]"
