@@ -851,11 +851,11 @@ class AlertHook(Hook):
     def load_state(self, state: dict[str, Any]) -> None:
         """What `state` returned; a rule changed since starts afresh."""
         now = time.monotonic()
-        saved = dict(state["rules"])
+        saved, nonfinite = dict(state["rules"]), state["nonfinite"]  # both read before anything is taken
         for rule in self.metric_rules:
             if _rule_key(rule.rule) in saved:
                 rule.load_state(saved[_rule_key(rule.rule)], now)
-        self.nonfinite_latch.load(state["nonfinite"], now)
+        self.nonfinite_latch.load(nonfinite, now)
 
     # -- events
 

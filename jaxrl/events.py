@@ -85,7 +85,9 @@ class Hook:
         """After each evaluation, before the chunk's rows are logged."""
 
     def on_chunk(self, event: ChunkDone) -> None:
-        """After each chunk's rows were logged."""
+        """After each chunk's rows were logged. Raising `jaxrl.errors.Stopped`
+        stops the run resumably (checkpointed unless `save=False`); the hooks
+        after this one do not see the chunk."""
 
     def on_end(self, event: RunEnded) -> None:
         """After the last chunk and the final checkpoint, before summary.json

@@ -648,13 +648,11 @@ def _train(
                 out.log(step, rows)
                 logged = True
                 stopped = None
-                event = ChunkDone(index, last, step, rows, states, evaluated)
-                for hook in hooks:
-                    try:
-                        hook.on_chunk(event)
-                    except Stopped as err:
-                        # the hooks after it still see the chunk: the stop's checkpoint saves their state as of it
-                        stopped = stopped or err
+                try:
+                    for hook in hooks:
+                        hook.on_chunk(ChunkDone(index, last, step, rows, states, evaluated))
+                except Stopped as err:
+                    stopped = err
                 if stop.requested and not last and stopped is None:
                     stopped = Stopped(f"{stop.requested.name} received")
                 stopped, due = _agree(stopped, checkpoints.due(index + 1, last))
@@ -711,12 +709,13 @@ def _train(
 
 
 def _hook_names(hooks: Sequence[Hook]) -> list[str]:
-    """A name per hook for its saved state: its class's, then `#2`, `#3`, ... for more of one class
-    (a hook that wraps another, as `jaxrl.train._InFolder` does for processes other than 0, by its
-    `__wrapped__`, Python's name for the object a wrapper wraps)."""
+    """A name per hook for its saved state: its class's ("module.Class"), then `#2`, `#3`, ... for
+    more of one class (a hook that wraps another, as `jaxrl.train._InFolder` does for processes other
+    than 0, by its `__wrapped__`, Python's name for the object a wrapper wraps)."""
     names, seen = [], Counter()
     for hook in hooks:
-        name = type(getattr(hook, "__wrapped__", hook)).__qualname__
+        cls = type(getattr(hook, "__wrapped__", hook))
+        name = f"{cls.__module__}.{cls.__qualname__}"
         seen[name] += 1
         names.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return names
@@ -729,7 +728,7 @@ def hook_states(hooks: Sequence[Hook]) -> dict[str, Any]:
     for name, hook in zip(_hook_names(hooks), hooks):
         try:
             state = hook.state()
-            json.dumps(state, allow_nan=False)
+            json.dumps(state)  # what orbax's JsonSave does with it
         except Exception as err:  # noqa: BLE001 (a hook's bug; the training state is what must be saved)
             warnings.warn(f"hook {name}'s state() cannot be saved ({last_line(err)}); the checkpoint goes "
                           "without it, and a resume from it starts that hook afresh", RuntimeWarning, stacklevel=2)
