@@ -603,8 +603,8 @@ class Threshold:
         return self.latch.update(key, self.streak[key] >= self.rule.points, now)
 
     def state(self, now: float) -> dict[str, Any]:
-        """Its progress as JSON: [key, value] pairs (keys: member indices, "population")."""
-        return {"streak": [[k, v] for k, v in self.streak.items()], "fired": self.latch.dump(now)}
+        """Its progress for JSON: (key, value) pairs (keys: member indices, "population")."""
+        return {"streak": list(self.streak.items()), "fired": self.latch.dump(now)}
 
     def load_state(self, state: dict[str, Any], now: float) -> None:
         """What `state` returned."""
@@ -634,12 +634,8 @@ class NotImproved:
         return self.latch.update(key, self.since[key] >= self.rule.points, now)
 
     def state(self, now: float) -> dict[str, Any]:
-        """Its progress as JSON: [key, value] pairs (keys: member indices, "population")."""
-        return {
-            "best": [[k, v] for k, v in self.best.items()],
-            "since": [[k, v] for k, v in self.since.items()],
-            "fired": self.latch.dump(now),
-        }
+        """Its progress for JSON: (key, value) pairs (keys: member indices, "population")."""
+        return {"best": list(self.best.items()), "since": list(self.since.items()), "fired": self.latch.dump(now)}
 
     def load_state(self, state: dict[str, Any], now: float) -> None:
         """What `state` returned."""

@@ -344,8 +344,11 @@ class _InFolder(Hook):
 
     def __init__(self, hook: Hook, run_dir: Path):
         self.hook, self.run_dir = hook, run_dir
-        # the runner names a hook's saved state by its class: this one's is the wrapped hook's
-        self.__wrapped__ = hook
+
+    @property
+    def __wrapped__(self) -> Hook:
+        """The hook it wraps: the runner names a hook's saved state by its class."""
+        return self.hook
 
     def on_start(self, run: Any) -> None:
         """The hook's, with `run_dir` and its name."""
