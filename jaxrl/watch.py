@@ -78,6 +78,9 @@ class Watcher:
         # (or mistyped) would otherwise be watched in silence, alerting on nothing
         self._told_empty: set[Path] = set()
         self._following: set[str] = set()
+        # each heartbeat file's last good reading: one caught half-written (a sync tool
+        # copying it) keeps its previous reading, instead of leaving a stale post to count
+        self._last_read: dict[Path, dict[str, Any]] = {}
 
     def receive(self, heartbeat: dict[str, Any]) -> None:
         """A heartbeat posted to the HTTP endpoint; ValueError for one that is not a trainer's."""
@@ -89,7 +92,7 @@ class Watcher:
             self._dirty = True
 
     def _from_folders(self) -> dict[str, dict[str, Any]]:
-        heartbeats = {}
+        heartbeats, read = {}, {}
         for folder in self.folders:
             # a run folder, a folder of them, or of multiruns (<runs_root>/multirun-<time>/<job>/)
             files = [folder / HEARTBEAT_FILE] if (folder / HEARTBEAT_FILE).exists() else [
@@ -103,12 +106,16 @@ class Watcher:
                 try:
                     heartbeat = json.loads(path.read_text())
                 except (OSError, ValueError):
-                    continue  # a file being replaced or half-synced: next round
+                    heartbeat = self._last_read.get(path)  # being replaced or half-synced
+                    if heartbeat is None:
+                        continue
                 if not isinstance(heartbeat, dict) or not _is_heartbeat(heartbeat):
                     continue  # not a trainer's heartbeat: the watcher must outlive any file it finds
+                read[path] = heartbeat
                 if (path.parent / "summary.json").exists() and heartbeat.get("state") == "running":
-                    heartbeat["state"] = "ended"  # killed after its summary was written
+                    heartbeat = {**heartbeat, "state": "ended"}  # killed after its summary was written
                 heartbeats[heartbeat.get("id", str(path.parent))] = heartbeat
+        self._last_read = read
         return heartbeats
 
     def check(self) -> None:

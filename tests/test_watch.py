@@ -200,22 +200,28 @@ def test_a_heartbeat_file_that_is_not_a_trainers_is_skipped_and_the_others_are_w
 
 
 def test_a_run_whose_posts_stop_getting_through_but_whose_folder_is_fresh_is_not_silent(tmp_path, alerts):
-    # watching the folder and listening: the newer of the two heartbeats counts, not always the posted one
+    # watching the folder and listening: the newer of the two heartbeats counts, not always the posted one,
+    # and a file caught half-written (a sync tool copying it) keeps its last reading, not the stale post
     port = free_port()
     run = tmp_path / "living"
     run.mkdir()
+    (run / "heartbeat.json").write_text(json.dumps(beat("living", timeout_s=3)))
     watcher = start(str(tmp_path), "--listen", f"127.0.0.1:{port}", "--channel", f"json://127.0.0.1:{alerts.port}/alert")
     try:
-        post(port, "living", timeout_s=1, age_s=30)  # its last post that got through, long ago
-        end = time.monotonic() + 4
-        while time.monotonic() < end:  # the run goes on writing its heartbeat file
-            (run / "heartbeat.json").write_text(json.dumps(beat("living", timeout_s=1)))
+        post(port, "living", timeout_s=3, age_s=60)  # its last post that got through, long ago
+        end = time.monotonic() + 5
+        while time.monotonic() < end:  # the run goes on writing its heartbeat file; the copy catches some half-way
+            whole = json.dumps(beat("living", timeout_s=3))
+            (run / "heartbeat.json").write_text(whole[: len(whole) // 2])
+            time.sleep(0.4)
+            (run / "heartbeat.json").write_text(whole)
             time.sleep(0.2)
         assert titles(alerts) == []
         assert "Traceback" not in stop(watcher)
     finally:
         watcher.kill()
         watcher.wait()
+
 
 def test_a_folder_without_runs_is_told_and_each_run_followed_is_named(tmp_path):
     # runs one level deeper than the watcher looks (a folder given too high): nothing would
