@@ -43,7 +43,7 @@ import psutil
 
 from jaxrl.config import AlertRule
 from jaxrl.errors import ConfigError, Stopped, last_line
-from jaxrl.events import EPISODE_METRICS, ChunkDone, Hook
+from jaxrl.events import EPISODE_METRICS, CheckpointDone, ChunkDone, Hook
 from jaxrl.files import run_name, write_atomically
 from jaxrl.sinks.base import RunInfo, Sink
 
@@ -76,6 +76,8 @@ after the update (computed in the jitted chunk); a logged row has its mean."""
 
 NONFINITE_RULE = AlertRule(kind="metric", name="non-finite", level="error")
 """The always-on rule: NaN/inf in a member's losses, metrics or policy parameters."""
+CHECKPOINT_RULE = AlertRule(kind="metric", name="checkpoint-failed", level="error")
+"""The always-on rule: a checkpoint could not be written (a full disk, a lost mount)."""
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -789,6 +791,7 @@ class AlertHook(Hook):
         # metric rules whose metric has not yet been looked for in a logged row
         self.unchecked = [r for r in self.metric_rules if not r.rule.metric.startswith("summary/")]
         self.nonfinite_latch = Latch(None)
+        self.checkpoint_latch = Latch(None)
         # known before training starts, for a failure then (on_start gives the same again)
         self.run_dir = run_dir or Path(".")
         self.name = run_name(run_dir) if run_dir else "jaxrl"
@@ -948,6 +951,16 @@ class AlertHook(Hook):
         self.send(NONFINITE_RULE, f"NaN/inf in {who} at step {event.step}", text, first if len(bad_members) == 1 else None)
         if stop:
             raise Stopped(f"non-finite values: {'; '.join(lines)}", save=False)  # summary.json keeps every member
+
+    def on_checkpoint(self, event: CheckpointDone) -> None:
+        """Alerts on a failed checkpoint, once until one succeeds again: a run that trains on
+        without saving loses all it trains since its newest checkpoint at its next preemption."""
+        if not self.checkpoint_latch.update("run", event.path is None, time.monotonic()):
+            return
+        resume = f"from env step {event.kept[-1]}, its newest checkpoint" if event.kept else "over: it has no checkpoint"
+        self.send(CHECKPOINT_RULE, f"checkpoint failed at step {event.step}",
+                  f"the checkpoint at env step {event.step} could not be written ({event.error}); training goes on, "
+                  f"but a resume after a preemption now starts {resume}")
 
     def on_exit(self, summary: dict[str, Any]) -> None:
         """Alerts for the run rules, writes the last heartbeat, pings the

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,8 @@ CHECKPOINTS = "checkpoints"
 
 # Names of files still being written: orbax's "<step>.orbax-checkpoint-tmp-<time>",
 # tensorstore's "*.tempstate*", jaxrl's own "<file>.tmp". Never uploaded or read.
-_TEMPORARY_MARKS = (".orbax-checkpoint-tmp", "tempstate", ".tmp")
+_ORBAX_TEMPORARY = ".orbax-checkpoint-tmp"
+_TEMPORARY_MARKS = (_ORBAX_TEMPORARY, "tempstate", ".tmp")
 
 
 def is_temporary(path: Path) -> bool:
@@ -99,11 +101,24 @@ def _quiet_orbax_leftovers() -> None:
     """Drops the unraisable errors that a failed orbax read or write leaves:
     `RuntimeError: Event loop is closed` from each tensorstore callback still
     in flight once orbax has closed its event loop, and orbax's own coroutines
-    closed unawaited. A damaged checkpoint gave thousands of lines of them,
-    around the one-line warning, that read like a crash of the resume; the
-    failure itself is what `save` and `restore` report. Other unraisable
-    errors go to the previous hook. Installed once, at the first save or restore."""
+    closed unawaited; and asyncio's "exception was never retrieved" for its
+    failed writes, logged whenever the event loop's thread lets go of them,
+    which may be after `_orbax_logs_held_back` ended. A damaged checkpoint gave
+    thousands of lines of them, around the one-line warning, that read like a
+    crash of the resume; the failure itself is what `save` and `restore`
+    report. Other unraisable errors and asyncio records go on as before.
+    Installed once, at the first save or restore."""
     previous = sys.unraisablehook
+
+    def from_orbax(record: logging.LogRecord) -> bool:
+        # raised in orbax's code, or by tensorstore (no Python frames) writing a temporary checkpoint
+        error, trace = record.exc_info[1:] if record.exc_info else (None, None)
+        return (_ORBAX_TEMPORARY in str(error)
+                or any("orbax" in Path(frame.f_code.co_filename).parts for frame, _ in traceback.walk_tb(trace)))
+
+    logging.getLogger("asyncio").addFilter(lambda record: not from_orbax(record))
+    # the same writes' coroutines, collected only when the interpreter exits
+    warnings.filterwarnings("ignore", r"coroutine 'async_serialize_from_host\.", RuntimeWarning)
 
     def hook(unraisable: Any) -> None:
         error, code = unraisable.exc_value, getattr(unraisable.object, "cr_code", None)
@@ -184,6 +199,8 @@ class Checkpointer:
         self.config = config
         self.sinks = sinks
         self._last_save = time.monotonic()
+        self.failure: str | None = None
+        """Why the last save failed (its error's last line); None after one that succeeded."""
 
     @functools.cached_property
     def _manager(self) -> Any:
@@ -232,13 +249,15 @@ class Checkpointer:
                 manager.wait_until_finished()
         except Exception as err:  # noqa: BLE001 (orbax and tensorstore raise assorted types for a failed write)
             self.remove_partial()
+            self.failure = last_line(err)
             warnings.warn(
-                f"CHECKPOINT FAILED at step {step} ({last_line(err)}); training goes on and the previous "
+                f"CHECKPOINT FAILED at step {step} ({self.failure}); training goes on and the previous "
                 f"checkpoints ({self.steps() or 'none'}) are kept",
                 RuntimeWarning,
                 stacklevel=2,
             )
             return None
+        self.failure = None
         path = self.directory / str(step)
         if self.config.upload and self.sinks is not None:
             aliases = ["latest", f"step-{step}", *(["final"] if final else [])]

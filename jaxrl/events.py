@@ -9,11 +9,12 @@ alerts), always between jitted chunks, never inside one.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from jaxrl.sinks.base import RunInfo
 
-__all__ = ["EPISODE_METRICS", "ChunkDone", "EvaluationDone", "Hook", "RunEnded"]
+__all__ = ["EPISODE_METRICS", "CheckpointDone", "ChunkDone", "EvaluationDone", "Hook", "RunEnded"]
 
 EPISODE_METRICS = ("train/episode_return", "train/episode_length")
 """Every algorithm logs these, but a member's row holds them only when one of
@@ -57,6 +58,21 @@ class EvaluationDone:
 
 
 @dataclasses.dataclass(frozen=True)
+class CheckpointDone:
+    """A checkpoint save ended, well or not (checkpoints on, process 0).
+
+    step: its env steps per member; path: its folder, None where the write failed;
+    error: why it failed (the error's last line), else None;
+    kept: env steps of the run's complete checkpoints after it, oldest first.
+    """
+
+    step: int
+    path: Path | None
+    error: str | None
+    kept: list[int]
+
+
+@dataclasses.dataclass(frozen=True)
 class RunEnded:
     """Training finished, its final checkpoint is saved (where checkpoints are
     on), and summary.json is about to be written (after every hook's `on_end`).
@@ -88,6 +104,10 @@ class Hook:
         """After each chunk's rows were logged. Raising `jaxrl.errors.Stopped`
         stops the run resumably (checkpointed unless `save=False`); the hooks
         after this one do not see the chunk."""
+
+    def on_checkpoint(self, event: CheckpointDone) -> None:
+        """After each checkpoint save, a failed one included (training goes on
+        after a failure: the run's next save may succeed)."""
 
     def on_end(self, event: RunEnded) -> None:
         """After the last chunk and the final checkpoint, before summary.json

@@ -39,7 +39,7 @@ from jaxrl.distributed import every_process, is_writer, together
 from jaxrl.envs import make_env
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.evaluation import evaluate
-from jaxrl.events import EPISODE_METRICS, ChunkDone, EvaluationDone, Hook, RunEnded
+from jaxrl.events import EPISODE_METRICS, CheckpointDone, ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.files import LOCK_FILE, FolderLock, json_text, read_jsonl, run_name, write_atomically
 from jaxrl.host import check_cpu_guard
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
@@ -659,10 +659,8 @@ def _train(
                 if stopped is not None:
                     raise stopped
                 if due:
-                    checkpoints.save(
-                        programs.unpad(programs.whole(states)), eval_keys,
-                        dataclasses.replace(position, wall_s=elapsed(), hooks=hook_states(hooks)), final=last,
-                    )
+                    _checkpoint(checkpoints, hooks, programs.unpad(programs.whole(states)), eval_keys,
+                                dataclasses.replace(position, wall_s=elapsed()), final=last)
             summary = {**progress("finished"), "sps": round(position.env_steps * len(members) / position.train_s, 1)}
             if params is None:  # resumed at the final checkpoint: no chunk ran this session
                 params = jax.device_get(programs.unpad(programs.whole(algo.policy_params(states))))
@@ -673,10 +671,8 @@ def _train(
             write_atomically(run_dir / "summary.json", json_text(summary))
         except Stopped as err:
             if err.save and logged:
-                saved = checkpoints.save(
-                    programs.unpad(programs.whole(states)), eval_keys,
-                    dataclasses.replace(position, wall_s=elapsed(), hooks=hook_states(hooks)),
-                )
+                saved = _checkpoint(checkpoints, hooks, programs.unpad(programs.whole(states)), eval_keys,
+                                    dataclasses.replace(position, wall_s=elapsed()))
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
             # process 0's verdict: the other processes never write checkpoints (`_train_quietly`)
@@ -719,6 +715,19 @@ def _hook_names(hooks: Sequence[Hook]) -> list[str]:
         seen[name] += 1
         names.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return names
+
+
+def _checkpoint(
+    checkpoints: Checkpointer, hooks: Sequence[Hook], states: Any, eval_keys: jax.Array, position: Position, final: bool = False
+) -> Path | None:
+    """Saves a checkpoint of `states` ([P] leaves) with the hooks' states as of it, and tells the
+    hooks how it went (`on_checkpoint`); its folder, or None (failed, or checkpoints off)."""
+    path = checkpoints.save(states, eval_keys, dataclasses.replace(position, hooks=hook_states(hooks)), final=final)
+    if checkpoints.config.enabled:
+        event = CheckpointDone(position.env_steps, path, checkpoints.failure, checkpoints.steps())
+        for hook in hooks:
+            hook.on_checkpoint(event)
+    return path
 
 
 def hook_states(hooks: Sequence[Hook]) -> dict[str, Any]:

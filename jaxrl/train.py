@@ -364,6 +364,10 @@ class _InFolder(Hook):
         """The hook's."""
         self.hook.on_chunk(event)
 
+    def on_checkpoint(self, event: Any) -> None:
+        """The hook's."""
+        self.hook.on_checkpoint(event)
+
     def on_end(self, event: Any) -> None:
         """The hook's."""
         self.hook.on_end(event)

@@ -436,6 +436,24 @@ def test_a_run_that_fails_before_training_is_named_with_its_folder(tmp_path, cap
     (alert,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ALERT")]
     assert "run failed (myrun)" in alert and f"(run folder {socket.gethostname()}:{tmp_path / 'myrun'})" in alert, alert
 
+def test_a_failed_checkpoint_alerts_once_until_one_is_saved_again(tmp_path, capsys):
+    # a full disk fails every save: one alert, not one per checkpoint; after a save that worked, again
+    from jaxrl.events import CheckpointDone
+
+    (hook,) = alert_hooks(from_dict(compose("alerts=none", "alerts.channels=[console]")))
+    hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, [{"seed": 0}], 16384))
+    disk_full = "OSError: [Errno 28] No space left on device"
+    for step, path, error, kept in [(4096, None, disk_full, []), (8192, None, disk_full, []),
+                                    (12288, tmp_path / "12288", None, [12288]), (16384, None, disk_full, [12288])]:
+        hook.on_checkpoint(CheckpointDone(step, path, error, kept))
+    hook.on_exit({"status": "finished"})
+    alerts = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ALERT")]
+    assert len(alerts) == 2, alerts
+    assert alerts[0].startswith("ALERT [error] checkpoint failed at step 4096 (run)") and disk_full in alerts[0]
+    assert "a resume after a preemption now starts over: it has no checkpoint" in alerts[0]
+    assert "checkpoint failed at step 16384" in alerts[1] and "now starts from env step 12288, its newest" in alerts[1]
+
+
 def test_a_cpu_rule_waits_for_a_real_measurement():
     # psutil says 0.0 for a first call whatever the load: a "cpu below 5%" rule fired as every run started
     from jaxrl.alerts import SYSTEM_METRICS

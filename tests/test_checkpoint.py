@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -468,6 +469,30 @@ def test_a_failed_save_warns_keeps_the_previous_checkpoint_and_cleans_up(tmp_pat
     np.testing.assert_array_equal(states["params"], tiny_state()["params"])
     np.testing.assert_array_equal(eval_keys, keys)
     ckpt.close()
+
+
+def test_a_disk_that_refuses_every_checkpoint_is_told_in_one_line_each_and_one_alert(tmp_path):
+    # a real process whose checkpoint writes fail in tensorstore's threads (a file size limit: EFBIG, as a
+    # full disk's ENOSPC): orbax's futures and coroutines, collected late, logged a traceback per array
+    limit = 30000  # bytes per file: the run's own files fit, a checkpoint's data file (about 50 kB) does not
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = ["algo=ppo", "seeds=1", "total_timesteps=16384", "num_logs=4", "algo.hidden=[64,64]", "checkpoint.every=1",
+            "eval.every=100", "eval.episodes=2", "logger=none", "video.enabled=false", "compile_cache=null", "run_dir=run"]
+    proc = run_cli(args, tmp_path, preexec_fn=limit_file_size, JAX_ENABLE_COMPILATION_CACHE="false")
+    assert proc.returncode == 0, proc.stderr[-3000:]  # training went on to the end
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("warning: CHECKPOINT FAILED")]
+    assert [line.split()[5] for line in failed] == ["4096", "8192", "12288", "16384"], proc.stderr[-3000:]
+    (alert,) = [line for line in proc.stderr.splitlines() if line.startswith("ALERT")]
+    assert "checkpoint failed at step 4096" in alert and "File too large" in alert and "starts over" in alert, alert
+    for flood in ("Traceback", "never retrieved", "never awaited", "ERROR"):
+        assert flood not in proc.stderr, proc.stderr[-3000:]
+    assert list((tmp_path / "run" / CHECKPOINTS).iterdir()) == []  # no partial folder left
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
+    assert (tmp_path / "run" / "policy.msgpack").exists()
 
 
 def test_wandb_artifacts_hold_complete_checkpoints_and_never_temporary_files(tmp_path, monkeypatch):
