@@ -1,9 +1,9 @@
 """The training loop's events, and the hooks that subscribe to them.
 
 The runner's loop emits an event at each point where the host may act:
-a chunk of updates done, an evaluation done, the run ended. A `Hook` reacts
-to them with side effects (files, videos, plots; next, checkpoints and
-alerts), always between jitted chunks, never inside one.
+a chunk of updates done, an evaluation done, a checkpoint saved (or not),
+the run ended. A `Hook` reacts to them with side effects (files, videos,
+plots, alerts), always between jitted chunks, never inside one.
 """
 
 from __future__ import annotations
