@@ -205,17 +205,17 @@ def test_a_run_whose_posts_stop_getting_through_but_whose_folder_is_fresh_is_not
     port = free_port()
     run = tmp_path / "living"
     run.mkdir()
-    (run / "heartbeat.json").write_text(json.dumps(beat("living", timeout_s=3)))
+    (run / "heartbeat.json").write_text(json.dumps(beat("living", timeout_s=5)))
     watcher = start(str(tmp_path), "--listen", f"127.0.0.1:{port}", "--channel", f"json://127.0.0.1:{alerts.port}/alert")
     try:
-        post(port, "living", timeout_s=3, age_s=60)  # its last post that got through, long ago
+        post(port, "living", timeout_s=5, age_s=60)  # its last post that got through, long ago
         end = time.monotonic() + 5
         while time.monotonic() < end:  # the run goes on writing its heartbeat file; the copy catches some half-way
-            whole = json.dumps(beat("living", timeout_s=3))
+            whole = json.dumps(beat("living", timeout_s=5))
             (run / "heartbeat.json").write_text(whole[: len(whole) // 2])
-            time.sleep(0.4)
+            time.sleep(0.1)  # briefly: a watcher that saw only half files for 5 s would rightly alert
             (run / "heartbeat.json").write_text(whole)
-            time.sleep(0.2)
+            time.sleep(0.3)
         assert titles(alerts) == []
         assert "Traceback" not in stop(watcher)
     finally:
