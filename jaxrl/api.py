@@ -184,6 +184,7 @@ def run(
         example = repr(overrides) if isinstance(overrides, str) else "'total_timesteps=1e5'"
         raise TypeError(f"overrides={overrides!r} ({type(overrides).__name__}): overrides is a list of key=value strings, "
                         f"e.g. [{example}]")
+    _check_hooks(hooks)
     groups = {"algo": algo, "env": env, "experiment": experiment}
     _check_input(groups, seeds, overrides)
     args = [f"{group}={choice}" for group, choice in groups.items() if choice]
@@ -198,6 +199,19 @@ def run(
         # resume=auto in a run_dir whose run finished already: nothing trained, so no hook heard of the folder
         folder.run_dir = Path(compose_config(overrides).run_dir).expanduser()
     return Result(folder.run_dir, summary)
+
+
+def _check_hooks(hooks: Any) -> None:
+    """TypeError unless `hooks` is a list (or tuple) of `Hook`s: checked here, since the
+    runner would otherwise find out at the run's start, after compiling, with a folder made."""
+    if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Sequence):
+        raise TypeError(f"hooks={hooks!r} ({type(hooks).__name__}): hooks is a list of jaxrl.events.Hook instances")
+    for i, hook in enumerate(hooks):
+        if not isinstance(hook, Hook):
+            raise TypeError(
+                f"hooks[{i}]={hook!r} ({type(hook).__name__}) is not a jaxrl.events.Hook: "
+                "subclass Hook and override the methods you need (every one is optional)"
+            )
 
 
 def _check_input(groups: dict[str, Any], seeds: Any, overrides: Sequence[Any]) -> None:

@@ -37,7 +37,9 @@ def load_policy(
     checkpoint taken at that env step (`checkpoints/<step>`). The returned callable maps a NumPy
     observation [*obs_shape] (or a batch [N, *obs_shape]) to the env's action
     in its own bounds ([action_dim] floats, or a 0-d int array for discrete envs),
-    applying the saved observation normalisation. It needs no training code
+    applying the saved observation normalisation. Where jaxrl flattens the
+    env's observations (MinAtar's [10, 10, C] images), it also takes them in
+    the env's own shape, [10, 10, C] or [N, 10, 10, C]. It needs no training code
     path: only the run's config.yaml and policy file.
 
     seed, member, step: integers (Python or NumPy; an integral float such as
@@ -54,14 +56,15 @@ def load_policy(
         member = 0  # not seed=0: a run trained with seed=5 has no seed 0
     _, algo, params, _ = _trained(folder_path(run_dir), seed, member, step)
     spec = algo.env.spec
-    shape = tuple(spec.obs_shape)
+    shape, native = tuple(spec.obs_shape), spec.native_obs_shape
 
     @jax.jit
     def act(obs: jax.Array) -> jax.Array:
         single = lambda o: scale_action(spec, algo.policy(params, o, jax.random.PRNGKey(0), True))
         return jax.vmap(single)(obs) if obs.ndim > len(spec.obs_shape) else single(obs)
 
-    takes = f"this policy takes {shape} or a batch (N, *{shape}), arrays of numbers"
+    also = f", or in the env's own shape {native} or (N, *{native})" if native is not None else ""
+    takes = f"this policy takes {shape} or a batch (N, *{shape}){also}, arrays of numbers"
 
     def policy(obs: np.ndarray) -> np.ndarray:
         try:
@@ -70,8 +73,10 @@ def load_policy(
             raise ValueError(f"observation {_brief(obs)} is not an array ({err}); {takes}") from None
         if raw.dtype.kind not in "biuf":
             raise ValueError(f"observation {_brief(obs)} holds {raw.dtype} values, not numbers; {takes}")
-        if raw.shape != shape and raw.shape[1:] != shape:
-            raise ValueError(f"observation of shape {raw.shape}; {takes}")
+        if shape not in (raw.shape, raw.shape[1:]):
+            if native is None or native not in (raw.shape, raw.shape[1:]):
+                raise ValueError(f"observation of shape {raw.shape}; {takes}")
+            raw = raw.reshape(*raw.shape[: raw.ndim - len(native)], *shape)
         # checked before the cast: 1e40 is finite, but infinite as float32
         if not np.isfinite(raw).all():
             raise ValueError(f"observation holds NaN or infinite values; {takes}, all finite")

@@ -12,6 +12,7 @@ import pytest
 import jaxrl
 from jaxrl import film, load_policy
 from jaxrl.config import ConfigError
+from jaxrl.events import Hook
 from jaxrl.policy import film_policy
 
 TINY = [
@@ -106,6 +107,31 @@ def test_a_run_folder_under_home_may_be_given_with_a_tilde(trained, monkeypatch)
     assert jaxrl.Result.load("~/run").summary == trained.summary
     obs = np.array([-0.5, 0.01], np.float32)
     np.testing.assert_array_equal(load_policy("~/run", member=1)(obs), trained.policy(member=1)(obs))
+
+
+def test_a_minatar_policy_takes_the_envs_own_image_observations_as_well_as_flat_ones(tmp_path):
+    import gymnax
+    import jax
+
+    result = jaxrl.run(env="gymnax", seeds=1, overrides=[*TINY, "env.name=Breakout-MinAtar", "video.enabled=false"],
+                       run_dir=tmp_path / "run")
+    env, params = gymnax.make("Breakout-MinAtar")
+    images = np.stack([np.asarray(env.reset(jax.random.PRNGKey(i), params)[0]) for i in range(3)])  # [3, 10, 10, 4] bool
+    act = result.policy()
+    flat = act(images.reshape(3, -1))
+    np.testing.assert_array_equal(act(images), flat)
+    assert [int(act(image)) for image in images] == [int(a) for a in flat]
+    with pytest.raises(ValueError, match=r"shape \(10, 10\); this policy takes \(400,\) or a batch \(N, \*\(400,\)\), "
+                                         r"or in the env's own shape \(10, 10, 4\) or \(N, \*\(10, 10, 4\)\)"):
+        act(images[0, :, :, 0])
+
+
+def test_hooks_that_are_not_a_list_of_hooks_are_a_type_error_before_anything_is_made(tmp_path):
+    for hooks, said in [("x", r"hooks='x' \(str\): hooks is a list"), (None, r"hooks=None \(NoneType\): hooks is a list"),
+                        ([Hook(), object()], r"hooks\[1\]=<object object at .*> \(object\) is not a jaxrl\.events\.Hook")]:
+        with pytest.raises(TypeError, match=said):
+            jaxrl.run(overrides=TINY, hooks=hooks, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("obs", [{"a": 1}, "ab", [[0.0, 1.0], [2.0]], None, np.array(["a", "b"])])

@@ -32,6 +32,10 @@ class EnvSpec:
     action_low/action_high: the backend's bounds, one float per action dimension
         (empty for discrete envs); used to rescale [-1, 1] actions.
     max_episode_steps: time limit after which an episode is truncated.
+    native_obs_shape: the backend's own observation shape where it differs
+        from obs_shape (gymnax's MinAtar images [10, 10, C], flattened for the
+        MLPs), so that a policy can take the env's observations as they come;
+        None where they are the same.
     """
 
     obs_shape: tuple[int, ...] = struct.field(pytree_node=False)
@@ -40,6 +44,7 @@ class EnvSpec:
     action_low: tuple[float, ...] = struct.field(pytree_node=False)
     action_high: tuple[float, ...] = struct.field(pytree_node=False)
     max_episode_steps: int = struct.field(pytree_node=False)
+    native_obs_shape: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
 
 
 @struct.dataclass

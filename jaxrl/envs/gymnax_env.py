@@ -53,13 +53,15 @@ class GymnaxEnv:
             low = tuple(float(x) for x in np.broadcast_to(np.asarray(act_space.low, np.float32), shape).ravel())
             high = tuple(float(x) for x in np.broadcast_to(np.asarray(act_space.high, np.float32), shape).ravel())
         self._action_shape = tuple(act_space.shape or ())
+        obs_shape = (int(np.prod(obs_space.shape)),)
         self.spec = EnvSpec(
-            obs_shape=(int(np.prod(obs_space.shape)),),
+            obs_shape=obs_shape,
             action_dim=action_dim,
             discrete=discrete,
             action_low=low,
             action_high=high,
             max_episode_steps=int(self.params.max_steps_in_episode),
+            native_obs_shape=None if tuple(obs_space.shape) == obs_shape else tuple(obs_space.shape),
         )
 
     def reset(self, key: jax.Array) -> tuple[EnvState, jax.Array]:
