@@ -792,6 +792,8 @@ class AlertHook(Hook):
         self.unchecked = [r for r in self.metric_rules if not r.rule.metric.startswith("summary/")]
         self.nonfinite_latch = Latch(None)
         self.checkpoint_latch = Latch(None)
+        # the env step a resume would go on from (a NaN alert says it); None: a resume starts over
+        self.newest_checkpoint: int | None = None
         # known before training starts, for a failure then (on_start gives the same again)
         self.run_dir = run_dir or Path(".")
         self.name = run_name(run_dir) if run_dir else "jaxrl"
@@ -866,6 +868,7 @@ class AlertHook(Hook):
         self.id = _earlier_id(run.run_dir) or f"{socket.gethostname()}:{run.run_dir.resolve()}"
         # a resumed run's heartbeat and first NaN window start at its checkpoint, not at 0
         self.step = self.prev_step = run.start_step
+        self.newest_checkpoint = run.start_step or None
         self.last_progress, self.last_progress_time = time.monotonic(), time.time()
         self.monitor = Monitor(self)
         # the CPU backend reports no memory limit: such a rule would never fire, unsaid
@@ -945,7 +948,11 @@ class AlertHook(Hook):
             # the parameters and the first few metrics say enough; every metric goes NaN after them
             named = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
             lines.append(f"{who}: NaN/inf in {named} between env steps {self.prev_step} and {event.step}")
-        text = _some_members(lines) + ("; stopping the run (resumable; its bad state is not saved)" if stop else "")
+        if self.newest_checkpoint is None:
+            resume = ", and no checkpoint was: a resume starts over"
+        else:
+            resume = f": a resume goes on from env step {self.newest_checkpoint}, its newest checkpoint"
+        text = _some_members(lines) + (f"; stopping the run (its bad state is not saved{resume})" if stop else "")
         first = bad_members[0][0]
         who = f"member {first}" if len(bad_members) == 1 else f"{len(bad_members)} members"
         self.send(NONFINITE_RULE, f"NaN/inf in {who} at step {event.step}", text, first if len(bad_members) == 1 else None)
@@ -955,6 +962,7 @@ class AlertHook(Hook):
     def on_checkpoint(self, event: CheckpointDone) -> None:
         """Alerts on a failed checkpoint, once until one succeeds again: a run that trains on
         without saving loses all it trains since its newest checkpoint at its next preemption."""
+        self.newest_checkpoint = event.kept[-1] if event.kept else None
         if not self.checkpoint_latch.update("run", event.path is None, time.monotonic()):
             return
         resume = f"from env step {event.kept[-1]}, its newest checkpoint" if event.kept else "over: it has no checkpoint"

@@ -560,6 +560,9 @@ def _train(
         if speaks:
             print(f"resuming {run_dir} at step {position.env_steps}", file=sys.stderr, flush=True)
     else:
+        if resume_from and speaks:
+            print(f"resuming {run_dir}: it has no checkpoint, so training starts over from step 0", file=sys.stderr,
+                  flush=True)
         states = None
         position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {}, sized_for=schedule.sized_for)
     _check_same_start(position.env_steps if restored else -1)
@@ -676,9 +679,10 @@ def _train(
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
             # process 0's verdict: the other processes never write checkpoints (`_train_quietly`)
-            if speaks and not run.checkpoint.enabled and not checkpoints.steps():
+            if speaks and not checkpoints.steps():
                 err.resumable = False
-                err.reason += "; no checkpoint (checkpoint.enabled=false), so a resume starts over"
+                why = "checkpoint.enabled=false" if not run.checkpoint.enabled else "none was saved before the stop"
+                err.reason += f"; no checkpoint ({why}), so a resume starts over"
             summary = {**progress("stopped"), "reason": err.reason}
             if not err.save:
                 # resuming unchanged would replay the same steps to the same bad state

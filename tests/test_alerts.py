@@ -209,6 +209,7 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
     assert result.returncode == RESUMABLE_EXIT, result.stderr
     assert "member 1 (seed 1): NaN/inf in policy parameters" in result.stderr
     assert "between env steps 4096 and 8192" in result.stderr
+    assert "stopping the run (its bad state is not saved: a resume goes on from env step 4096, its newest" in result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["env_steps"] == 8192 and summary["bad_state"]
     nan_alerts = [p for p in posts(httpserver, "/hook") if p["title"].startswith("NaN/inf in member 1 at step 8192")]
@@ -236,6 +237,19 @@ def test_nan_stops_the_run_resumably_naming_member_and_step(tmp_path, httpserver
     finished = json.loads((tmp_path / "run" / "summary.json").read_text(), parse_constant=no_nan)
     # member 1 trained on from its NaN: its evaluation is null, as in metrics.jsonl
     assert finished["status"] == "finished" and finished["final"]["eval/return_mean"][1] is None
+
+
+def test_nan_before_the_first_checkpoint_says_a_resume_starts_over_and_the_resume_says_so(tmp_path):
+    args = [*TINY, "seeds=2", "run_dir=run", "alerts.test_nan=[0,1]", "alerts.channels=[console]"]
+    result = run_cli(args, tmp_path)
+    assert result.returncode == RESUMABLE_EXIT, result.stderr[-3000:]
+    # nothing was saved before the first chunk went bad: "resumable" would promise what a resume cannot keep
+    assert "no checkpoint (none was saved before the stop), so a resume starts over" in result.stderr, result.stderr
+    assert "resumable" not in result.stderr and not (tmp_path / "run" / "checkpoints").exists()
+    assert "stopping the run (its bad state is not saved, and no checkpoint was: a resume starts over)" in result.stderr
+    past = run_cli([*args, "resume=auto", "alerts.on_nonfinite=continue"], tmp_path)
+    assert past.returncode == 0, past.stderr[-3000:]
+    assert "resuming run: it has no checkpoint, so training starts over from step 0" in past.stderr, past.stderr
 
 
 @pytest.mark.parametrize(
