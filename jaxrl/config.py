@@ -275,7 +275,9 @@ def _owners(node: type, keys: list[str]) -> str:
 
 
 def _wrong_value(owner: str, error: dict[str, Any]) -> str:
-    where = _dotted(owner, *(p for p in error["loc"] if not isinstance(p, int)))
+    where = owner
+    for part in error["loc"]:  # a list's item by its index: alerts.channels[1]
+        where = f"{where}[{part}]" if isinstance(part, int) else _dotted(where, part)
     kind = error["type"]
     if kind == "finite_number":
         return f"{where} must be a finite number, got {error['input']!r}"

@@ -41,6 +41,8 @@ def read_curves(metrics_path: str | os.PathLike, metric: str = DEFAULT_METRIC) -
     path = Path(metrics_path)
     records = read_jsonl(path)
     if not any(_is_number(r.get(metric)) for r in records):
+        if any(metric in r for r in records):
+            raise ValueError(f"{path}: every value of {metric!r} is NaN or infinite (the run diverged): no curve to draw")
         # only the default falls back: a misspelt metric would otherwise be plotted as another, unsaid
         if metric == DEFAULT_METRIC and any(_is_number(r.get(FALLBACK_METRIC)) for r in records):
             metric = FALLBACK_METRIC

@@ -74,6 +74,15 @@ def test_plot_curves_without_the_metric_says_what_is_there(tmp_path):
         plot_curves(metrics, tmp_path / "x.png")
 
 
+def test_a_metric_logged_only_as_nan_is_called_diverged_not_absent(tmp_path):
+    # metrics.jsonl writes a non-finite value as null; the run's training returns are still finite
+    rows = [{"step": s, "seed": 0, "eval/return_mean": None, "train/episode_return": -1.0} for s in (1, 2)]
+    metrics = _write_jsonl(tmp_path / "metrics.jsonl", rows)
+    with pytest.raises(ValueError, match=r"every value of 'eval/return_mean' is NaN or infinite \(the run diverged\)"):
+        plot_curves(metrics, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_a_named_metric_that_is_absent_is_refused_not_replaced(tmp_path):
     metrics = _write_jsonl(tmp_path / "metrics.jsonl", [{"step": 1, "seed": 0, "train/episode_return": 5.0}])
     with pytest.raises(ValueError, match=r"no values of 'eval/retrun_mean'; numeric keys: \['train/episode_return'\]"):
