@@ -678,8 +678,10 @@ def _train(
                                     dataclasses.replace(position, wall_s=elapsed()))
                 if saved is not None:
                     err.reason += f"; checkpoint at step {position.env_steps}"
-            # process 0's verdict: the other processes never write checkpoints (`_train_quietly`)
-            if speaks and not checkpoints.steps():
+            # process 0's verdict: the other processes never write checkpoints (`_train_quietly`).
+            # A stop before any step (while compiling) loses nothing: it stays resumable where
+            # checkpoints are on, though none was saved yet.
+            if speaks and not checkpoints.steps() and (position.env_steps or not run.checkpoint.enabled):
                 err.resumable = False
                 why = "checkpoint.enabled=false" if not run.checkpoint.enabled else "none was saved before the stop"
                 err.reason += f"; no checkpoint ({why}), so a resume starts over"
