@@ -618,7 +618,23 @@ def exit_status() -> Iterator[None]:
         sys.exit(128 + signum)
     except Exception as err:  # noqa: BLE001 (the CLI reports every failure, ending with one line)
         _report_crash(err, "training failed")
+        _leave_a_failed_distributed_run()
         sys.exit(1)
+
+
+def _leave_a_failed_distributed_run() -> None:
+    """Ends a failed process of a `distributed=true` run at once, with status 1.
+
+    Its failure is most often a peer that died (a collective that lost it), and
+    jax.distributed's shutdown at exit waits for every process: a dead one never
+    comes, and the coordination service's heartbeat timeout (100 s) then aborts
+    this process with status 134, under a page of C++ logs. Its outputs are
+    closed by now (summary.json, alerts, W&B), so nothing is lost by skipping it."""
+    jax = sys.modules.get("jax")  # not imported: no run started, so none joined others
+    if jax is not None and jax.distributed.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def _report_crash(err: Exception, what: str) -> None:

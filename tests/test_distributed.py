@@ -98,6 +98,23 @@ def test_a_process_stopped_by_sigterm_stops_both_after_the_same_chunk_and_they_r
     assert rows[0] == rows[1]
 
 
+@pytest.mark.slow  # two joined trainers, one killed: about 40 s on 2 cores
+def test_a_process_killed_with_sigkill_leaves_the_other_to_fail_at_once_with_status_1(tmp_path):
+    longer = [*TINY[:4], "total_timesteps=16000", "num_logs=100", *TINY[6:8], "seeds=1", *TINY[9:]]
+    procs = start_processes(tmp_path, [*longer, "run_dir=run"], [*longer, "run_dir=run"])
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, procs[0])
+    procs[1].kill()  # a machine lost: nothing of process 1 runs on
+    # process 0's next collective fails at once (gloo: the peer closed the connection); it used to
+    # wait at jax.distributed's shutdown barrier for the dead process, until the coordination
+    # service aborted it (status 134) after its 100 s heartbeat timeout
+    statuses, errs = exit_statuses(procs, 60)
+    assert statuses == [1, -signal.SIGKILL], errs[0][-3000:]
+    assert last_error(errs[0]).startswith("error: training failed: "), errs[0][-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["env_steps"] > 0, summary
+
+
 def exit_statuses(procs: list[subprocess.Popen], timeout: float) -> tuple[list[int], list[str]]:
     """The processes' exit statuses and stderr, killing them all if one is not done in `timeout` s."""
     try:
