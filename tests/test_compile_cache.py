@@ -17,14 +17,17 @@ def test_the_users_jax_compilation_cache_dir_wins(monkeypatch, tmp_path):
     assert not (tmp_path / "mine").exists()
 
 
-def test_null_sets_no_cache_and_reports_the_one_jax_has(monkeypatch):
+def test_null_or_empty_sets_no_cache_and_reports_the_one_jax_has(monkeypatch, tmp_path):
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "")
+    monkeypatch.chdir(tmp_path)
     # the suite's own cache, set by conftest through jax.config
     assert compile_cache.enable(None) == jax.config.jax_compilation_cache_dir
     suite_cache = jax.config.jax_compilation_cache_dir
     jax.config.update("jax_compilation_cache_dir", None)
     try:
         assert compile_cache.enable(None) is None
+        # `compile_cache=''` as `run_dir=''`: unset, not the working directory, which would fill with programs
+        assert compile_cache.enable("") is None and jax.config.jax_compilation_cache_dir is None
     finally:
         jax.config.update("jax_compilation_cache_dir", suite_cache)
 
