@@ -17,7 +17,8 @@ from typing import Any
 
 __all__ = [
     "CPU_GUARD", "LAPACK_FREE_ENVS", "batched_lapack_calls", "check_cpu_guard", "choose_mujoco_gl", "configure",
-    "guard_cpu_deadlock", "make_deterministic", "needs_cpu_guard", "relax_cpu_guard", "set_mujoco_gl",
+    "guard_cpu_deadlock", "make_deterministic", "needs_cpu_guard", "relax_cpu_guard", "route_mujoco_warnings",
+    "set_mujoco_gl",
 ]
 
 # The OpenGL platforms mujoco's Python bindings can run headless on Linux; the
@@ -203,6 +204,24 @@ def set_mujoco_gl() -> None:
     if choice is not None:
         os.environ["MUJOCO_GL"] = choice
         os.environ["PYOPENGL_PLATFORM"] = choice
+
+
+def route_mujoco_warnings() -> None:
+    """Sends MuJoCo's warnings to Python's `warnings`, unless a handler is set
+    already (the user's). MuJoCo's own handler appends them to MUJOCO_LOG.TXT in
+    the working directory, where a run writes nothing but its run folder (Brax's
+    halfcheetah model, for one, uses an attribute MuJoCo deprecates)."""
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_warn_from_mujoco)
+
+
+def _warn_from_mujoco(message: str) -> None:
+    try:
+        warnings.warn(f"MuJoCo: {message}", stacklevel=2)
+    except Exception:  # noqa: BLE001 (warnings made errors: an exception leaving this callback aborts the process)
+        print(f"warning: MuJoCo: {message}", file=sys.stderr, flush=True)
 
 
 DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"

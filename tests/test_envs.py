@@ -165,6 +165,15 @@ def test_brax_humanoid_contract():
     assert ts.episode_length[first + 1] == 1
 
 
+def test_mujoco_warnings_are_python_warnings_not_a_file_in_the_working_directory(tmp_path, monkeypatch):
+    # Brax's halfcheetah model uses an attribute MuJoCo deprecates; MuJoCo's own
+    # handler would write its warning to MUJOCO_LOG.TXT in the working directory
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="MuJoCo: compiler attribute 'settotalmass' is deprecated"):
+        make_env("brax", "halfcheetah")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_playground_contract():
     # The Control Suite's cartpole never terminates: every episode is truncated.
     env = make_env("playground", "CartpoleBalance", episode_length=30)

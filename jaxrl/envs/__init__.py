@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from jaxrl.envs.base import Env, EnvSpec, EnvState, TimeStep
 from jaxrl.errors import ConfigError, UnknownEnv
+from jaxrl.host import route_mujoco_warnings
 
 SUITES = ("gymnax", "brax", "playground")
 
@@ -50,6 +51,9 @@ def _make(suite: str, name: str, backend: str | None, episode_length: int | None
         from jaxrl.envs.gymnax_env import GymnaxEnv
 
         return GymnaxEnv(name, episode_length)
+    if suite in ("brax", "playground"):
+        # both load MuJoCo models, whose warnings would go to a file in the working directory
+        route_mujoco_warnings()
     if suite == "brax":
         from jaxrl.envs.brax_env import BraxEnv
 
