@@ -965,7 +965,8 @@ class AlertHook(Hook):
         self.newest_checkpoint = event.kept[-1] if event.kept else None
         if not self.checkpoint_latch.update("run", event.path is None, time.monotonic()):
             return
-        resume = f"from env step {event.kept[-1]}, its newest checkpoint" if event.kept else "over: it has no checkpoint"
+        resume = ("over: it has no checkpoint" if self.newest_checkpoint is None
+                  else f"from env step {self.newest_checkpoint}, its newest checkpoint")
         self.send(CHECKPOINT_RULE, f"checkpoint failed at step {event.step}",
                   f"the checkpoint at env step {event.step} could not be written ({event.error}); training goes on, "
                   f"but a resume after a preemption now starts {resume}")
