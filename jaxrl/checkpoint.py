@@ -149,11 +149,19 @@ def _orbax_logs_held_back() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def _not_a_missing_metadata_file(record: logging.LogRecord) -> bool:
+    """False for orbax's warning about a step folder without its metadata file,
+    which it repeats each time it lists the steps: that folder is a checkpoint
+    a kill cut short, or a damaged one, which `restore` reports in one line."""
+    return not record.getMessage().startswith("Metadata file does not exist")
+
+
 def _manager(directory: Path, keep: int) -> Any:
     import orbax.checkpoint as ocp
 
     # orbax logs every save at INFO through absl; a run's console is for metrics
     logging.getLogger("absl").setLevel(logging.WARNING)
+    logging.getLogger("absl").addFilter(_not_a_missing_metadata_file)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
     if jax.process_count() > 1:
         # distributed=true: only process 0 writes, and orbax must not wait at

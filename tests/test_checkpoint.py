@@ -227,9 +227,14 @@ def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(finished_r
     for data in (run_dir / CHECKPOINTS / str(steps[-1]) / "state").rglob("*"):
         if data.is_file() and data.parent.name == "d":
             data.write_bytes(b"\0" * 7)
+    # and a newer step folder that holds nothing (a sync tool's, or a save cut short before its first file)
+    (run_dir / CHECKPOINTS / str(steps[-1] + 1)).mkdir()
     result = run_cli(["resume=run", "total_timesteps=14336"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"checkpoint {Path('run') / CHECKPOINTS / str(steps[-1])} cannot be read" in result.stderr
+    assert f"checkpoint {Path('run') / CHECKPOINTS / str(steps[-1] + 1)} cannot be read" in result.stderr
+    # each in jaxrl's one line, not orbax's warning about the empty one, repeated at every listing of the steps
+    assert "Metadata file does not exist" not in result.stderr, result.stderr[-3000:]
     # the reason names what is wrong, not the tail of a dumped tensorstore spec
     assert "(ValueError: OUT_OF_RANGE: Error " in result.stderr, result.stderr[-3000:]
     # nor is it followed by a traceback per read still in flight
@@ -242,7 +247,8 @@ def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(finished_r
     # the retrained step's checkpoint is written over the damaged one, which is kept aside
     assert "CHECKPOINT FAILED" not in result.stderr, result.stderr[-3000:]
     assert steps[-1] in checkpoint_steps(run_dir)
-    assert [p.name.split("-")[0] for p in (run_dir / CHECKPOINTS).glob("*.damaged-*")] == [f"{steps[-1]}.damaged"]
+    assert sorted(p.name.split("-")[0] for p in (run_dir / CHECKPOINTS).glob("*.damaged-*")) == [
+        f"{steps[-1]}.damaged", f"{steps[-1] + 1}.damaged"]
     from jaxrl import load_policy
 
     assert load_policy(run_dir, step=steps[-1])(np.zeros(2, np.float32)).shape == (1,)
