@@ -19,7 +19,7 @@ from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
 from jaxrl.files import write_atomically
-from jaxrl.sinks.base import FanOut
+from jaxrl.sinks.base import FanOut, RunInfo
 
 __all__ = ["POLICY_FILE", "Curves", "PolicyFile", "Videos", "check_run_dir", "save_policy"]
 
@@ -137,6 +137,15 @@ class Videos(Hook):
         # the last evaluation's policy params, on the host: what a chunk's film shows
         # (every filmed chunk was evaluated); the final film takes RunEnded's
         self.params: Any = None
+
+    def on_start(self, run: RunInfo) -> None:
+        """Renames the final videos of an earlier session (`final`, `final-member<M>`) to
+        `step<start>...`: they show the policy this session goes on from (that session's final
+        one, or the newest checkpoint that `jaxrl.film` filmed), and `final` must show this
+        run's final policy, or be absent."""
+        if run.start_step:
+            for old in (self.run_dir / "videos").glob("final[.-]*"):
+                old.replace(old.with_name(f"step{run.start_step}{old.name.removeprefix('final')}"))
 
     def on_evaluation(self, event: EvaluationDone) -> None:
         """Keeps the evaluated policy params, the next film's subject."""

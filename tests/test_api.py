@@ -121,11 +121,14 @@ def test_jaxrl_run_is_exported_without_importing_jax():
 
 @pytest.mark.slow
 def test_resume_goes_on_in_the_same_folder(tmp_path):
-    first = jaxrl.run(seeds=1, overrides=[*TINY, "video.enabled=false"], run_dir=tmp_path / "run")
+    first = jaxrl.run(seeds=1, overrides=TINY, run_dir=tmp_path / "run")
     first_rows = len(first.metrics)  # read now: metrics is read from the folder, which the resumed run extends
+    assert first.video == tmp_path / "run" / "videos" / "final.mp4"
     longer = [o for o in TINY if not o.startswith("total_timesteps")] + ["total_timesteps=1024", "video.enabled=false"]
     # in the same process: the first run released its folder's lock when it ended
     again = jaxrl.run(seeds=1, overrides=longer, resume=tmp_path / "run")
     assert again.run_dir == first.run_dir
     assert again.summary["env_steps"] == 2 * first.summary["env_steps"]
     assert list(again.metrics["step"]) == [256, 512, 768, 1024] and first_rows == 2
+    # the first session's final video shows the policy at step 512, no longer the run's final one
+    assert again.video is None and again.videos == [tmp_path / "run" / "videos" / "step512.mp4"]
