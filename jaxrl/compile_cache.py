@@ -30,10 +30,11 @@ def enable(folder: str | None) -> str | None:
 
     A non-empty JAX_COMPILATION_CACHE_DIR wins over `folder` (jax reads it
     itself), so one cache can serve all of a user's JAX programs. None (or
-    "", as `compile_cache=''` gives) sets no folder and leaves one JAX already has (from `jax.config`, or from an
-    earlier run in this process) in place, which is then the one returned. A folder
-    that cannot be written is reported on stderr and the run compiles without
-    a cache: the cache saves time, it is never worth failing a run for.
+    "", as `compile_cache=''` gives) sets no folder and leaves one JAX already
+    has (from `jax.config`, or from an earlier run in this process) in place,
+    which is then the one returned. A folder that cannot be written is
+    reported on stderr and the run compiles without a cache: the cache saves
+    time, it is never worth failing a run for.
     """
     if os.environ.get(ENV_VAR) or not folder:
         return jax.config.jax_compilation_cache_dir or None
