@@ -68,18 +68,21 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
     resume_dir, lock = resume_target(cfg)
     with lock or contextlib.nullcontext():
         if resume_dir is not None:
-            if cfg.resume == "auto" and _finished_already(resume_dir, cfg):
-                # a requeued job whose run is done: nothing to train, and nothing wrong
-                print(f"{resume_dir} finished already", file=sys.stderr, flush=True)
-                return json.loads((resume_dir / "summary.json").read_text())
-            if cfg.resume == "auto" and (why := _replays_a_bad_state(resume_dir, cfg)):
-                # a requeue loop would otherwise stop on the same NaN forever
-                raise ConfigError(why)
+            auto = cfg.resume == "auto"
+            # the run's own command line under this one, as for resume=<folder>: a command that
+            # leaves out what the run was started with asks for that run, not for the defaults
             overrides = resume_overrides(resume_dir, overrides)
             try:
                 cfg = compose_config(overrides)
             except ConfigError as err:
                 raise ConfigError(f"cannot resume {resume_dir} with this command line: {err}") from None
+            if auto and _finished_already(resume_dir, cfg):
+                # a requeued job whose run is done: nothing to train, and nothing wrong
+                print(f"{resume_dir} finished already", file=sys.stderr, flush=True)
+                return json.loads((resume_dir / "summary.json").read_text())
+            if auto and (why := _replays_a_bad_state(resume_dir, cfg)):
+                # a requeue loop would otherwise stop on the same NaN forever
+                raise ConfigError(why)
             check_resumable(resume_dir, cfg)
         return run_from_config(cfg, overrides, resume_dir, hooks, own_process, lock)
 
@@ -150,7 +153,8 @@ def run_from_config(
         return train(run, run_dir, sinks, resolved, hooks, resume_from=run_dir if resume_dir is not None else None,
                      lock=lock)
     except BaseException as err:
-        if os.path.exists(run_dir):
+        # a multirun job's folder is Hydra's, made before the job compiles: empty, it holds nothing done
+        if os.path.isdir(run_dir) and os.listdir(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")
         raise
 
@@ -220,6 +224,8 @@ def resume_target(cfg: DictConfig) -> tuple[Path | None, FolderLock | None]:
         return None, None
     if cfg.resume != "auto":
         path = Path(cfg.resume).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"resume={cfg.resume}: no such folder; give a run folder, or resume=auto")
         if not (path / "config.yaml").is_file() or not (path / OVERRIDES_FILE).is_file():
             raise ConfigError(
                 f"resume={cfg.resume}: not a resumable jaxrl run folder (it needs config.yaml and {OVERRIDES_FILE}); "
@@ -430,8 +436,9 @@ def _hydra_error(err: Exception, overrides: list[str]) -> ConfigError:
     from hydra.errors import MissingConfigException, OverrideParseException
 
     if isinstance(err, OverrideParseException):
+        # `open_sweep_keys` added the ++ of a sweep key: the user typed it without
         return ConfigError(
-            f"cannot parse {err.override!r}; quote a value with special characters, e.g. \"run_dir='~/runs/a'\""
+            f"cannot parse {err.override.removeprefix('++')!r}; quote a value with special characters, e.g. \"run_dir='~/runs/a'\""
         )
     if isinstance(err, MissingConfigException) and err.options:
         group, _, name = (err.missing_cfg_file or "").rpartition("/")

@@ -376,6 +376,13 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path, monk
     again = run_cli([*args, f"run_dir={run_dir}", "resume=auto"], tmp_path, **own_cache)
     assert again.returncode == 0 and f"{run_dir} finished already" in again.stderr, again.stderr[-3000:]
     assert json.loads((run_dir / "summary.json").read_text()) == summary
+    # the folder alone asks for the run in it, as resume=<folder> does (not for the default settings) ...
+    bare = run_cli([f"run_dir={run_dir}", "resume=auto", "logger=none"], tmp_path, **own_cache)
+    assert bare.returncode == 0 and f"{run_dir} finished already" in bare.stderr, bare.stderr[-3000:]
+    # ... and a setting other than the run's is named
+    other_lr = run_cli([*args, "algo.lr=1e-3", f"run_dir={run_dir}", "resume=auto"], tmp_path, **own_cache)
+    assert other_lr.returncode == 2 and "this command changes algo.lr (" in other_lr.stderr, other_lr.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
 
 
 def test_jobs_requeued_at_once_resume_different_runs(finished_run, tmp_path, monkeypatch, capsys):

@@ -43,6 +43,8 @@ BAD = [
     (["-m", "algo=ppo,sac", "env=mountaincar", "seeds=1", "total_timesteps=20000"], "SAC needs continuous actions"),
     (["-m", "algo=sac", "env=gymnax", "env.name=Swimmer-misc", "seeds=1", "algo.warmup_steps=10", "algo.buffer_size=2e9",
       "total_timesteps=300,2e9"], "the training state of 1 member(s) needs"),
+    (["resume=nofolder"], "resume=nofolder: no such folder; give a run folder, or resume=auto"),
+    (["sweep.algo.lr=loguniform(1e-5,1e-3"], "cannot parse 'sweep.algo.lr=loguniform(1e-5,1e-3'"),
     (["-m", "algo.num_envs=4,8", "resume=afile"], "resume=afile does not work with -m: give resume=auto"),
     (["-m", "algo.num_envs=4,8", "resume=auto"], "resume=auto with -m needs a fixed sweep folder, hydra.sweep.dir=<folder>"),
     (["algo.lr=nan"], "algo.lr must be a finite number, got nan"),

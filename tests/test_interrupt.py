@@ -64,7 +64,7 @@ def test_a_stop_without_checkpoints_says_a_resume_starts_over(tmp_path):
     assert summary["status"] == "stopped" and "a resume starts over" in summary["reason"], summary
     assert not (tmp_path / "run" / "checkpoints").exists()
 
-def test_ctrl_c_during_compilation_leaves_no_folder(tmp_path):
+def test_a_signal_during_compilation_leaves_no_folder_and_names_none(tmp_path):
     # the session's compilation cache holds this program from the test above: compile for real
     proc = start_cli(tmp_path, *LONG, "logger=none", JAX_ENABLE_COMPILATION_CACHE="false")
     # the CLI says 'compiling ...' just before compilation starts
@@ -74,3 +74,11 @@ def test_ctrl_c_during_compilation_leaves_no_folder(tmp_path):
     assert code == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted by SIGINT" in stderr and len(stderr.strip().splitlines()) <= 3, stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "left files behind"
+
+    # a folder made before the run (a multirun job's, which Hydra makes) holds nothing done: not named
+    (tmp_path / "job").mkdir()
+    proc = start_cli(tmp_path, *LONG, "logger=none", "run_dir=job", JAX_ENABLE_COMPILATION_CACHE="false")
+    assert proc.stderr.readline().startswith("compiling")
+    code, stderr = finish(proc, signal.SIGTERM)
+    assert code == 143 and "interrupted by SIGTERM" in stderr and "what was done so far" not in stderr, stderr[-2000:]
+    assert list((tmp_path / "job").iterdir()) == []
