@@ -61,7 +61,8 @@ class Result:
                     f"no summary.json in {run_dir}: the run has not ended (it is training, or was killed: "
                     f"resume={run_dir} goes on); load_policy reads its last evaluated policy meanwhile"
                 )
-            raise FileNotFoundError(f"no summary.json in {run_dir}: it is not a jaxrl run folder")
+            what = "it is not a jaxrl run folder" if run_dir.is_dir() else "no such folder"
+            raise FileNotFoundError(f"no summary.json in {run_dir}: {what}")
         return cls(run_dir, json.loads((run_dir / "summary.json").read_text()))
 
     @property

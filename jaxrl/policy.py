@@ -47,7 +47,7 @@ def load_policy(
 
     Raises FileNotFoundError for a folder without those files, ValueError for
     an argument that is not an integer or names no member or checkpoint (or
-    a `seed` and `member` that name different members), and
+    a `member` not trained with the `seed` given beside it), and
     for a policy file that cannot be read; the callable raises ValueError for
     an observation that is not an array of numbers, of the wrong shape, or
     with NaN or infinite values or values beyond float32's range.

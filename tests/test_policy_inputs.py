@@ -194,6 +194,8 @@ def test_a_multirun_folder_or_an_unended_run_is_refused_saying_what_to_give(trai
     assert load_policy(killed)(np.zeros(2, np.float32)).shape == (1,)
     with pytest.raises(FileNotFoundError, match="it is not a jaxrl run folder"):
         jaxrl.Result.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no summary.json in .*/typo: no such folder"):
+        jaxrl.Result.load(tmp_path / "typo")
 
 
 def test_film_makes_the_video_training_made(trained, tmp_path):
