@@ -566,8 +566,9 @@ def _train(
         states = None
         position = Position(0, schedule.updates_per_chunk, 0, 0.0, 0.0, {}, sized_for=schedule.sized_for)
     _check_same_start(position.env_steps if restored else -1)
+    last_evaluation = []
     if in_place:
-        _truncate_metrics(run_dir / "metrics.jsonl", position.env_steps)
+        last_evaluation = _newest_evaluation(_truncate_metrics(run_dir / "metrics.jsonl", position.env_steps))
         # the last session's ending: left in place, jaxrl.watch would take this
         # session for ended and resume=auto skip it, were it killed
         (run_dir / "summary.json").unlink(missing_ok=True)
@@ -576,7 +577,7 @@ def _train(
     # the outputs are process 0's (jaxrl.distributed): another would print and plot them again
     hooks = [*(builtin if speaks else []), *hooks]
     info = RunInfo(run_dir, run_name(run_dir), run.algo_name, run.env.id, resolved_config, members, schedule.total_steps,
-                   position.env_steps)
+                   position.env_steps, last_evaluation)
 
     summary: dict[str, Any] = {}
     # whether the last chunk's rows were logged: only then may a stop checkpoint its states
@@ -807,15 +808,26 @@ def _ended_its_schedule(run: RunConfig, folder: Path, position: Position) -> boo
     return position.env_steps == schedule.total_steps
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
+def _truncate_metrics(path: Path, step: int) -> list[dict[str, Any]]:
     """Drops the rows of metrics.jsonl logged after env step `step` (all of
     them for step 0), and a torn last line that a kill left: a resumed run
     logs them again. Rewritten through a temporary file, so a kill meanwhile
-    leaves the old file whole."""
+    leaves the old file whole. Returns the rows kept."""
     if not path.exists():
-        return
-    rows = read_jsonl(path)
-    write_atomically(path, "".join(json.dumps(row) + "\n" for row in rows if row.get("step", step + 1) <= step))
+        return []
+    rows = [row for row in read_jsonl(path) if row.get("step", step + 1) <= step]
+    write_atomically(path, "".join(json.dumps(row) + "\n" for row in rows))
+    return rows
+
+
+def _newest_evaluation(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """metrics.jsonl's rows of its newest evaluated point, one per member, with
+    the null of a non-finite value read back as NaN (`RunInfo.last_evaluation`)."""
+    evaluated = [row for row in rows if "eval/return_mean" in row]
+    if not evaluated:
+        return []
+    step = max(row["step"] for row in evaluated)
+    return [{k: math.nan if v is None else v for k, v in row.items()} for row in evaluated if row["step"] == step]
 
 
 def _sweep_hooks(run: RunConfig, run_dir: Path) -> list[Hook]:

@@ -47,6 +47,13 @@ class Recorder(Hook):
         self.heard.append(("exit", summary["status"]))
 
 
+class Started(Hook):
+    """A hook that keeps the RunInfo it is started with."""
+
+    def on_start(self, run):
+        self.run = run
+
+
 def test_run_gives_the_same_result_as_the_command_line(tmp_path):
     proc = run_cli(["seeds=2", "video.enabled=false", *TINY, "run_dir=cli"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -126,8 +133,12 @@ def test_resume_goes_on_in_the_same_folder(tmp_path):
     assert first.video == tmp_path / "run" / "videos" / "final.mp4"
     longer = [o for o in TINY if not o.startswith("total_timesteps")] + ["total_timesteps=1024", "video.enabled=false"]
     # in the same process: the first run released its folder's lock when it ended
-    again = jaxrl.run(seeds=1, overrides=longer, resume=tmp_path / "run")
+    started = Started()
+    again = jaxrl.run(seeds=1, overrides=longer, resume=tmp_path / "run", hooks=[started])
     assert again.run_dir == first.run_dir
+    # the sinks and hooks hear the first session's last evaluation (the console shows it until the next)
+    (last,) = started.run.last_evaluation
+    assert (last["step"], last["eval/return_mean"]) == (512, first.final["eval/return_mean"][0])
     assert again.summary["env_steps"] == 2 * first.summary["env_steps"]
     assert list(again.metrics["step"]) == [256, 512, 768, 1024] and first_rows == 2
     # the first session's final video shows the policy at step 512, no longer the run's final one

@@ -88,6 +88,18 @@ def test_a_console_that_cannot_redraw_gets_one_line_per_logged_point(env, monkey
     assert "\x1b[2K" not in out.getvalue() and "/5000" not in out.getvalue()  # no line erased for a redraw, no bar
 
 
+def test_a_resumed_run_shows_its_last_evaluation_until_it_evaluates_again():
+    out = io.StringIO()
+    sink = ConsoleSink(Console(file=out, width=100))
+    resumed = RunInfo(Path("runs/exp"), "exp", "ppo", "mc", {}, [{"seed": 0}, {"seed": 1}], 5000, start_step=2000,
+                      last_evaluation=[{"step": 2000, "eval/return_mean": 90.0}, {"step": 2000, "eval/return_mean": 92.0}])
+    sink.open(resumed)
+    sink.log(3000, [{"perf/sps": 500.0}, {"perf/sps": 500.0}])
+    sink.log(4000, [{"eval/return_mean": 93.0}, {"eval/return_mean": 95.0}])
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("step")]
+    assert "eval 91.0" in lines[0] and "eval 94.0" in lines[1], lines
+
+
 class Clock:
     """A fake clock for rich (Console's get_time): time moves only when a test says."""
 

@@ -140,6 +140,8 @@ class ConsoleSink(Sink):
     def open(self, run: RunInfo) -> None:
         """Prints the run header and starts the progress bar."""
         self._run = run
+        # a resumed run shows its last evaluation until this session's first
+        self._last_eval = _mean(run.last_evaluation, "eval/return_mean")
         self.console.print(
             f"[bold]{escape(run.algo)}[/] on [bold]{escape(run.env)}[/]: {len(run.members)} member(s) x "
             f"{run.total_steps:,} env steps -> {escape(str(run.run_dir))}",
@@ -165,7 +167,7 @@ class ConsoleSink(Sink):
                 auto_refresh=not self.console.is_jupyter,
             )
             self._task = self._progress.add_task(
-                "train", total=run.total_steps, completed=run.start_step, sps="-", ret="-", eval="-"
+                "train", total=run.total_steps, completed=run.start_step, sps="-", ret="-", eval=_fmt(self._last_eval)
             )
             if self.console.is_jupyter:
                 self._notebook = _NotebookBar(self._progress)
