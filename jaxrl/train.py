@@ -292,12 +292,19 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
         )
 
 
+# keys that name what is trained: when one changes, the other changes follow from it
+WHAT_IS_TRAINED = ("algo.name", "env.suite", "env.name", "env.id")
+
+
 def _changes(run_dir: Path, cfg: DictConfig) -> list[str]:
-    """'key (saved -> wanted)' for each key outside RESUME_MAY_CHANGE where `cfg` differs from the run in `run_dir`."""
+    """'key (saved -> wanted)' for each key outside RESUME_MAY_CHANGE where `cfg` differs from the run
+    in `run_dir`; only the WHAT_IS_TRAINED ones where any of those differs (another algorithm's
+    thirty keys would hide the one that matters)."""
     saved = _identity(yaml.safe_load((run_dir / "config.yaml").read_text()))
     wanted = _identity(OmegaConf.to_container(cfg, resolve=True))
-    return [f"{k} ({saved.get(k, 'unset')} -> {wanted.get(k, 'unset')})" for k in sorted(saved.keys() | wanted.keys())
-            if saved.get(k) != wanted.get(k)]
+    changed = [k for k in sorted(saved.keys() | wanted.keys()) if saved.get(k) != wanted.get(k)]
+    changed = [k for k in changed if k in WHAT_IS_TRAINED] or changed
+    return [f"{k} ({saved.get(k, 'unset')} -> {wanted.get(k, 'unset')})" for k in changed]
 
 
 def _finished_already(run_dir: Path, cfg: DictConfig) -> bool:

@@ -27,10 +27,10 @@ import pytest
 
 from conftest import cli_env, leet_records, run_cli, start_cli, wait_while_running
 from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
-from jaxrl.config import CheckpointConfig
+from jaxrl.config import CheckpointConfig, ConfigError
 from jaxrl.files import FolderLock
 from jaxrl.host import CPU_GUARD
-from jaxrl.train import compose_config, resume_target
+from jaxrl.train import check_resumable, compose_config, resume_target
 
 PPO = [
     "algo=ppo", "seeds=2", "total_timesteps=61440", "num_logs=30", "algo.num_envs=8", "algo.rollout_length=64",
@@ -141,6 +141,12 @@ def test_a_resume_that_cannot_work_is_refused_before_compiling(finished_run, arg
     result = run_cli([f"resume={finished_run}", *args], finished_run.parent, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "compiling" not in result.stderr, result.stderr
+
+
+def test_another_algorithm_is_named_alone_not_among_the_keys_that_follow_from_it(finished_run):
+    with pytest.raises(ConfigError) as refused:
+        check_resumable(finished_run, compose_config(["algo=sac", "seeds=2", "total_timesteps=2e4"]))
+    assert "this command changes algo.name (ppo -> sac); a resumed run may only change" in str(refused.value)
 
 
 def test_an_unfinished_run_resumed_with_a_total_below_its_checkpoint_is_refused(finished_run, tmp_path):
