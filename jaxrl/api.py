@@ -162,6 +162,8 @@ def run(
         "algo.lr=1e-3", "sweep.algo.lr=[1e-4,1e-3]", "logger=none"]. Everything
         trains in one compiled program: a sweep is `sweep.algo.<name>=[a,b]`;
         Hydra's `-m` and its `key=a,b` (one job per value) are the command line's.
+        They come after algo, env, seeds and the rest, as on a command line: a key
+        given both ways takes its value in `overrides`.
     run_dir: the run folder (default: a new runs/<time>-<algo>-<env>).
     resume: a run folder to go on from its newest checkpoint, or "auto" (the
         newest unfinished run of this configuration, else a new run), as
