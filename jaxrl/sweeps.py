@@ -168,6 +168,11 @@ def parse_sweep(algo_name: str, traced: Sequence[str], raw: Any, static: Sequenc
             raise ConfigError(f"{where} must be a list of numbers, got {list(values)}")
         if bad := [v for v in values if not math.isfinite(v)]:
             raise ConfigError(f"{where} must be a finite number, got {bad[0]}")
+        if twice := [v for i, v in enumerate(values) if float(v) in map(float, values[:i])]:
+            raise ConfigError(
+                f"{where} lists {twice[0]} more than once: its members would be identical copies (the same "
+                "setting and seeds); give each value once, and more seeds with seeds="
+            )
         grid.append((name, tuple(float(v) for v in values)))
     if samples is None:
         if random:

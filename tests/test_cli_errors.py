@@ -50,6 +50,7 @@ BAD = [
     (["algo.lr=nan"], "algo.lr must be a finite number, got nan"),
     (["algo.lr=inf"], "algo.lr must be a finite number, got inf"),
     (["sweep.algo.lr=[nan,1e-3]"], "sweep.algo.lr must be a finite number"),
+    (["sweep.algo.lr=[1e-3,3e-4,0.001]"], "sweep.algo.lr lists 0.001 more than once: its members would be identical"),
     (["total_timesteps=nan"], "total_timesteps must be a finite number"),
     (["seed=99999999999"], "seed must be in 0.."),
     (["algo=sac", "total_timesteps=8192"], "never takes a gradient step"),
