@@ -26,9 +26,10 @@ class RunInfo:
     total_steps: env steps per member the run is going to take.
     start_step: env steps per member done before this session: a resumed
         run's checkpoint, else 0.
-    last_evaluation: a resumed run's rows (one per member, as given to `log`)
-        of its newest evaluated point up to `start_step`, so that a sink can
-        show it until this session evaluates; empty for a new run.
+    last_evaluation: a resumed run's metrics.jsonl rows (one per member: the
+        metrics as given to `log`, with step, member and seed) of its newest
+        evaluated point up to `start_step`, so that a sink can show it until
+        this session evaluates; empty for a new run.
     """
 
     run_dir: Path
@@ -39,7 +40,7 @@ class RunInfo:
     members: list[dict[str, Any]]
     total_steps: int
     start_step: int = 0
-    last_evaluation: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    last_evaluation: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 class Sink:
