@@ -3,7 +3,7 @@
 Owns `rollout` (the only traced code here), `write_mp4` (ffmpeg) and
 `record_episode`, which plays an episode and asks the env to draw it. The
 drawing itself lives beside each adapter family (`Env.render`:
-`jaxrl.envs.mountaincar_render`, `jaxrl.envs.brax_render`), so this module
+`jaxrl.envs.gymnax_render`, `jaxrl.envs.brax_render`), so this module
 knows no backend. `RenderUnavailable` is re-exported from `jaxrl.envs.base`.
 """
 
@@ -177,8 +177,8 @@ def record_episode(
 
     The env draws its own frames (`env.render`, see `jaxrl.envs.base.Env`).
     act: pure `(obs [*obs_shape], key) -> action`, as for `rollout`.
-    fps: playback rate; default the env's (30 for MountainCar, real time for Brax).
-    width, height: frame size; default the env's (400x300 MountainCar, 320x240 Brax).
+    fps: playback rate; default the env's (gym's for its classic-control scenes, real time for Brax).
+    width, height: frame size; default the env's (gym's for its scenes, 320x240 Brax).
     max_frames: passed to `env.render`: a longer episode is drawn every k-th
         state (k = ceil(T / max_frames)), the fps lowered to match, so the
         video still plays in real time and its frames fit in memory (MuJoCo,

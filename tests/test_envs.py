@@ -86,7 +86,7 @@ def test_a_time_limit_keeps_the_type_of_the_envs_own():
     assert list(np.flatnonzero(ts.truncated)) == [4, 9]
 
 
-def test_gymnax_render_draws_the_mountaincars_only():
+def test_gymnax_render_draws_the_envs_it_knows_and_names_them_for_others():
     env = make_env("gymnax", "MountainCarContinuous-v0")
     assert env.render_unavailable() is None
     states = jax.device_get(jax.vmap(lambda k: env.reset(k)[0])(jax.random.split(jax.random.PRNGKey(0), 3)))
@@ -95,10 +95,10 @@ def test_gymnax_render_draws_the_mountaincars_only():
     # one frame per state, plus the car after the last step
     assert frames.shape == (4, 90, 120, 3) and frames.dtype == np.uint8 and fps == 30
 
-    cartpole = make_env("gymnax", "CartPole-v1")
-    assert "'CartPole-v1'" in cartpole.render_unavailable()
-    with pytest.raises(RenderUnavailable, match="no renderer for 'CartPole-v1'"):
-        cartpole.render(states, ts)
+    rooms = make_env("gymnax", "FourRooms-misc")
+    assert "CartPole-v1, Pendulum-v1" in rooms.render_unavailable()
+    with pytest.raises(RenderUnavailable, match="no renderer for 'FourRooms-misc'"):
+        rooms.render(states, ts)
 
 
 

@@ -1,4 +1,4 @@
-"""Videos of a policy: rollout, MountainCar drawing, Brax/MuJoCo rendering, mp4 files.
+"""Videos of a policy: rollout, gymnax drawings, Brax/MuJoCo rendering, mp4 files.
 
 The drawers live beside the adapters (`jaxrl.envs.*_render`); they are tested
 here through `record_episode`, which asks the env to draw.
@@ -28,7 +28,14 @@ from conftest import ProbeEnv
 from jaxrl import host
 from jaxrl.envs.base import RenderUnavailable
 from jaxrl.envs.gymnax_env import GymnaxEnv
-from jaxrl.envs.mountaincar_render import mountaincar_frames
+from jaxrl.envs.gymnax_render import (
+    ENVS,
+    acrobot_frames,
+    board_frames,
+    cartpole_frames,
+    mountaincar_frames,
+    pendulum_frames,
+)
 from jaxrl.video import (
     VideoResult,
     record_episode,
@@ -106,11 +113,77 @@ def test_discrete_mountaincar_and_other_gymnax_envs(tmp_path):
     result = record_episode(env, lambda obs, key: jnp.where(obs[1] >= 0, 2, 0), jax.random.key(1), tmp_path, "mc")
     assert result.mp4 is not None and result.num_frames == result.episode_length + 1
 
-    cartpole = GymnaxEnv("CartPole-v1")
-    result = record_episode(cartpole, lambda obs, key: jnp.int32(0), jax.random.key(0), tmp_path, "cp", max_steps=5)
-    assert result.mp4 is None and result.html is None and "CartPole-v1" in result.reason
+    rooms = GymnaxEnv("FourRooms-misc")
+    result = record_episode(rooms, lambda obs, key: jnp.int32(0), jax.random.key(0), tmp_path, "rooms", max_steps=5)
+    assert result.mp4 is None and result.html is None and "FourRooms-misc" in result.reason
+    assert "CartPole-v1" in result.reason  # it names the envs that can be filmed
     assert result.episode_length == 0 and np.isnan(result.episode_return)
-    assert not list(tmp_path.glob("cp*"))
+    assert not list(tmp_path.glob("rooms*"))
+
+
+def random_action(env):
+    """A uniformly random action of `env`, as `(obs, key) -> action`."""
+    if env.spec.discrete:
+        return lambda obs, key: jax.random.randint(key, (), 0, env.spec.action_dim)
+    return lambda obs, key: jax.random.uniform(key, (env.spec.action_dim,), minval=-1.0, maxval=1.0)
+
+
+def test_every_gymnax_env_with_a_drawer_films_an_episode(tmp_path):
+    # classic control and the board games alike: an mp4 of every state, the final one included
+    assert {"CartPole-v1", "Pendulum-v1", "Acrobot-v1", "Breakout-MinAtar", "Catch-bsuite"} <= set(ENVS)
+    for name in ENVS:
+        env = GymnaxEnv(name)
+        result = record_episode(env, random_action(env), jax.random.key(3), tmp_path, name, max_steps=12)
+        assert result.reason is None and result.mp4 is not None, name
+        frames, _ = read_mp4(result.mp4)
+        assert frames.shape[0] == result.num_frames == result.episode_length + 1, name
+        # something moves: a frozen picture would pass every shape check
+        assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 100, name
+
+
+def dark(frame, colour, tolerance=40):
+    """Column and row centroids of the pixels of `colour` in `frame` [H, W, 3]."""
+    rows, cols = np.nonzero((np.abs(frame.astype(int) - colour) < tolerance).all(axis=-1))
+    assert rows.size > 0, f"no pixel of {colour}"
+    return cols.mean(), rows.mean()
+
+
+def test_classic_control_scenes_follow_the_state():
+    cartpole = GymnaxEnv("CartPole-v1")
+    # x left and right of the centre; the pole upright, then leaning right (theta > 0)
+    frames = cartpole_frames(np.array([[-1.5, 0, 0, 0], [1.5, 0, 0.5, 0]]), cartpole.params)
+    assert frames.shape == (2, 400, 600, 3)
+    # the cart: the black columns taller than the track's one-pixel line
+    cart = [np.nonzero((f == 0).all(axis=-1).sum(axis=0) > 5)[0].mean() for f in frames]
+    assert cart[0] < 300 - 100 and cart[1] > 300 + 100
+    pole = [dark(f, (202, 152, 101)) for f in frames]
+    assert abs(pole[0][0] - cart[0]) < 3 and pole[1][0] > cart[1] + 10
+
+    pendulum = GymnaxEnv("Pendulum-v1")
+    # theta 0 is upright: the rod above its axle; theta pi hangs below it
+    up, down = pendulum_frames(np.array([[1.0, 0, 0], [-1.0, 0, 0]]), pendulum.params, 200, 200)
+    assert dark(up, (204, 77, 77))[1] < 100 < dark(down, (204, 77, 77))[1]
+
+    acrobot = GymnaxEnv("Acrobot-v1")
+    # both joints at 0 hang straight down; the first at pi stands straight up
+    hanging, standing = acrobot_frames(np.array([[1.0, 0, 1, 0, 0, 0], [-1.0, 0, 1, 0, 0, 0]]), acrobot.params)
+    assert dark(hanging, (0, 204, 204))[1] > 250 > dark(standing, (0, 204, 204))[1]
+    assert abs(dark(hanging, (0, 204, 204))[0] - 250) < 3
+
+
+def test_a_board_cell_takes_its_channels_colour():
+    obs = np.zeros((1, 10, 10, 4))
+    obs[0, 2, 3, 1] = 1  # channel 1 alone at row 2, column 3
+    obs[0, 7, 7, [0, 3]] = 1  # two channels: the last one's colour
+    (frame,) = board_frames(obs)
+    assert frame.shape == (400, 400, 3)  # 40-pixel cells
+    cell = lambda r, c: frame[r * 40 + 5 : r * 40 + 35, c * 40 + 5 : c * 40 + 35].reshape(-1, 3)
+    first, last = np.unique(cell(2, 3), axis=0), np.unique(cell(7, 7), axis=0)
+    assert len(first) == 1 and len(last) == 1 and (first != last).any()
+    assert (np.unique(cell(0, 0), axis=0) == 0).all()  # empty cells are black
+    # a [H, W] board (Catch) at a size of the caller's: cells as large as fit, centred
+    (frame,) = board_frames(np.eye(10, 5)[None], width=100, height=300)
+    assert frame.shape == (300, 100, 3) and frame[50:70].any() and not frame[:50].any()
 
 
 class BlindProbe(ProbeEnv):

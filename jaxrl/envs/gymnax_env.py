@@ -1,7 +1,7 @@
 """Adapter from gymnax (>= 1.0, six-value `step`) to the jaxrl env contract.
 
-Frames come from the drawer beside it (`mountaincar_render`), which covers
-the two MountainCars; other gymnax envs have none.
+Frames come from the drawers beside it (`gymnax_render`): gym's
+classic-control scenes and the board games; the other gymnax envs have none.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.envs import mountaincar_render
+from jaxrl.envs import gymnax_render
 from jaxrl.envs.base import (
     EnvSpec,
     EnvState,
@@ -92,11 +92,10 @@ class GymnaxEnv:
         )
 
     def render_unavailable(self) -> str | None:
-        """Why this env has no drawer (every gymnax env but the MountainCars), else None."""
-        if self.name in mountaincar_render.ENVS:
+        """Why this env has no drawer (one not in `gymnax_render.ENVS`), else None."""
+        if self.name in gymnax_render.ENVS:
             return None
-        drawn = " and ".join(mountaincar_render.ENVS)
-        return f"no renderer for {self.name!r}: jaxrl draws only {drawn} among gymnax envs"
+        return f"no renderer for {self.name!r}: among gymnax envs jaxrl draws {', '.join(gymnax_render.ENVS)}"
 
     def render(
         self,
@@ -110,11 +109,14 @@ class GymnaxEnv:
         """Draws a recorded episode (host arrays [T, ...] from `jaxrl.video.rollout`).
 
         Returns Frames [<= max_frames + 1, height, width, 3] uint8: every state
-        and the final one (default 400x300, 30 fps), or every k-th of them with
-        the fps divided by k where there are more (`base.frame_indices`).
-        Raises RenderUnavailable for an env without a drawer.
+        and the final one at the env's size and fps (`gymnax_render`), or every
+        k-th of them with the fps divided by k where there are more
+        (`base.frame_indices`). Raises RenderUnavailable for an env without a drawer.
         """
         reason = self.render_unavailable()
         if reason is not None:
             raise RenderUnavailable(reason)
-        return mountaincar_render.render_episode(self.params, states, steps, width=width, height=height, max_frames=max_frames)
+        native = self.spec.native_obs_shape or self.spec.obs_shape
+        return gymnax_render.render_episode(
+            self.env, self.params, native, states, steps, width=width, height=height, max_frames=max_frames
+        )

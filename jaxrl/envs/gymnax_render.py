@@ -1,0 +1,326 @@
+"""Frames for the gymnax adapter, drawn on the host with NumPy and PIL.
+
+Owns the drawing of the gymnax envs jaxrl films, each frame from the
+observation of one recorded state:
+  - gym's classic-control scenes, with gym's geometry and colours: CartPole,
+    Pendulum, Acrobot and the two MountainCars;
+  - the envs whose observation is a picture of the board (MinAtar's five
+    games, Pong-misc, bsuite's Catch and DeepSea), drawn cell by cell, one
+    colour per channel, as gymnax's own animations draw MinAtar.
+About a millisecond a frame and no OpenGL: gym's own drawings would need
+pygame and a gym env made per frame (gymnax's adapter to them does so), and
+gymnax's MinAtar animation seaborn and matplotlib. `GymnaxEnv.render` calls
+`render_episode`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from PIL import Image, ImageDraw
+
+from jaxrl.envs.base import EnvState, Frames, TimeStep, frame_indices
+
+__all__ = [
+    "ENVS",
+    "acrobot_frames",
+    "board_frames",
+    "cartpole_frames",
+    "mountaincar_frames",
+    "pendulum_frames",
+    "render_episode",
+]
+
+# An env's drawer: (observations [N, *native_obs_shape], env params, width or None, height or None) -> [N, H, W, 3]
+Drawer = Callable[..., np.ndarray]
+
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+
+class _Canvas:
+    """A frame of gym's `design` size in pixels, y pointing up from its bottom
+    edge, scaled uniformly into width x height (default: the design size) and
+    centred."""
+
+    def __init__(self, design: tuple[int, int], width: int | None, height: int | None):
+        self.size = (width or design[0], height or design[1])
+        self.scale = min(self.size[0] / design[0], self.size[1] / design[1])
+        self.offset = ((self.size[0] - self.scale * design[0]) / 2, (self.size[1] - self.scale * design[1]) / 2)
+        self.top = design[1]
+
+    def px(self, x: float, y: float) -> tuple[float, float]:
+        """Design coordinates (y up) -> image pixel coordinates (y down)."""
+        return self.offset[0] + self.scale * x, self.offset[1] + self.scale * (self.top - y)
+
+    def polygon(self, draw: Any, points: np.ndarray, fill: tuple[int, int, int]) -> None:
+        """Fills the polygon of design points [K, 2]."""
+        draw.polygon([self.px(x, y) for x, y in points], fill=fill)
+
+    def disc(self, draw: Any, centre: np.ndarray, radius: float, fill: tuple[int, int, int]) -> None:
+        """Fills a circle of `radius` design pixels around a design point."""
+        cx, cy = self.px(*centre)
+        r = radius * self.scale
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+
+
+def _bar(left: float, right: float, bottom: float, top: float, angle: float, at: np.ndarray) -> np.ndarray:
+    """Corners [4, 2] of the rectangle [left, right] x [bottom, top], turned by
+    `angle` (radians, counter-clockwise) about the origin, then moved to `at`."""
+    corners = np.array([[left, bottom], [left, top], [right, top], [right, bottom]], np.float64)
+    c, s = math.cos(angle), math.sin(angle)
+    return corners @ np.array([[c, s], [-s, c]]) + at
+
+
+def _frames(obs: np.ndarray, canvas: _Canvas, background: Any, draw_one: Callable[[Any, np.ndarray], None]) -> np.ndarray:
+    """Every observation's frame: a copy of `background` (a PIL image) that `draw_one(draw, obs_row)` draws on."""
+    frames = np.empty((obs.shape[0], canvas.size[1], canvas.size[0], 3), np.uint8)
+    for t, row in enumerate(obs):
+        image = background.copy()
+        draw_one(ImageDraw.Draw(image), row)
+        frames[t] = np.asarray(image)
+    return frames
+
+
+def _blank(canvas: _Canvas) -> Image.Image:
+    return Image.new("RGB", canvas.size, WHITE)
+
+
+def cartpole_frames(obs: np.ndarray, params: Any, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """CartPole as gym draws it (600x400): the track, the cart at x, the pole at angle theta.
+
+    obs: [N, 4] (x, x_dot, theta, theta_dot). Returns uint8 [N, height, width, 3].
+    """
+    canvas = _Canvas((600, 400), width, height)
+    scale = 600 / (2 * float(params.x_threshold))
+    pole_w, pole_len = 10.0, scale * 2 * float(params.length)
+    cart_w, cart_h, cart_y = 50.0, 30.0, 100.0
+    background = _blank(canvas)
+    ImageDraw.Draw(background).line([canvas.px(0, cart_y), canvas.px(600, cart_y)], fill=BLACK)
+
+    def draw_one(draw: Any, row: np.ndarray) -> None:
+        cart_x = float(row[0]) * scale + 300
+        axle = np.array([cart_x, cart_y + cart_h / 4])
+        canvas.polygon(draw, _bar(-cart_w / 2, cart_w / 2, -cart_h / 2, cart_h / 2, 0.0, np.array([cart_x, cart_y])), BLACK)
+        pole = _bar(-pole_w / 2, pole_w / 2, -pole_w / 2, pole_len - pole_w / 2, -float(row[2]), axle)
+        canvas.polygon(draw, pole, (202, 152, 101))
+        canvas.disc(draw, axle, pole_w / 2, (129, 132, 203))
+
+    return _frames(obs, canvas, background, draw_one)
+
+
+def pendulum_frames(obs: np.ndarray, params: Any, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """Pendulum as gym draws it (500x500): the rod at angle theta (0: upright) about its axle.
+
+    obs: [N, 3] (cos theta, sin theta, theta_dot). Returns uint8 [N, height, width, 3].
+    """
+    canvas = _Canvas((500, 500), width, height)
+    scale = 500 / 4.4  # gym's view: 2.2 rod lengths either side
+    rod_len, rod_w = float(params.l) * scale, 0.2 * scale
+    centre = np.array([250.0, 250.0])
+
+    def draw_one(draw: Any, row: np.ndarray) -> None:
+        angle = math.atan2(float(row[1]), float(row[0])) + math.pi / 2
+        canvas.polygon(draw, _bar(0, rod_len, -rod_w / 2, rod_w / 2, angle, centre), (204, 77, 77))
+        tip = centre + rod_len * np.array([math.cos(angle), math.sin(angle)])
+        canvas.disc(draw, tip, rod_w / 2, (204, 77, 77))
+        canvas.disc(draw, centre, 0.05 * scale, BLACK)
+
+    return _frames(obs, canvas, _blank(canvas), draw_one)
+
+
+def acrobot_frames(obs: np.ndarray, params: Any, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """Acrobot as gym draws it (500x500): two links hanging from a pivot, and
+    the line the tip must rise above (height 1 over the pivot: gym's goal).
+
+    obs: [N, 6] (cos, sin of both joint angles, two velocities). Returns uint8 [N, height, width, 3].
+    """
+    canvas = _Canvas((500, 500), width, height)
+    l1, l2 = float(params.link_length_1), float(params.link_length_2)
+    scale = 500 / (2 * (l1 + l2 + 0.2))
+    centre = np.array([250.0, 250.0])
+    background = _blank(canvas)
+    goal_y = 250 + 1.0 * scale
+    ImageDraw.Draw(background).line([canvas.px(250 - 2.2 * scale, goal_y), canvas.px(250 + 2.2 * scale, goal_y)], fill=BLACK)
+
+    def draw_one(draw: Any, row: np.ndarray) -> None:
+        a1 = math.atan2(float(row[1]), float(row[0]))
+        a2 = a1 + math.atan2(float(row[3]), float(row[2]))
+        # angle 0 hangs straight down; each link turns counter-clockwise from there
+        elbow = centre + l1 * scale * np.array([math.sin(a1), -math.cos(a1)])
+        for joint, angle, length in ((centre, a1, l1), (elbow, a2, l2)):
+            link = _bar(0, length * scale, -0.1 * scale, 0.1 * scale, angle - math.pi / 2, joint)
+            canvas.polygon(draw, link, (0, 204, 204))
+            canvas.disc(draw, joint, 0.1 * scale, (204, 204, 0))
+
+    return _frames(obs, canvas, background, draw_one)
+
+
+def board_frames(obs: np.ndarray, params: Any = None, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """A board game's observations as pictures, one square of colour per cell.
+
+    obs: [N, H, W, C] (a cell takes the colour of its last channel that is
+    set, black where none is) or [N, H, W] (set cells in one colour). Cells
+    are as large as fit width x height (default: about 400 pixels along the
+    longer side), with a dark grid between them when large enough to show it.
+    Returns uint8 [N, height, width, 3].
+    """
+    del params
+    import matplotlib
+
+    obs = np.asarray(obs)
+    if obs.ndim == 3:
+        obs = obs[..., None]
+    rows, cols, channels = obs.shape[1:]
+    # 0 where no channel is set, else 1 + the last set channel's index (gymnax draws MinAtar so)
+    index = np.max((obs > 0) * np.arange(1, channels + 1), axis=-1)
+    palette = np.array([BLACK, *(tuple(round(255 * c) for c in rgb) for rgb in matplotlib.colormaps["tab10"].colors)])
+    colours = palette[np.minimum(index, len(palette) - 1)].astype(np.uint8)
+    fits = [side // n for side, n in ((width, cols), (height, rows)) if side]
+    cell = max(1, min(fits) if fits else 400 // max(rows, cols))
+    big = colours.repeat(cell, axis=1).repeat(cell, axis=2)
+    if cell >= 8:
+        big[:, ::cell] = 40
+        big[:, :, ::cell] = 40
+    size = (width or cols * cell, height or rows * cell)
+    frames = np.zeros((obs.shape[0], size[1], size[0], 3), np.uint8)
+    top, left = (size[1] - rows * cell) // 2, (size[0] - cols * cell) // 2
+    frames[:, top : top + rows * cell, left : left + cols * cell] = big
+    return frames
+
+
+def _hill(x: np.ndarray) -> np.ndarray:
+    # gym's classic_control/mountain_car.py draws the track at this height.
+    return np.sin(3.0 * x) * 0.45 + 0.55
+
+
+def mountaincar_frames(
+    positions: np.ndarray,
+    *,
+    min_position: float = -1.2,
+    max_position: float = 0.6,
+    goal_position: float = 0.45,
+    width: int = 400,
+    height: int = 300,
+) -> np.ndarray:
+    """Draws MountainCar like gym: the hill, the flag at the goal, the car tilted on the slope.
+
+    positions: [T] car x positions (the env's `state.position`).
+    Returns uint8 [T, height, width, 3]. Pure NumPy/PIL on the host, about a
+    millisecond a frame, so it needs no OpenGL.
+    """
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+    span = max_position - min_position
+    scale = width / span
+    pole_len, flag_w, flag_h = 0.18, 0.1, 0.05
+    # The hill spans heights [0.1, 1.0]; the flag may stand above it. Put the
+    # top of the flag just under the frame's top edge (same scale on both axes,
+    # so the car's tilt matches the slope it sits on).
+    y_view_top = max(1.0, float(_hill(goal_position)) + pole_len) + 0.04
+
+    def to_px(x, y):
+        return (x - min_position) * scale, (y_view_top - y) * scale
+
+    background = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(background)
+    xs = np.linspace(min_position, max_position, max(2, width // 2))
+    track = [to_px(x, y) for x, y in zip(xs, _hill(xs), strict=True)]
+    draw.polygon([*track, (width, height), (0, height)], fill=(225, 235, 215))
+    draw.line(track, fill=(40, 40, 40), width=max(1, round(width / 200)))
+    fx, fy = to_px(goal_position, _hill(goal_position))
+    top = fy - pole_len * scale
+    draw.line([(fx, fy), (fx, top)], fill=(20, 20, 20), width=max(1, round(width / 300)))
+    flag = [(fx, top), (fx, top + flag_h * scale), (fx + flag_w * scale, top + flag_h * scale / 2)]
+    draw.polygon(flag, fill=(230, 190, 20))
+
+    car_len, car_h = 0.18 * scale, 0.08 * scale
+    wheel_r = 0.03 * scale
+    frames = np.empty((positions.shape[0], height, width, 3), np.uint8)
+    for t, pos in enumerate(positions):
+        image = background.copy()
+        draw = ImageDraw.Draw(image)
+        # Car axes in pixel space: along the track and its upward normal
+        # (screen y points down, hence the minus on the slope).
+        angle = math.atan(1.35 * math.cos(3.0 * pos))
+        along = np.array([math.cos(angle), -math.sin(angle)])
+        up = np.array([-math.sin(angle), -math.cos(angle)])
+        # Wheel centres one radius above the track, so the wheels touch it.
+        base = np.array(to_px(pos, _hill(pos))) + up * wheel_r
+        body = [base + along * s * car_len / 2 + up * h for s, h in ((-1, 0), (1, 0), (1, car_h), (-1, car_h))]
+        draw.polygon([tuple(p) for p in body], fill=(0, 0, 0))
+        for s in (-0.6, 0.6):
+            c = base + along * s * car_len / 2
+            draw.ellipse([c[0] - wheel_r, c[1] - wheel_r, c[0] + wheel_r, c[1] + wheel_r], fill=(128, 128, 128))
+        frames[t] = np.asarray(image)
+    return frames
+
+
+def _mountaincar(obs: np.ndarray, params: Any, width: int | None, height: int | None) -> np.ndarray:
+    bounds = {k: float(getattr(params, k)) for k in ("min_position", "max_position", "goal_position")}
+    return mountaincar_frames(obs[:, 0], **bounds, width=width or 400, height=height or 300)
+
+
+# name -> (drawer, playback fps): gym's render_fps for its scenes, gymnax's 10 for the boards
+_DRAWERS: dict[str, tuple[Drawer, float]] = {
+    "CartPole-v1": (cartpole_frames, 50),
+    "Pendulum-v1": (pendulum_frames, 30),
+    "Acrobot-v1": (acrobot_frames, 15),
+    "MountainCar-v0": (_mountaincar, 30),
+    "MountainCarContinuous-v0": (_mountaincar, 30),
+    **{
+        name: (board_frames, 10)
+        for name in (
+            "Asterix-MinAtar",
+            "Breakout-MinAtar",
+            "Freeway-MinAtar",
+            "Seaquest-MinAtar",
+            "SpaceInvaders-MinAtar",
+            "Pong-misc",
+            "Catch-bsuite",
+            "DeepSea-bsuite",
+        )
+    },
+}
+ENVS = tuple(_DRAWERS)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _observations(gymnax_env: Any, params: Any, inner: Any) -> jax.Array:
+    # jitted: op by op, Seaquest's observation of 12 states took 3 s
+    return jax.vmap(lambda s: gymnax_env.get_obs(s, params))(inner)
+
+
+def render_episode(
+    gymnax_env: Any,
+    params: Any,
+    native_obs_shape: tuple[int, ...],
+    states: EnvState,
+    steps: TimeStep,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    max_frames: int = 250,
+) -> Frames:
+    """Draws a recorded episode of one of `ENVS`: one frame per state, plus the state it ended in.
+
+    gymnax_env, params: the gymnax env (its `name` picks the drawer) and its params.
+    native_obs_shape: gymnax's own observation shape (the boards' [H, W, C]).
+    states, steps: host arrays [T, ...] from `jaxrl.video.rollout`.
+    max_frames: an episode of more steps is drawn every k-th state (`frame_indices`).
+    Returns Frames [<= max_frames + 1, height, width, 3] uint8 at the env's
+    fps (divided by k where k > 1).
+    """
+    drawer, fps = _DRAWERS[gymnax_env.name]
+    last = int(np.asarray(steps.reward).shape[0])
+    indices, stride = frame_indices(last, max_frames)
+    kept = jax.tree.map(lambda x: np.asarray(x)[indices[:-1]], states.inner)
+    # frames come from observations; the env auto-resets on the last step, so
+    # the state the episode ended in survives only as its final_obs
+    obs = np.asarray(_observations(gymnax_env, params, kept), np.float32)
+    final = np.asarray(steps.final_obs, np.float32)[-1]
+    obs = np.concatenate([obs.reshape((-1, *native_obs_shape)), final.reshape((1, *native_obs_shape))])
+    return Frames(drawer(obs, params, width, height), fps / stride)
