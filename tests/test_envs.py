@@ -12,6 +12,7 @@ import pytest
 from conftest import run_cli
 from jaxrl.envs import make_env
 from jaxrl.envs.base import EnvSpec, RenderUnavailable, scale_action
+from jaxrl.errors import ConfigError
 
 
 def run_steps(env, policy, steps: int, key=jax.random.PRNGKey(0)):
@@ -123,6 +124,23 @@ def test_unknown_env_names_are_listed():
         make_env("brax", "humanoidd")
     with pytest.raises(ValueError, match="unknown playground env 'HumanoidWalkk'.*HumanoidWalk"):
         make_env("playground", "HumanoidWalkk")
+
+
+def test_a_gymnax_env_whose_data_cannot_be_downloaded_is_refused_in_one_line(monkeypatch):
+    # MNISTBandit-bsuite downloads MNIST when built; here the download fails as it does offline
+    import urllib.error
+
+    from gymnax.utils import load_mnist
+
+    if os.path.exists("/tmp/mnist/train-images-idx3-ubyte.gz"):
+        pytest.skip("MNIST is already in /tmp/mnist: nothing to download")
+
+    def offline(url, filename):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(load_mnist, "urlretrieve", offline)
+    with pytest.raises(ConfigError, match=r"gymnax could not build 'MNISTBandit-bsuite'.*URLError.*/tmp/mnist"):
+        make_env("gymnax", "MNISTBandit-bsuite")
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from jaxrl.envs.base import (
     initial_state,
     scale_action,
 )
-from jaxrl.errors import UnknownEnv
+from jaxrl.errors import ConfigError, UnknownEnv
 
 
 class GymnaxEnv:
@@ -37,7 +37,14 @@ class GymnaxEnv:
         if name not in gymnax.registered_envs:
             raise UnknownEnv(f"unknown gymnax env {name!r}; gymnax knows: {', '.join(gymnax.registered_envs)}")
         self.name = name
-        self.env, self.params = gymnax.make(name)
+        try:
+            self.env, self.params = gymnax.make(name)
+        except OSError as err:  # MNISTBandit-bsuite downloads MNIST when it is built
+            raise ConfigError(
+                f"gymnax could not build {name!r}: it downloads its data the first time, and that failed "
+                f"({type(err).__name__}: {err}); build it once where the internet can be reached "
+                "(gymnax keeps MNIST in /tmp/mnist)"
+            ) from None
         if episode_length is not None:
             # in the env's own type: BernoulliBandit-misc's is a float, and its state's dtypes derive from it
             own = type(self.params.max_steps_in_episode)
