@@ -127,7 +127,8 @@ def pendulum_frames(obs: np.ndarray, params: Any, width: int | None = None, heig
         angle = math.atan2(float(row[1]), float(row[0])) + math.pi / 2
         canvas.polygon(draw, _bar(0, rod_len, -rod_w / 2, rod_w / 2, angle, centre), (204, 77, 77))
         tip = centre + rod_len * np.array([math.cos(angle), math.sin(angle)])
-        canvas.disc(draw, tip, rod_w / 2, (204, 77, 77))
+        for end in (centre, tip):  # both ends rounded
+            canvas.disc(draw, end, rod_w / 2, (204, 77, 77))
         canvas.disc(draw, centre, 0.05 * scale, BLACK)
 
     return _frames(obs, canvas, _blank(canvas), draw_one)
