@@ -318,10 +318,12 @@ def render_episode(
     drawer, fps = _DRAWERS[gymnax_env.name]
     last = int(np.asarray(steps.reward).shape[0])
     indices, stride = frame_indices(last, max_frames)
-    kept = jax.tree.map(lambda x: np.asarray(x)[indices[:-1]], states.inner)
     # frames come from observations; the env auto-resets on the last step, so
-    # the state the episode ended in survives only as its final_obs
-    obs = np.asarray(_observations(gymnax_env, params, kept), np.float32)
+    # the state the episode ended in survives only as its final_obs. The states
+    # are padded to max_frames, so that episodes of any length share one compile.
+    padded = np.pad(indices[:-1], (0, max_frames - len(indices) + 1), mode="edge")
+    kept = jax.tree.map(lambda x: np.asarray(x)[padded], states.inner)
+    obs = np.asarray(_observations(gymnax_env, params, kept), np.float32)[: len(indices) - 1]
     final = np.asarray(steps.final_obs, np.float32)[-1]
     obs = np.concatenate([obs.reshape((-1, *native_obs_shape)), final.reshape((1, *native_obs_shape))])
     return Frames(drawer(obs, params, width, height), fps / stride)
