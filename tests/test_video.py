@@ -347,6 +347,21 @@ def test_rollout_with_partial_params_compiles_once():
     assert lengths[0] != lengths[1]  # the new params were used, not baked in
 
 
+def test_gymnax_episodes_of_any_length_are_drawn_by_one_compiled_program(monkeypatch):
+    # video.every films many episodes in one run: one compile, not one per episode length
+    env = GymnaxEnv("CartPole-v1")
+    traces, own = [], env.env.get_obs
+    monkeypatch.setattr(env.env, "get_obs", lambda *args: (traces.append(1), own(*args))[1])
+    lengths, drawing_traces = [], 0
+    for push in (0, 1):  # always left, always right: the pole falls after different numbers of steps
+        states, steps = rollout(env, lambda obs, key, push=push: jnp.int32(push), jax.random.key(4))
+        traces.clear()  # the rollout's steps observe too
+        frames, _ = env.render(states, steps, width=60, height=40)
+        lengths.append(len(frames))
+        drawing_traces += len(traces)
+    assert len(set(lengths)) == 2 and drawing_traces == 1
+
+
 class HtmlOnlyProbe(BlindProbe):
     """A probe whose drawer cannot start but which has an HTML viewer, like Brax without OpenGL."""
 
