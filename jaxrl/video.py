@@ -178,7 +178,8 @@ def record_episode(
     The env draws its own frames (`env.render`, see `jaxrl.envs.base.Env`).
     act: pure `(obs [*obs_shape], key) -> action`, as for `rollout`.
     fps: playback rate; default the env's (gym's for its classic-control scenes, real time for Brax).
-    width, height: frame size; default the env's (gym's for its scenes, 320x240 Brax).
+    width, height: frame size; default the env's (600x400 CartPole, 400x300
+        MountainCar, 320x240 Brax); given one side, gymnax's drawers keep the shape.
     max_frames: passed to `env.render`: a longer episode is drawn every k-th
         state (k = ceil(T / max_frames)), the fps lowered to match, so the
         video still plays in real time and its frames fit in memory (MuJoCo,

@@ -132,13 +132,10 @@ def test_a_gymnax_env_whose_data_cannot_be_downloaded_is_refused_in_one_line(mon
 
     from gymnax.utils import load_mnist
 
-    if os.path.exists("/tmp/mnist/train-images-idx3-ubyte.gz"):
-        pytest.skip("MNIST is already in /tmp/mnist: nothing to download")
-
-    def offline(url, filename):
+    def offline(url, filename, directory="/tmp/mnist"):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(load_mnist, "urlretrieve", offline)
+    monkeypatch.setattr(load_mnist, "_download", offline)
     with pytest.raises(ConfigError, match=r"gymnax could not build 'MNISTBandit-bsuite'.*URLError.*/tmp/mnist"):
         make_env("gymnax", "MNISTBandit-bsuite")
 

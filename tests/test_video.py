@@ -106,6 +106,9 @@ def test_mountaincar_frames_differ_where_the_car_is():
     near = np.minimum(abs(columns - car_x[-1.0]), abs(columns - car_x[0.4]))
     assert near.max() < 0.15 * scale
     assert (abs(columns - car_x[-1.0]) < 0.15 * scale).any() and (abs(columns - car_x[0.4]) < 0.15 * scale).any()
+    # a flat frame shrinks the scene to fit its height rather than cropping the car off
+    (flat,) = mountaincar_frames(np.array([-0.5]), width=400, height=90)
+    assert (flat == 0).all(axis=-1).sum() > 20
 
 
 def test_discrete_mountaincar_and_other_gymnax_envs(tmp_path):
@@ -160,15 +163,22 @@ def test_classic_control_scenes_follow_the_state():
     assert abs(pole[0][0] - cart[0]) < 3 and pole[1][0] > cart[1] + 10
 
     pendulum = GymnaxEnv("Pendulum-v1")
-    # theta 0 is upright: the rod above its axle; theta pi hangs below it
-    up, down = pendulum_frames(np.array([[1.0, 0, 0], [-1.0, 0, 0]]), pendulum.params, 200, 200)
-    assert dark(up, (204, 77, 77))[1] < 100 < dark(down, (204, 77, 77))[1]
+    # theta 0 is upright: the rod above its axle; theta pi hangs below it; theta
+    # pi/2 points left (gym turns it counter-clockwise), a mirror image would point right
+    obs = np.array([[1.0, 0, 0], [-1.0, 0, 0], [0, 1.0, 0]])
+    up, down, left = (dark(f, (204, 77, 77)) for f in pendulum_frames(obs, pendulum.params, 200, 200))
+    assert up[1] < 100 < down[1] and left[0] < 100 - 20
 
     acrobot = GymnaxEnv("Acrobot-v1")
-    # both joints at 0 hang straight down; the first at pi stands straight up
-    hanging, standing = acrobot_frames(np.array([[1.0, 0, 1, 0, 0, 0], [-1.0, 0, 1, 0, 0, 0]]), acrobot.params)
-    assert dark(hanging, (0, 204, 204))[1] > 250 > dark(standing, (0, 204, 204))[1]
-    assert abs(dark(hanging, (0, 204, 204))[0] - 250) < 3
+    # both joints at 0 hang straight down; the first at pi stands straight up; the
+    # first at pi/2 holds the arm out to the right, the second then at pi/2 turns it up
+    obs = np.array([[1.0, 0, 1, 0, 0, 0], [-1.0, 0, 1, 0, 0, 0], [0, 1.0, 1, 0, 0, 0], [0, 1.0, 0, 1.0, 0, 0]])
+    hanging, standing, right, bent = (dark(f, (0, 204, 204)) for f in acrobot_frames(obs, acrobot.params))
+    assert hanging[1] > 250 > standing[1] and abs(hanging[0] - 250) < 3
+    assert right[0] > 250 + 50 and abs(right[1] - 250) < 3
+    assert bent[0] > 250 and bent[1] < 250 - 20
+    # a size given by one side keeps the scene's shape
+    assert cartpole_frames(np.zeros((1, 4)), cartpole.params, width=300).shape == (1, 200, 300, 3)
 
 
 def test_a_board_cell_takes_its_channels_colour():
@@ -184,6 +194,23 @@ def test_a_board_cell_takes_its_channels_colour():
     # a [H, W] board (Catch) at a size of the caller's: cells as large as fit, centred
     (frame,) = board_frames(np.eye(10, 5)[None], width=100, height=300)
     assert frame.shape == (300, 100, 3) and frame[50:70].any() and not frame[:50].any()
+    # a frame smaller than the board shows its middle
+    assert board_frames(obs, width=7, height=5).shape == (1, 5, 7, 3)
+    # an empty board (DeepSea's diver has left it on the last step) shows the one before
+    boards = np.zeros((2, 8, 8))
+    boards[0, 7, 3] = 1
+    shown = board_frames(boards)
+    np.testing.assert_array_equal(shown[1], shown[0])
+
+
+def test_the_last_frame_shows_the_state_the_episode_ended_in():
+    # the env resets on the last step: the state it ended in survives only as final_obs
+    env = GymnaxEnv("CartPole-v1")
+    states, steps = rollout(env, lambda obs, key: jnp.int32(1), jax.random.key(2))
+    frames, _ = env.render(states, steps)
+    assert abs(steps.final_obs[-1, 2]) > env.params.theta_threshold_radians  # the pole fell
+    np.testing.assert_array_equal(frames[-1], cartpole_frames(steps.final_obs[-1:], env.params)[0])
+    np.testing.assert_array_equal(frames[-2], cartpole_frames(steps.final_obs[-2:-1], env.params)[0])
 
 
 class BlindProbe(ProbeEnv):

@@ -39,11 +39,12 @@ class GymnaxEnv:
         self.name = name
         try:
             self.env, self.params = gymnax.make(name)
-        except OSError as err:  # MNISTBandit-bsuite downloads MNIST when it is built
+        except (OSError, EOFError) as err:  # MNISTBandit-bsuite downloads MNIST when it is built
+            # a failed download can leave a partial file, which gymnax then reads instead (EOFError, BadGzipFile)
             raise ConfigError(
                 f"gymnax could not build {name!r}: it downloads its data the first time, and that failed "
-                f"({type(err).__name__}: {err}); build it once where the internet can be reached "
-                "(gymnax keeps MNIST in /tmp/mnist)"
+                f"({type(err).__name__}: {err}); delete any partial files in /tmp/mnist (where gymnax keeps "
+                "MNIST) and build it once where the internet can be reached"
             ) from None
         if episode_length is not None:
             # in the env's own type: BernoulliBandit-misc's is a float, and its state's dtypes derive from it
@@ -125,5 +126,5 @@ class GymnaxEnv:
             raise RenderUnavailable(reason)
         native = self.spec.native_obs_shape or self.spec.obs_shape
         return gymnax_render.render_episode(
-            self.env, self.params, native, states, steps, width=width, height=height, max_frames=max_frames
+            self.name, self.env, self.params, native, states, steps, width=width, height=height, max_frames=max_frames
         )

@@ -2,15 +2,16 @@
 
 Owns the drawing of the gymnax envs jaxrl films, each frame from the
 observation of one recorded state:
-  - gym's classic-control scenes, with gym's geometry and colours: CartPole,
-    Pendulum, Acrobot and the two MountainCars;
+  - gym's classic-control scenes: CartPole, Pendulum (without gym's torque
+    arrow) and Acrobot in gym's geometry, sizes and colours; the two
+    MountainCars in gym's geometry, at 400x300;
   - the envs whose observation is a picture of the board (MinAtar's five
     games, Pong-misc, bsuite's Catch and DeepSea), drawn cell by cell, one
     colour per channel, as gymnax's own animations draw MinAtar.
 About a millisecond a frame and no OpenGL: gym's own drawings would need
 pygame and a gym env made per frame (gymnax's adapter to them does so), and
-gymnax's MinAtar animation seaborn and matplotlib. `GymnaxEnv.render` calls
-`render_episode`.
+gymnax's MinAtar animation needs seaborn and matplotlib. `GymnaxEnv.render`
+calls `render_episode`.
 """
 
 from __future__ import annotations
@@ -42,13 +43,22 @@ Drawer = Callable[..., np.ndarray]
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
 
+def _size(design: tuple[int, int], width: int | None, height: int | None) -> tuple[int, int]:
+    """(width, height) of a frame: the design size, or the sides given, a
+    missing one following the design's aspect ratio."""
+    if width and not height:
+        return width, max(1, round(width * design[1] / design[0]))
+    if height and not width:
+        return max(1, round(height * design[0] / design[1])), height
+    return width or design[0], height or design[1]
+
+
 class _Canvas:
     """A frame of gym's `design` size in pixels, y pointing up from its bottom
-    edge, scaled uniformly into width x height (default: the design size) and
-    centred."""
+    edge, scaled uniformly into width x height (`_size`) and centred."""
 
     def __init__(self, design: tuple[int, int], width: int | None, height: int | None):
-        self.size = (width or design[0], height or design[1])
+        self.size = _size(design, width, height)
         self.scale = min(self.size[0] / design[0], self.size[1] / design[1])
         self.offset = ((self.size[0] - self.scale * design[0]) / 2, (self.size[1] - self.scale * design[1]) / 2)
         self.top = design[1]
@@ -165,9 +175,11 @@ def board_frames(obs: np.ndarray, params: Any = None, width: int | None = None, 
     """A board game's observations as pictures, one square of colour per cell.
 
     obs: [N, H, W, C] (a cell takes the colour of its last channel that is
-    set, black where none is) or [N, H, W] (set cells in one colour). Cells
-    are as large as fit width x height (default: about 400 pixels along the
-    longer side), with a dark grid between them when large enough to show it.
+    set, black where none is) or [N, H, W] (set cells in one colour). A board
+    with nothing on it shows the one before: DeepSea's diver leaves the board
+    on its last step. Cells are as large as fit width x height (default:
+    about 400 pixels along the longer side; a frame smaller than the board
+    shows its middle), with a dark grid around them when large enough to show it.
     Returns uint8 [N, height, width, 3].
     """
     del params
@@ -176,6 +188,10 @@ def board_frames(obs: np.ndarray, params: Any = None, width: int | None = None, 
     obs = np.asarray(obs)
     if obs.ndim == 3:
         obs = obs[..., None]
+    obs = obs.copy()
+    for t in range(1, obs.shape[0]):
+        if not obs[t].any():
+            obs[t] = obs[t - 1]
     rows, cols, channels = obs.shape[1:]
     # 0 where no channel is set, else 1 + the last set channel's index (gymnax draws MinAtar so)
     index = np.max((obs > 0) * np.arange(1, channels + 1), axis=-1)
@@ -185,12 +201,16 @@ def board_frames(obs: np.ndarray, params: Any = None, width: int | None = None, 
     cell = max(1, min(fits) if fits else 400 // max(rows, cols))
     big = colours.repeat(cell, axis=1).repeat(cell, axis=2)
     if cell >= 8:
-        big[:, ::cell] = 40
-        big[:, :, ::cell] = 40
-    size = (width or cols * cell, height or rows * cell)
+        big[:, ::cell] = big[:, -1] = 40
+        big[:, :, ::cell] = big[:, :, -1] = 40
+    size = _size((cols * cell, rows * cell), width, height)
     frames = np.zeros((obs.shape[0], size[1], size[0], 3), np.uint8)
-    top, left = (size[1] - rows * cell) // 2, (size[0] - cols * cell) // 2
-    frames[:, top : top + rows * cell, left : left + cols * cell] = big
+    # centred: a margin where the frame is larger than the board, a crop where it is smaller
+    (top, crop_top), (left, crop_left) = (
+        (max(0, (side - n * cell) // 2), max(0, (n * cell - side) // 2)) for side, n in ((size[1], rows), (size[0], cols))
+    )
+    shown = big[:, crop_top : crop_top + size[1], crop_left : crop_left + size[0]]
+    frames[:, top : top + shown.shape[1], left : left + shown.shape[2]] = shown
     return frames
 
 
@@ -216,21 +236,23 @@ def mountaincar_frames(
     """
     positions = np.asarray(positions, dtype=np.float64).reshape(-1)
     span = max_position - min_position
-    scale = width / span
     pole_len, flag_w, flag_h = 0.18, 0.1, 0.05
     # The hill spans heights [0.1, 1.0]; the flag may stand above it. Put the
     # top of the flag just under the frame's top edge (same scale on both axes,
-    # so the car's tilt matches the slope it sits on).
+    # so the car's tilt matches the slope it sits on), the track's width across
+    # the frame unless the frame is too flat to hold it, then centred.
     y_view_top = max(1.0, float(_hill(goal_position)) + pole_len) + 0.04
+    scale = min(width / span, height / y_view_top)
+    left = (width - span * scale) / 2
 
     def to_px(x, y):
-        return (x - min_position) * scale, (y_view_top - y) * scale
+        return left + (x - min_position) * scale, (y_view_top - y) * scale
 
     background = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(background)
     xs = np.linspace(min_position, max_position, max(2, width // 2))
     track = [to_px(x, y) for x, y in zip(xs, _hill(xs), strict=True)]
-    draw.polygon([*track, (width, height), (0, height)], fill=(225, 235, 215))
+    draw.polygon([*track, (track[-1][0], height), (track[0][0], height)], fill=(225, 235, 215))
     draw.line(track, fill=(40, 40, 40), width=max(1, round(width / 200)))
     fx, fy = to_px(goal_position, _hill(goal_position))
     top = fy - pole_len * scale
@@ -262,7 +284,8 @@ def mountaincar_frames(
 
 def _mountaincar(obs: np.ndarray, params: Any, width: int | None, height: int | None) -> np.ndarray:
     bounds = {k: float(getattr(params, k)) for k in ("min_position", "max_position", "goal_position")}
-    return mountaincar_frames(obs[:, 0], **bounds, width=width or 400, height=height or 300)
+    width, height = _size((400, 300), width, height)
+    return mountaincar_frames(obs[:, 0], **bounds, width=width, height=height)
 
 
 # name -> (drawer, playback fps): gym's render_fps for its scenes, gymnax's 10 for the boards
@@ -296,6 +319,7 @@ def _observations(gymnax_env: Any, params: Any, inner: Any) -> jax.Array:
 
 
 def render_episode(
+    name: str,
     gymnax_env: Any,
     params: Any,
     native_obs_shape: tuple[int, ...],
@@ -308,20 +332,24 @@ def render_episode(
 ) -> Frames:
     """Draws a recorded episode of one of `ENVS`: one frame per state, plus the state it ended in.
 
-    gymnax_env, params: the gymnax env (its `name` picks the drawer) and its params.
+    name: the env's registered name, one of `ENVS` (some gymnax envs call
+        themselves otherwise).
+    gymnax_env, params: the gymnax env and its params (`params.max_steps_in_episode` bounds T).
     native_obs_shape: gymnax's own observation shape (the boards' [H, W, C]).
     states, steps: host arrays [T, ...] from `jaxrl.video.rollout`.
     max_frames: an episode of more steps is drawn every k-th state (`frame_indices`).
     Returns Frames [<= max_frames + 1, height, width, 3] uint8 at the env's
     fps (divided by k where k > 1).
     """
-    drawer, fps = _DRAWERS[gymnax_env.name]
+    drawer, fps = _DRAWERS[name]
     last = int(np.asarray(steps.reward).shape[0])
     indices, stride = frame_indices(last, max_frames)
     # frames come from observations; the env auto-resets on the last step, so
     # the state the episode ended in survives only as its final_obs. The states
-    # are padded to max_frames, so that episodes of any length share one compile.
-    padded = np.pad(indices[:-1], (0, max_frames - len(indices) + 1), mode="edge")
+    # are padded to as many as an episode can draw, so that episodes of any
+    # length share one compile, and no more than the rollout held.
+    most = min(max_frames, int(params.max_steps_in_episode))
+    padded = np.pad(indices[:-1], (0, max(0, most - len(indices) + 1)), mode="edge")
     kept = jax.tree.map(lambda x: np.asarray(x)[padded], states.inner)
     obs = np.asarray(_observations(gymnax_env, params, kept), np.float32)[: len(indices) - 1]
     final = np.asarray(steps.final_obs, np.float32)[-1]
