@@ -54,8 +54,9 @@ def _size(design: tuple[int, int], width: int | None, height: int | None) -> tup
 
 
 class _Canvas:
-    """A frame of gym's `design` size in pixels, y pointing up from its bottom
-    edge, scaled uniformly into width x height (`_size`) and centred."""
+    """A frame drawn in `design` coordinates (gym's pixels, or MountainCar's
+    track units) of that width x height, y pointing up from the bottom edge,
+    scaled uniformly into width x height pixels (`_size`) and centred."""
 
     def __init__(self, design: tuple[int, int], width: int | None, height: int | None):
         self.size = _size(design, width, height)
@@ -72,7 +73,7 @@ class _Canvas:
         draw.polygon([self.px(x, y) for x, y in points], fill=fill)
 
     def disc(self, draw: Any, centre: np.ndarray, radius: float, fill: tuple[int, int, int]) -> None:
-        """Fills a circle of `radius` design pixels around a design point."""
+        """Fills a circle of `radius` design units around a design point."""
         cx, cy = self.px(*centre)
         r = radius * self.scale
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
@@ -235,51 +236,38 @@ def mountaincar_frames(
     millisecond a frame, so it needs no OpenGL.
     """
     positions = np.asarray(positions, dtype=np.float64).reshape(-1)
-    span = max_position - min_position
     pole_len, flag_w, flag_h = 0.18, 0.1, 0.05
-    # The hill spans heights [0.1, 1.0]; the flag may stand above it. Put the
-    # top of the flag just under the frame's top edge (same scale on both axes,
-    # so the car's tilt matches the slope it sits on), the track's width across
-    # the frame unless the frame is too flat to hold it, then centred.
+    car_len, car_h, wheel_r = 0.18, 0.08, 0.03
+    # The view holds the track's span and the hill up to just above the flag,
+    # both axes at one scale, so that the car's tilt matches the slope it sits on.
     y_view_top = max(1.0, float(_hill(goal_position)) + pole_len) + 0.04
-    scale = min(width / span, height / y_view_top)
-    left = (width - span * scale) / 2
+    canvas = _Canvas((max_position - min_position, y_view_top), width, height)
 
-    def to_px(x, y):
-        return left + (x - min_position) * scale, (y_view_top - y) * scale
+    def at(x: float, y: float) -> np.ndarray:
+        # track coordinates -> the canvas's, whose x starts at 0
+        return np.array([x - min_position, y])
 
-    background = Image.new("RGB", (width, height), (255, 255, 255))
+    background = _blank(canvas)
     draw = ImageDraw.Draw(background)
     xs = np.linspace(min_position, max_position, max(2, width // 2))
-    track = [to_px(x, y) for x, y in zip(xs, _hill(xs), strict=True)]
-    draw.polygon([*track, (track[-1][0], height), (track[0][0], height)], fill=(225, 235, 215))
+    track = [canvas.px(*at(x, y)) for x, y in zip(xs, _hill(xs), strict=True)]
+    draw.polygon([*track, (track[-1][0], canvas.size[1]), (track[0][0], canvas.size[1])], fill=(225, 235, 215))
     draw.line(track, fill=(40, 40, 40), width=max(1, round(width / 200)))
-    fx, fy = to_px(goal_position, _hill(goal_position))
-    top = fy - pole_len * scale
-    draw.line([(fx, fy), (fx, top)], fill=(20, 20, 20), width=max(1, round(width / 300)))
-    flag = [(fx, top), (fx, top + flag_h * scale), (fx + flag_w * scale, top + flag_h * scale / 2)]
-    draw.polygon(flag, fill=(230, 190, 20))
+    foot, top = at(goal_position, _hill(goal_position)), at(goal_position, _hill(goal_position) + pole_len)
+    draw.line([canvas.px(*foot), canvas.px(*top)], fill=(20, 20, 20), width=max(1, round(width / 300)))
+    canvas.polygon(draw, np.array([top, top - [0, flag_h], top + [flag_w, -flag_h / 2]]), (230, 190, 20))
 
-    car_len, car_h = 0.18 * scale, 0.08 * scale
-    wheel_r = 0.03 * scale
-    frames = np.empty((positions.shape[0], height, width, 3), np.uint8)
-    for t, pos in enumerate(positions):
-        image = background.copy()
-        draw = ImageDraw.Draw(image)
-        # Car axes in pixel space: along the track and its upward normal
-        # (screen y points down, hence the minus on the slope).
-        angle = math.atan(1.35 * math.cos(3.0 * pos))
-        along = np.array([math.cos(angle), -math.sin(angle)])
-        up = np.array([-math.sin(angle), -math.cos(angle)])
-        # Wheel centres one radius above the track, so the wheels touch it.
-        base = np.array(to_px(pos, _hill(pos))) + up * wheel_r
+    def draw_one(draw: Any, pos: float) -> None:
+        angle = math.atan(1.35 * math.cos(3.0 * pos))  # the slope of _hill
+        along, up = np.array([math.cos(angle), math.sin(angle)]), np.array([-math.sin(angle), math.cos(angle)])
+        # wheel centres one radius above the track, so the wheels touch it
+        base = at(pos, _hill(pos)) + up * wheel_r
         body = [base + along * s * car_len / 2 + up * h for s, h in ((-1, 0), (1, 0), (1, car_h), (-1, car_h))]
-        draw.polygon([tuple(p) for p in body], fill=(0, 0, 0))
+        canvas.polygon(draw, np.array(body), BLACK)
         for s in (-0.6, 0.6):
-            c = base + along * s * car_len / 2
-            draw.ellipse([c[0] - wheel_r, c[1] - wheel_r, c[0] + wheel_r, c[1] + wheel_r], fill=(128, 128, 128))
-        frames[t] = np.asarray(image)
-    return frames
+            canvas.disc(draw, base + along * s * car_len / 2, wheel_r, (128, 128, 128))
+
+    return _frames(positions, canvas, background, draw_one)
 
 
 def _mountaincar(obs: np.ndarray, params: Any, width: int | None, height: int | None) -> np.ndarray:
