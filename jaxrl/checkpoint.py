@@ -46,6 +46,8 @@ CHECKPOINTS = "checkpoints"
 # tensorstore's "*.tempstate*", jaxrl's own "<file>.tmp". Never uploaded or read.
 _ORBAX_TEMPORARY = ".orbax-checkpoint-tmp"
 _TEMPORARY_MARKS = (_ORBAX_TEMPORARY, "tempstate", ".tmp")
+# How long a failed save's leftover must stay away before it counts as removed (`remove_partial`)
+_STRAGGLERS_S = 0.5
 
 
 def is_temporary(path: Path) -> bool:
@@ -256,7 +258,7 @@ class Checkpointer:
                 )
                 manager.wait_until_finished()
         except Exception as err:  # noqa: BLE001 (orbax and tensorstore raise assorted types for a failed write)
-            self.remove_partial()
+            self.remove_partial(settle_s=_STRAGGLERS_S)
             self.failure = last_line(err)
             warnings.warn(
                 f"CHECKPOINT FAILED at step {step} ({self.failure}); training goes on and the previous "
@@ -272,14 +274,28 @@ class Checkpointer:
             self.sinks.log_artifact(step, "checkpoint", path, aliases)
         return path
 
-    def remove_partial(self) -> None:
+    def remove_partial(self, settle_s: float = 0.0) -> None:
         """Deletes what a failed or killed save left (`<step>.orbax-checkpoint-tmp*`),
         best effort (the disk may still be full). Orbax itself removes one only
-        when it saves that step again."""
+        when it saves that step again.
+
+        settle_s: after a failed save, writes of the same save still in flight
+        in orbax's and tensorstore's threads make the folder again (tensorstore
+        makes a file's parent folders), and their futures are out of reach: the
+        removal repeats until no leftover has shown for `settle_s` seconds
+        (at most 20 times that)."""
         import shutil
 
-        for leftover in self.directory.glob("*.orbax-checkpoint-tmp*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        start = quiet_since = time.monotonic()
+        while True:
+            leftovers = list(self.directory.glob(f"*{_ORBAX_TEMPORARY}*"))
+            for leftover in leftovers:
+                shutil.rmtree(leftover, ignore_errors=True)
+            now = time.monotonic()
+            quiet_since = quiet_since if not leftovers else now
+            if now - quiet_since >= settle_s or now - start >= 20 * settle_s:
+                return
+            time.sleep(settle_s / 10)
 
     def steps(self) -> list[int]:
         """The env steps of the complete checkpoints, oldest first."""

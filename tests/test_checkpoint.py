@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -474,13 +475,28 @@ def test_a_failed_save_warns_keeps_the_previous_checkpoint_and_cleans_up(tmp_pat
     position = Position(1, 4, 100, 1.0, 2.0, {"eval/return_mean": [1.0, 2.0]})
     assert ckpt.save(tiny_state(), keys, position) == tmp_path / CHECKPOINTS / "100"
 
+    partial = tmp_path / CHECKPOINTS / "200.orbax-checkpoint-tmp-1"
+
+    def straggler():
+        # a write of the failed save still in flight (tensorstore's threads): it makes the folder again
+        # once the first removal took it away
+        while partial.exists():
+            time.sleep(0.001)
+        (partial / "state" / "d").mkdir(parents=True)
+        (partial / "state" / "d" / "data").write_bytes(b"x")
+
+    writer = threading.Thread(target=straggler)
+
     def disk_full(*args, **kwargs):
-        (tmp_path / CHECKPOINTS / "200.orbax-checkpoint-tmp-1").mkdir()
+        partial.mkdir()
+        writer.start()
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt._manager, "save", disk_full)
+    monkeypatch.setattr("jaxrl.checkpoint._STRAGGLERS_S", 2.0)  # the straggler's thread runs in that time on a busy CI
     with pytest.warns(RuntimeWarning, match=r"CHECKPOINT FAILED at step 200 \(OSError: .*No space left"):
         assert ckpt.save(tiny_state(), keys, Position(2, 4, 200, 1.0, 2.0, {})) is None
+    writer.join()
     assert sorted(p.name for p in (tmp_path / CHECKPOINTS).iterdir()) == ["100"]
     shapes = jax.eval_shape(tiny_state)
     states, eval_keys, restored = ckpt.restore(shapes, 2)
