@@ -428,9 +428,10 @@ def test_a_file_system_that_cannot_lock_is_used_unlocked_with_a_warning(tmp_path
 
 
 def test_a_second_signal_ends_the_process_at_once(tmp_path):
-    # chunks of 200k steps, several seconds each even on a fast machine: the signals arrive
-    # early in the second of four, and the first must still be waiting a second later
-    proc = start_cli(tmp_path, *PPO, "seeds=1", "total_timesteps=800000", "num_logs=4", "eval.every=100", "run_dir=run")
+    # chunks of 1.5M steps, 4 s each here at 370k steps/s on 2 idle cores: the signals arrive early in the
+    # second of four, and the first must still be waiting a second later. (Chunks of 200k, 0.5 s, made
+    # the test pass only by the time the stop's checkpoint and exit took, and fail now and then.)
+    proc = start_cli(tmp_path, *PPO, "seeds=1", "total_timesteps=6000000", "num_logs=4", "eval.every=100", "run_dir=run")
     metrics = tmp_path / "run" / "metrics.jsonl"
     wait_while_running(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, proc)
     proc.send_signal(signal.SIGTERM)
