@@ -96,10 +96,10 @@ def test_gymnax_render_draws_the_envs_it_knows_and_names_them_for_others():
     # one frame per state, plus the car after the last step
     assert frames.shape == (4, 90, 120, 3) and frames.dtype == np.uint8 and fps == 30
 
-    rooms = make_env("gymnax", "FourRooms-misc")
-    assert "CartPole-v1, Pendulum-v1" in rooms.render_unavailable()
-    with pytest.raises(RenderUnavailable, match="no renderer for 'FourRooms-misc'"):
-        rooms.render(states, ts)
+    maze = make_env("gymnax", "MetaMaze-misc")
+    assert "CartPole-v1, Pendulum-v1" in maze.render_unavailable()
+    with pytest.raises(RenderUnavailable, match="no renderer for 'MetaMaze-misc'"):
+        maze.render(states, ts)
 
 
 

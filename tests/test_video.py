@@ -29,12 +29,17 @@ from jaxrl import host
 from jaxrl.envs.base import RenderUnavailable
 from jaxrl.envs.gymnax_env import GymnaxEnv
 from jaxrl.envs.gymnax_render import (
+    BODY,
     ENVS,
+    GOAL,
     acrobot_frames,
     board_frames,
     cartpole_frames,
     mountaincar_frames,
     pendulum_frames,
+    pointrobot_frames,
+    reacher_frames,
+    swimmer_frames,
 )
 from jaxrl.video import (
     VideoResult,
@@ -116,12 +121,12 @@ def test_discrete_mountaincar_and_other_gymnax_envs(tmp_path):
     result = record_episode(env, lambda obs, key: jnp.where(obs[1] >= 0, 2, 0), jax.random.key(1), tmp_path, "mc")
     assert result.mp4 is not None and result.num_frames == result.episode_length + 1
 
-    rooms = GymnaxEnv("FourRooms-misc")
-    result = record_episode(rooms, lambda obs, key: jnp.int32(0), jax.random.key(0), tmp_path, "rooms", max_steps=5)
-    assert result.mp4 is None and result.html is None and "FourRooms-misc" in result.reason
+    maze = GymnaxEnv("MetaMaze-misc")  # its observation is the agent's surroundings only: nothing to draw from
+    result = record_episode(maze, lambda obs, key: jnp.int32(0), jax.random.key(0), tmp_path, "maze", max_steps=5)
+    assert result.mp4 is None and result.html is None and "MetaMaze-misc" in result.reason
     assert "CartPole-v1" in result.reason  # it names the envs that can be filmed
     assert result.episode_length == 0 and np.isnan(result.episode_return)
-    assert not list(tmp_path.glob("rooms*"))
+    assert not list(tmp_path.glob("maze*"))
 
 
 def random_action(env):
@@ -140,8 +145,8 @@ def test_every_gymnax_env_with_a_drawer_films_an_episode(tmp_path):
         assert result.reason is None and result.mp4 is not None, name
         frames, _ = read_mp4(result.mp4)
         assert frames.shape[0] == result.num_frames == result.episode_length + 1, name
-        # something moves: a frozen picture would pass every shape check
-        assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 100, name
+        # something moves: a frozen picture would pass every shape check (a random walk may end where it began)
+        assert np.abs(frames[1:].astype(int) - frames[0].astype(int)).max() > 100, name
 
 
 def dark(frame, colour, tolerance=40):
@@ -179,6 +184,44 @@ def test_classic_control_scenes_follow_the_state():
     assert bent[0] > 250 and bent[1] < 250 - 20
     # a size given by one side keeps the scene's shape
     assert cartpole_frames(np.zeros((1, 4)), cartpole.params, width=300).shape == (1, 200, 300, 3)
+
+
+def test_misc_scenes_follow_the_state():
+    # y points up in every scene; the centre of the 500x500 ones is (250, 250)
+    # Reacher: the first link at angle 0 (to the right), the second at pi/2 (up): the tip at (1, 1)
+    # from the centre, links of 250 / 2.3 pixels; the goal at (-1, -1)
+    (arm,) = reacher_frames(np.array([[1.0, 0, 0, 1.0, 0, 0, -1.0, -1.0]]))
+    link = 250 / 2.3
+    body, goal = dark(arm, BODY), dark(arm, GOAL)
+    assert 250 < body[0] < 250 + link and 250 - link < body[1] < 250  # right of the centre, and up
+    assert abs(goal[0] - (250 - link)) < 2 and abs(goal[1] - (250 + link)) < 2
+    # Swimmer: the swimmer at (1, 0), the goal at (0, 1), one urchin at (-1, 0); 125 pixels a unit
+    (pool,) = swimmer_frames(np.array([[-1.0, 0, 1.0, 0, 0, 0, 0, 1.0]]))
+    for (x, y), (col, row) in (((375, 250), dark(pool, BODY)), ((250, 125), dark(pool, GOAL)), ((125, 250), dark(pool, (60, 60, 60)))):
+        assert abs(col - x) < 2 and abs(row - y) < 2
+    # PointRobot (600x400, the arc's centre at (300, 300) in pixels, 200 a unit): the robot at (0.5, 0.5),
+    # in the goal's colour on the step that found the goal
+    robot = GymnaxEnv("PointRobot-misc")
+    searching, found = pointrobot_frames(np.array([[0.5, 0.5, 0, 0, 0, 0], [0.5, 0.5, 1.0, 0, 0, 0]]), robot.params)
+    col, row = dark(searching, BODY)
+    assert abs(col - 400) < 2 and abs(row - 200) < 2
+    assert not (np.abs(found.astype(int) - BODY) < 40).all(axis=-1).any()
+
+
+def test_grid_worlds_show_the_agent_in_the_cell_its_state_names():
+    # FourRooms (13x13, 30-pixel cells) and FrozenLake (4x4, 100-pixel cells): the agent in tab10's green, at
+    # the start from the state and at the end from final_obs (the env has reset by then)
+    green = (44, 160, 44)
+    for name, cell, first_cell, last_cell in (
+        ("FourRooms-misc", 30, lambda s: s.inner.pos[0][::-1], lambda obs: obs[1::-1]),
+        ("FrozenLake-misc", 100, lambda s: divmod(int(s.inner.position[0]), 4), lambda obs: divmod(int(obs[0]), 4)),
+    ):
+        env = GymnaxEnv(name)
+        states, steps = rollout(env, random_action(env), jax.random.key(5), max_steps=12)
+        frames, _ = env.render(states, steps)
+        for frame, (row, col) in ((frames[0], first_cell(states)), (frames[-1], last_cell(steps.final_obs[-1]))):
+            x, y = dark(frame, green)
+            assert (int(y // cell), int(x // cell)) == (int(row), int(col)), name
 
 
 def test_a_board_cell_takes_its_channels_colour():

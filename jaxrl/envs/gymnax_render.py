@@ -7,7 +7,12 @@ observation of one recorded state:
     MountainCars in gym's geometry, at 400x300;
   - the envs whose observation is a picture of the board (MinAtar's five
     games, Pong-misc, bsuite's Catch and DeepSea), drawn cell by cell, one
-    colour per channel, as gymnax's own animations draw MinAtar.
+    colour per channel, as gymnax's own animations draw MinAtar; and the
+    grid worlds whose observation is a position on a fixed map (FourRooms,
+    FrozenLake), drawn as such boards;
+  - the misc envs' 2D scenes, which gymnax leaves undrawn: Reacher's arm and
+    goal, Swimmer's swimmer, urchins and goal, PointRobot's robot and the arc
+    its hidden goal lies on.
 About a millisecond a frame and no OpenGL: gym's own drawings would need
 pygame and a gym env made per frame (gymnax's adapter to them does so), and
 gymnax's MinAtar animation needs seaborn and matplotlib. `GymnaxEnv.render`
@@ -19,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -34,13 +39,18 @@ __all__ = [
     "cartpole_frames",
     "mountaincar_frames",
     "pendulum_frames",
+    "pointrobot_frames",
+    "reacher_frames",
     "render_episode",
+    "swimmer_frames",
 ]
 
 # An env's drawer: (observations [N, *native_obs_shape], env params, width or None, height or None) -> [N, H, W, 3]
 Drawer = Callable[..., np.ndarray]
 
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+# the misc scenes' colours: gym's Acrobot links and joints for the body, gym's Pendulum red for goals
+BODY, JOINT, GOAL = (0, 204, 204), (204, 204, 0), (204, 77, 77)
 
 
 def _size(design: tuple[int, int], width: int | None, height: int | None) -> tuple[int, int]:
@@ -276,15 +286,120 @@ def _mountaincar(obs: np.ndarray, params: Any, width: int | None, height: int | 
     return mountaincar_frames(obs[:, 0], **bounds, width=width, height=height)
 
 
-# name -> (drawer, playback fps): gym's render_fps for its scenes, gymnax's 10 for the boards
-_DRAWERS: dict[str, tuple[Drawer, float]] = {
-    "CartPole-v1": (cartpole_frames, 50),
-    "Pendulum-v1": (pendulum_frames, 30),
-    "Acrobot-v1": (acrobot_frames, 15),
-    "MountainCar-v0": (_mountaincar, 30),
-    "MountainCarContinuous-v0": (_mountaincar, 30),
+def reacher_frames(obs: np.ndarray, params: Any = None, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """Reacher-misc (500x500): the arm of unit links from the centre, each at
+    its own absolute angle (gymnax sums them so), and the goal its tip should reach.
+
+    obs: [N, 3n + 2] (cos and sin of the n angles, n velocities, goal x, y).
+    Returns uint8 [N, height, width, 3].
+    """
+    del params
+    joints = (obs.shape[1] - 2) // 3
+    canvas = _Canvas((500, 500), width, height)
+    scale = 250 / (joints + 0.3)  # the whole reach, goals included, and a margin
+    centre = np.array([250.0, 250.0])
+    background = _blank(canvas)
+    reach = [canvas.px(*(centre - joints * scale)), canvas.px(*(centre + joints * scale))]
+    ImageDraw.Draw(background).ellipse([reach[0][0], reach[1][1], reach[1][0], reach[0][1]], outline=(200, 200, 200))
+
+    def draw_one(draw: Any, row: np.ndarray) -> None:
+        canvas.disc(draw, centre + scale * row[-2:], 0.12 * scale, GOAL)
+        joint = centre
+        for c, s in zip(row[:joints], row[joints : 2 * joints], strict=True):
+            canvas.polygon(draw, _bar(0, scale, -0.06 * scale, 0.06 * scale, math.atan2(s, c), joint), BODY)
+            canvas.disc(draw, joint, 0.08 * scale, JOINT)
+            joint = joint + scale * np.array([c, s])
+
+    return _frames(obs, canvas, background, draw_one)
+
+
+def swimmer_frames(obs: np.ndarray, params: Any = None, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """Swimmer-misc (500x500, x and y in [-2, 2]): the swimmer, the goal it
+    swims to and the urchins it must keep away from (all start in [-1, 1]).
+
+    obs: [N, 2u + 6] (u urchins' x, y, the swimmer's x, y, its velocity, goal x, y).
+    Returns uint8 [N, height, width, 3].
+    """
+    del params
+    canvas = _Canvas((500, 500), width, height)
+    scale, centre = 125.0, np.array([250.0, 250.0])
+
+    def draw_one(draw: Any, row: np.ndarray) -> None:
+        canvas.disc(draw, centre + scale * row[-2:], 0.1 * scale, GOAL)
+        for urchin in row[:-6].reshape(-1, 2):
+            canvas.disc(draw, centre + scale * urchin, 0.1 * scale, (60, 60, 60))
+        canvas.disc(draw, centre + scale * row[-6:-4], 0.08 * scale, BODY)
+
+    return _frames(obs, canvas, _blank(canvas), draw_one)
+
+
+def pointrobot_frames(obs: np.ndarray, params: Any, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """PointRobot-misc (600x400): the robot, and the half circle on which its
+    goal lies; the goal itself is not in the observation (the robot must find
+    it), so a step that reached it shows the robot in the goal's colour, as
+    it starts again elsewhere.
+
+    obs: [N, 6] (x, y, last reward, last action's two forces, time).
+    Returns uint8 [N, height, width, 3].
+    """
+    canvas = _Canvas((600, 400), width, height)
+    radius = float(params.circle_radius)
+    scale, centre = 200 / radius, np.array([300.0, 100.0])
+    background = _blank(canvas)
+    arc = [canvas.px(*(centre - radius * scale)), canvas.px(*(centre + radius * scale))]
+    ImageDraw.Draw(background).arc([arc[0][0], arc[1][1], arc[1][0], arc[0][1]], 180, 360, fill=GOAL, width=3)
+
+    def draw_one(draw: Any, row: np.ndarray) -> None:
+        canvas.disc(draw, centre + scale * row[:2], float(params.goal_radius) * scale / 2, GOAL if row[2] > 0 else BODY)
+
+    return _frames(obs, canvas, background, draw_one)
+
+
+def _rooms_boards(obs: np.ndarray, gymnax_env: Any) -> np.ndarray:
+    """FourRooms-misc's observations [N, 4] (agent x, y, goal x, y) on the
+    env's map: boards [N, H, W, 3] of walls, goal and agent."""
+    walls = np.asarray(gymnax_env.occupied_map, bool)
+    at = np.rint(obs).astype(int)
+    boards = np.zeros((len(obs), *walls.shape, 3), np.float32)
+    boards[..., 0] = walls
+    boards[np.arange(len(obs)), at[:, 3], at[:, 2], 1] = 1
+    boards[np.arange(len(obs)), at[:, 1], at[:, 0], 2] = 1
+    return boards
+
+
+def _lake_boards(obs: np.ndarray, gymnax_env: Any) -> np.ndarray:
+    """FrozenLake-misc's observations [N, 1] (the agent's tile, row-major) on
+    the env's map: boards [N, H, W, 3] of holes, goal and agent (frozen tiles black)."""
+    from gymnax.environments.misc.frozen_lake import GOAL as GOAL_TILE
+    from gymnax.environments.misc.frozen_lake import HOLE
+
+    tiles = np.asarray(gymnax_env.desc)
+    rows, cols = np.divmod(np.rint(obs[:, 0]).astype(int), tiles.shape[1])
+    boards = np.zeros((len(obs), *tiles.shape, 3), np.float32)
+    boards[..., 0], boards[..., 1] = tiles == HOLE, tiles == GOAL_TILE
+    boards[np.arange(len(obs)), rows, cols, 2] = 1
+    return boards
+
+
+class _Drawing(NamedTuple):
+    """How an env is filmed: its drawer, its playback fps (gym's render_fps for
+    its scenes, gymnax's 10 for the boards, 20 for the misc scenes), and for
+    an env whose observation is a position on the env's own map, what turns
+    (observations [N, ...], gymnax env) into the boards [N, H, W, C] drawn."""
+
+    draw: Drawer
+    fps: float
+    boards: Callable[[np.ndarray, Any], np.ndarray] | None = None
+
+
+_DRAWERS: dict[str, _Drawing] = {
+    "CartPole-v1": _Drawing(cartpole_frames, 50),
+    "Pendulum-v1": _Drawing(pendulum_frames, 30),
+    "Acrobot-v1": _Drawing(acrobot_frames, 15),
+    "MountainCar-v0": _Drawing(_mountaincar, 30),
+    "MountainCarContinuous-v0": _Drawing(_mountaincar, 30),
     **{
-        name: (board_frames, 10)
+        name: _Drawing(board_frames, 10)
         for name in (
             "Asterix-MinAtar",
             "Breakout-MinAtar",
@@ -296,14 +411,20 @@ _DRAWERS: dict[str, tuple[Drawer, float]] = {
             "DeepSea-bsuite",
         )
     },
+    "FourRooms-misc": _Drawing(board_frames, 10, _rooms_boards),
+    "FrozenLake-misc": _Drawing(board_frames, 10, _lake_boards),
+    "Reacher-misc": _Drawing(reacher_frames, 20),
+    "Swimmer-misc": _Drawing(swimmer_frames, 20),
+    "PointRobot-misc": _Drawing(pointrobot_frames, 20),
 }
 ENVS = tuple(_DRAWERS)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _observations(gymnax_env: Any, params: Any, inner: Any) -> jax.Array:
-    # jitted: op by op, Seaquest's observation of 12 states took 3 s
-    return jax.vmap(lambda s: gymnax_env.get_obs(s, params))(inner)
+    # jitted: op by op, Seaquest's observation of 12 states took 3 s. `observe`, not the older
+    # `get_obs` that FrozenLake lacks; no drawn env's observation uses its key
+    return jax.vmap(lambda s: gymnax_env.observe(jax.random.key(0), s, None, params))(inner)
 
 
 def render_episode(
@@ -329,7 +450,7 @@ def render_episode(
     Returns Frames [<= max_frames + 1, height, width, 3] uint8 at the env's
     fps (divided by k where k > 1).
     """
-    drawer, fps = _DRAWERS[name]
+    drawer, fps, boards = _DRAWERS[name]
     last = int(np.asarray(steps.reward).shape[0])
     indices, stride = frame_indices(last, max_frames)
     # frames come from observations; the env auto-resets on the last step, so
@@ -342,4 +463,6 @@ def render_episode(
     obs = np.asarray(_observations(gymnax_env, params, kept), np.float32)[: len(indices) - 1]
     final = np.asarray(steps.final_obs, np.float32)[-1]
     obs = np.concatenate([obs.reshape((-1, *native_obs_shape)), final.reshape((1, *native_obs_shape))])
+    if boards is not None:
+        obs = boards(obs, gymnax_env)
     return Frames(drawer(obs, params, width, height), fps / stride)
