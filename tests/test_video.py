@@ -421,7 +421,7 @@ def test_gymnax_episodes_of_any_length_are_drawn_by_one_compiled_program(monkeyp
     # video.every films many episodes in one run: one compile, not one per episode length
     env = GymnaxEnv("CartPole-v1")
     traces, own = [], env.env.get_obs
-    monkeypatch.setattr(env.env, "get_obs", lambda *args: (traces.append(1), own(*args))[1])
+    monkeypatch.setattr(env.env, "get_obs", lambda *args, **kwargs: (traces.append(1), own(*args, **kwargs))[1])
     lengths, drawing_traces = [], 0
     for push in (0, 1):  # always left, always right: the pole falls after different numbers of steps
         states, steps = rollout(env, lambda obs, key, push=push: jnp.int32(push), jax.random.key(4))
