@@ -82,11 +82,16 @@ class _Canvas:
         """Fills the polygon of design points [K, 2]."""
         draw.polygon([self.px(x, y) for x, y in points], fill=fill)
 
-    def disc(self, draw: Any, centre: np.ndarray, radius: float, fill: tuple[int, int, int]) -> None:
-        """Fills a circle of `radius` design units around a design point."""
+    def box(self, centre: np.ndarray, radius: float) -> list[float]:
+        """The pixel box [left, top, right, bottom] of the circle of `radius`
+        design units around a design point, as PIL's ellipse and arc take it."""
         cx, cy = self.px(*centre)
         r = radius * self.scale
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+        return [cx - r, cy - r, cx + r, cy + r]
+
+    def disc(self, draw: Any, centre: np.ndarray, radius: float, fill: tuple[int, int, int]) -> None:
+        """Fills a circle of `radius` design units around a design point."""
+        draw.ellipse(self.box(centre, radius), fill=fill)
 
 
 def _bar(left: float, right: float, bottom: float, top: float, angle: float, at: np.ndarray) -> np.ndarray:
@@ -299,8 +304,7 @@ def reacher_frames(obs: np.ndarray, params: Any = None, width: int | None = None
     scale = 250 / (joints + 0.3)  # the whole reach, goals included, and a margin
     centre = np.array([250.0, 250.0])
     background = _blank(canvas)
-    reach = [canvas.px(*(centre - joints * scale)), canvas.px(*(centre + joints * scale))]
-    ImageDraw.Draw(background).ellipse([reach[0][0], reach[1][1], reach[1][0], reach[0][1]], outline=(200, 200, 200))
+    ImageDraw.Draw(background).ellipse(canvas.box(centre, joints * scale), outline=(200, 200, 200))
 
     def draw_one(draw: Any, row: np.ndarray) -> None:
         canvas.disc(draw, centre + scale * row[-2:], 0.12 * scale, GOAL)
@@ -346,8 +350,7 @@ def pointrobot_frames(obs: np.ndarray, params: Any, width: int | None = None, he
     radius = float(params.circle_radius)
     scale, centre = 200 / radius, np.array([300.0, 100.0])
     background = _blank(canvas)
-    arc = [canvas.px(*(centre - radius * scale)), canvas.px(*(centre + radius * scale))]
-    ImageDraw.Draw(background).arc([arc[0][0], arc[1][1], arc[1][0], arc[0][1]], 180, 360, fill=GOAL, width=3)
+    ImageDraw.Draw(background).arc(canvas.box(centre, radius * scale), 180, 360, fill=GOAL, width=3)
 
     def draw_one(draw: Any, row: np.ndarray) -> None:
         canvas.disc(draw, centre + scale * row[:2], float(params.goal_radius) * scale / 2, GOAL if row[2] > 0 else BODY)
@@ -355,16 +358,23 @@ def pointrobot_frames(obs: np.ndarray, params: Any, width: int | None = None, he
     return _frames(obs, canvas, background, draw_one)
 
 
+def _grid_boards(fixed: np.ndarray, *marks: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Boards [N, H, W, C + M] for `board_frames`: a map's fixed layers [H, W, C]
+    under each of N steps, then one layer per mark (rows [N], columns [N]:
+    one cell a step, the agent last so that it shows over a goal)."""
+    steps = len(marks[0][0])
+    boards = np.zeros((steps, *fixed.shape[:2], fixed.shape[2] + len(marks)), np.float32)
+    boards[..., : fixed.shape[2]] = fixed
+    for channel, (rows, cols) in enumerate(marks, start=fixed.shape[2]):
+        boards[np.arange(steps), rows, cols, channel] = 1
+    return boards
+
+
 def _rooms_boards(obs: np.ndarray, gymnax_env: Any) -> np.ndarray:
     """FourRooms-misc's observations [N, 4] (agent x, y, goal x, y) on the
     env's map: boards [N, H, W, 3] of walls, goal and agent."""
-    walls = np.asarray(gymnax_env.occupied_map, bool)
     at = np.rint(obs).astype(int)
-    boards = np.zeros((len(obs), *walls.shape, 3), np.float32)
-    boards[..., 0] = walls
-    boards[np.arange(len(obs)), at[:, 3], at[:, 2], 1] = 1
-    boards[np.arange(len(obs)), at[:, 1], at[:, 0], 2] = 1
-    return boards
+    return _grid_boards(np.asarray(gymnax_env.occupied_map, bool)[..., None], (at[:, 3], at[:, 2]), (at[:, 1], at[:, 0]))
 
 
 def _lake_boards(obs: np.ndarray, gymnax_env: Any) -> np.ndarray:
@@ -374,11 +384,8 @@ def _lake_boards(obs: np.ndarray, gymnax_env: Any) -> np.ndarray:
     from gymnax.environments.misc.frozen_lake import HOLE
 
     tiles = np.asarray(gymnax_env.desc)
-    rows, cols = np.divmod(np.rint(obs[:, 0]).astype(int), tiles.shape[1])
-    boards = np.zeros((len(obs), *tiles.shape, 3), np.float32)
-    boards[..., 0], boards[..., 1] = tiles == HOLE, tiles == GOAL_TILE
-    boards[np.arange(len(obs)), rows, cols, 2] = 1
-    return boards
+    agent = np.divmod(np.rint(obs[:, 0]).astype(int), tiles.shape[1])
+    return _grid_boards(np.stack([tiles == HOLE, tiles == GOAL_TILE], axis=-1), agent)
 
 
 class _Drawing(NamedTuple):
