@@ -40,5 +40,6 @@ lock: setup
 	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile --quiet --universal --upgrade --extra test pyproject.toml -o $(LOCK)
 
+# the environment only: runs/ holds trained agents, which no make target deletes
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV)
