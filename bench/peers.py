@@ -10,7 +10,11 @@ the ratio jaxrl/peer, ratios first.
                  minibatches, 2x256 tanh, obs+reward normalisation, lr 3e-4
                  annealed, gamma 0.99, lambda 0.95, clip 0.2) on gymnax
                  MountainCarContinuous-v0, one seed, against bench/peers/bare_ppo.py,
-                 a single-file jit(train) PPO of that shape.
+                 a single-file jit(train) PPO of that shape, and with --purejaxrl DIR
+                 also against PureJaxRL's own ppo_continuous_action.py from the
+                 checkout DIR (git clone https://github.com/luchris429/purejaxrl; it is
+                 not a package, so nothing installs it), its env swapped for gymnax's
+                 (bench/peers/purejaxrl_ppo.py).
   ppo1-sb3       jaxrl's PPO1 preset (experiment=humanoid_ppo1's algo settings:
                  1 env x 2048 steps, 10 epochs of minibatch 64, 2x64 tanh) on
                  MountainCarContinuous against Stable-Baselines3 PPO (PyTorch CPU).
@@ -20,7 +24,7 @@ the ratio jaxrl/peer, ratios first.
                  minibatches, gamma 0.97, 2x256 silu) against brax.training's PPO,
                  with the final evaluation return of both; only with --humanoid or --only.
 
-The peers live in bench/.peers-venv, which this script creates and fills on
+The peers of the last three live in bench/.peers-venv, which this script creates and fills on
 first use (torch CPU wheel, stable-baselines3, sbx-rl, gymnasium, and the
 jax/brax versions of the interpreter running this script); a stamp file
 holding the requirement list makes later runs skip the install.
@@ -36,6 +40,7 @@ average at the start is part of the record.
 
     make bench-peers ARGS="--out results.json"
     .venv/bin/python bench/peers.py [--only sac-sbx] [--humanoid] [--rounds 3] [--quick] [--out results.json]
+    .venv/bin/python bench/peers.py --only ppo-purejaxrl --purejaxrl ../purejaxrl --rounds 5
 """
 
 from __future__ import annotations
@@ -165,8 +170,9 @@ class Comparison:
     measure: str  # what the steps/s figure covers, per side
 
 
-def ppo_purejaxrl(steps: int) -> Comparison:
-    """PPO at PureJaxRL's shape: jaxrl against the bare single-file PPO."""
+def ppo_purejaxrl(steps: int, purejaxrl: Path | None) -> Comparison:
+    """PPO at PureJaxRL's shape: jaxrl against the bare single-file PPO, and
+    against PureJaxRL's own script from the checkout `purejaxrl` when given."""
     s = {"total_timesteps": steps, "num_envs": 16, "rollout_length": 256, "num_epochs": 4, "num_minibatches": 32,
          "hidden": [256, 256], "lr": 3e-4, "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2,
          "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 0.5, "seed": 0}
@@ -174,9 +180,12 @@ def ppo_purejaxrl(steps: int) -> Comparison:
                  *(f"algo.{k}={json.dumps(s[k])}" for k in ("num_envs", "rollout_length", "num_epochs", "num_minibatches",
                    "hidden", "lr", "anneal_lr", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm")),
                  "algo.activation=tanh", "algo.normalize_obs=true", "algo.normalize_reward=true", "algo.clip_value=true"]
-    return Comparison("ppo-purejaxrl", s, {"jaxrl": jaxrl_side(overrides), "bare": script_side(sys.executable, "bare_ppo.py", s)},
-                      "both: the whole compiled training run, compilation excluded; both started without XLA_FLAGS "
-                      "(bare runs as a user runs it, jaxrl chooses its own XLA flags)")
+    sides = {"jaxrl": jaxrl_side(overrides), "bare": script_side(sys.executable, "bare_ppo.py", s)}
+    if purejaxrl is not None:
+        sides["purejaxrl"] = script_side(sys.executable, "purejaxrl_ppo.py", {**s, "purejaxrl": str(purejaxrl.resolve())})
+    return Comparison("ppo-purejaxrl", s, sides,
+                      "every side: the whole compiled training run, compilation excluded; every side started without "
+                      "XLA_FLAGS (the peers run as a user runs them, jaxrl chooses its own XLA flags)")
 
 
 def ppo1_sb3(steps: int, warmup: int, torch_threads: int | None) -> Comparison:
@@ -250,8 +259,17 @@ def machine() -> dict:
     return {
         "cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
         "jaxrl_env": versions(sys.executable, ["jax", "jaxlib", "flax", "optax", "gymnax", "brax"]),
-        "peers_env": versions(PEER_PY, ["torch", "stable-baselines3", "sbx-rl", "gymnasium", "jax", "jaxlib", "flax", "brax"]),
+        "peers_env": versions(PEER_PY, ["torch", "stable-baselines3", "sbx-rl", "gymnasium", "jax", "jaxlib", "flax", "brax"])
+        if PEER_PY.exists() else None,
     }
+
+
+def git_commit(checkout: Path | None) -> str | None:
+    """The commit `checkout` has out, or None (no checkout given, or not a git one)."""
+    if checkout is None:
+        return None
+    proc = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def fmt(sps: float) -> str:
@@ -280,6 +298,8 @@ def report(results: dict, rounds: int) -> str:
     load = m["load_average_at_start"][0]
     lines += ["", f"{m['cpu']}, {m['cores']} cores, load average at start {load:.2f}; python {m['python']}",
               f"jaxrl env: {m['jaxrl_env']}", f"peers env: {m['peers_env']}", f"{results['date']}   {results['command']}"]
+    if results["purejaxrl_commit"]:
+        lines.append(f"purejaxrl checkout at {results['purejaxrl_commit']}")
     return "\n".join(lines)
 
 
@@ -293,22 +313,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny budgets: an end-to-end smoke check, not a record")
     parser.add_argument("--humanoid-steps", type=int, default=300_000, help="env steps per humanoid run (rounded up to whole chunks)")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads for SB3 (default: torch's own)")
+    parser.add_argument("--purejaxrl", type=Path, metavar="DIR",
+                        help="a checkout of github.com/luchris429/purejaxrl: ppo-purejaxrl also runs its own PPO")
     parser.add_argument("--out", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
+    if args.purejaxrl is not None and not (args.purejaxrl / "purejaxrl" / "ppo_continuous_action.py").is_file():
+        parser.error(f"--purejaxrl {args.purejaxrl}: no purejaxrl/ppo_continuous_action.py there; give a checkout of "
+                     "https://github.com/luchris429/purejaxrl")
     selected = args.only or names[:3] + (names[3:] if args.humanoid else [])
     q = args.quick
     comparisons = {
-        "ppo-purejaxrl": lambda: ppo_purejaxrl(65_536 if q else 491_520),
+        "ppo-purejaxrl": lambda: ppo_purejaxrl(65_536 if q else 491_520, args.purejaxrl),
         "ppo1-sb3": lambda: ppo1_sb3(8_192 if q else 49_152, 2_048, args.torch_threads),
         "sac-sbx": lambda: sac_sbx(2_000 if q else 12_000, 500 if q else 1_000, args.torch_threads),
         "humanoid-brax": lambda: humanoid_brax(5_120 if q else args.humanoid_steps, 2 if q else 5),
     }
-    ensure_peers_venv()
+    if set(selected) - {"ppo-purejaxrl"}:  # the one comparison whose sides all run in jaxrl's environment
+        ensure_peers_venv()
     if os.getloadavg()[0] > 0.5:
         print(f"warning: load average {os.getloadavg()[0]:.2f}: the CPU was busy in the last minute; "
               "another process running alongside skews these figures (PyTorch's most)", flush=True)
     rounds = args.rounds or (1 if q else 3)
-    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "purejaxrl_commit": git_commit(args.purejaxrl),
                "command": shlex.join([Path(sys.executable).name, *sys.argv]), "machine": machine(), "rounds": rounds,
                "quick": q, "torch_threads": args.torch_threads, "comparisons": {}}
     for name in selected:
