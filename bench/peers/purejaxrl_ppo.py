@@ -78,7 +78,7 @@ def main() -> None:
     start = time.perf_counter()
     metrics = jax.block_until_ready(compiled(key))["metrics"]
     seconds = time.perf_counter() - start
-    steps = config["TOTAL_TIMESTEPS"] // (config["NUM_ENVS"] * config["NUM_STEPS"]) * config["NUM_ENVS"] * config["NUM_STEPS"]
+    steps = config["NUM_UPDATES"] * config["NUM_ENVS"] * config["NUM_STEPS"]  # make_train sets NUM_UPDATES
     ended = np.asarray(metrics["returned_episode"][-1])
     returns = np.asarray(metrics["returned_episode_returns"][-1])
     print(json.dumps({"sps": steps / seconds, "compile_s": compile_s,
