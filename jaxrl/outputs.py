@@ -14,7 +14,6 @@ import flax.serialization
 import jax
 import numpy as np
 
-from jaxrl.alerts import nonfinite
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
@@ -24,6 +23,16 @@ from jaxrl.sinks.base import FanOut, RunInfo
 __all__ = ["POLICY_FILE", "Curves", "PolicyFile", "Videos", "check_run_dir", "save_policy"]
 
 POLICY_FILE = "policy.msgpack"
+
+
+def finite_members(params: Any) -> np.ndarray:
+    """[P] bool: whether every floating leaf of each member of `params` (host
+    arrays with a leading member axis P) is finite. numpy, not jax: the params
+    are already on the host, and jax would compile a program per leaf shape."""
+    leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
+    return np.logical_and.reduce(
+        [np.isfinite(x).reshape(len(x), -1).all(axis=1) for x in leaves if np.issubdtype(x.dtype, np.inexact)]
+    )
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -83,12 +92,12 @@ class PolicyFile(Hook):
     def on_evaluation(self, event: EvaluationDone) -> None:
         """Saves the evaluated params, but for members whose params are not all finite."""
         params = event.params
-        finite = np.asarray(jax.vmap(nonfinite)(params)) == 0.0
+        finite = finite_members(params)
         path = self.run_dir / POLICY_FILE
         if not finite.all():
             saved = flax.serialization.from_bytes(params, path.read_bytes()) if path.exists() else None
             # the file may hold no finite parameters of a member either (it went bad before its first evaluation)
-            had = np.zeros_like(finite) if saved is None else np.asarray(jax.vmap(nonfinite)(saved)) == 0.0
+            had = np.zeros_like(finite) if saved is None else finite_members(saved)
             kept, lost = np.flatnonzero(~finite & had).tolist(), np.flatnonzero(~finite & ~had).tolist()
             said = [f"keeps the last finite ones of member(s) {kept}"] if kept else []
             said += [f"holds non-finite ones for member(s) {lost}: none finite were saved before"] if lost else []
@@ -168,13 +177,12 @@ class Videos(Hook):
         from jaxrl.video import record_episode
 
         member = self.video.member
-        params = jax.tree.map(lambda x: x[member], params)
-        if float(nonfinite(params)):
+        if not finite_members(params)[member]:
             # such a policy's actions are NaN: an episode of the env standing still, not of the policy
             warnings.warn(f"no video at step {step}: member {member}'s policy parameters are not finite",
                           RuntimeWarning, stacklevel=2)
             return
-        act = deterministic_policy(self.algo, params)
+        act = deterministic_policy(self.algo, jax.tree.map(lambda x: x[member], params))
         try:
             result = record_episode(
                 self.algo.env, act, jax.random.PRNGKey(step), self.run_dir / "videos", name, max_frames=self.video.max_frames
