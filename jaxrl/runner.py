@@ -610,7 +610,9 @@ def _train(
     with StopOnSignal() as stop:
         try:
             if states is None:
-                states = programs.init(init_keys, hp)
+                # waited for here: jax returns before the program has run, and the first chunk's
+                # time, which would wait for it, is training time (`sps`, `train_s`)
+                states = jax.block_until_ready(programs.init(init_keys, hp))
             out.open(info)
             if restored:
                 _load_hook_states(hooks, position.hooks)
@@ -631,8 +633,10 @@ def _train(
                 evaluated = last or (index + 1) % run.eval.every == 0
                 final = position.final
                 if evaluated:
-                    eval_keys = jax.vmap(jax.random.fold_in)(eval_keys, jnp.full(len(members), index, jnp.uint32))
-                    results = jax.device_get(programs.evaluate(states, eval_keys))
+                    # from the chunk's index alone, so an evaluation's episodes do not depend on how
+                    # many evaluations came before it (eval.every)
+                    keys = jax.vmap(jax.random.fold_in)(eval_keys, jnp.full(len(members), index, jnp.uint32))
+                    results = jax.device_get(programs.evaluate(states, keys))
                     final = {k: [float(x) for x in v] for k, v in results.items()}
                     for i, row in enumerate(rows):
                         row.update({k: v[i] for k, v in final.items()})

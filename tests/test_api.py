@@ -127,6 +127,15 @@ def test_jaxrl_run_is_exported_without_importing_jax():
 
 
 @pytest.mark.slow
+def test_an_evaluations_episodes_do_not_depend_on_how_many_evaluations_came_before(tmp_path):
+    quiet = [*TINY, "video.enabled=false", "checkpoint.enabled=false", "eval.episodes=4"]
+    each = jaxrl.run(seeds=1, overrides=quiet, run_dir=tmp_path / "each")  # evaluated at both logged points
+    last = jaxrl.run(seeds=1, overrides=[*quiet, "eval.every=2"], run_dir=tmp_path / "last")  # at the end only
+    assert each.metrics["eval/return_mean"].notna().sum() == 2 and last.metrics["eval/return_mean"].notna().sum() == 1
+    evaluation = [c for c in each.final.columns if c.startswith("eval/")]
+    assert evaluation and each.final[evaluation].equals(last.final[evaluation]), (each.final, last.final)
+
+
 def test_resume_goes_on_in_the_same_folder(tmp_path):
     first = jaxrl.run(seeds=1, overrides=TINY, run_dir=tmp_path / "run")
     first_rows = len(first.metrics)  # read now: metrics is read from the folder, which the resumed run extends
