@@ -527,6 +527,8 @@ def _train(
     cache_dir = compile_cache.enable(run.compile_cache)
     # with several processes, process 0 alone speaks for the run (README: Several machines)
     speaks = not run.distributed or is_writer()
+    if speaks and (repeats := run.sweep.repeats()):
+        warnings.warn(repeats, stacklevel=2)
     with StopOnSignal() as stop, compile_cache.CacheCount() as cached:
         announce = f"compiling {run.algo_name} for {len(members)} member(s) ..." if speaks else None
         programs = compile_programs(algo, schedule, init_keys, hp, run.eval.episodes, announce=announce)

@@ -81,6 +81,19 @@ class Sweep:
         """The swept hyperparameters, grid first."""
         return [name for name, _ in self.grid] + [name for name, _ in self.random]
 
+    def repeats(self) -> str | None:
+        """Why some of `points()` are identical settings, whose members would train
+        identical copies (`choice` draws with replacement); None when none repeat."""
+        points = self.points()
+        repeated = len(points) - len({tuple(sorted(point.items())) for point in points})
+        if not repeated:
+            return None
+        grid = " ".join(f"sweep.algo.{name}=[{','.join(f'{a:g}' for a in dist.args)}]" for name, dist in self.random)
+        return (
+            f"{repeated} of the sweep's {len(points)} settings repeat another (choice draws with replacement): "
+            f"their members train identical copies of others; as a grid, {grid}, each option trains once"
+        )
+
     def points(self) -> list[dict[str, float]]:
         """One {name: value} per setting: draws (outer) x grid (inner); [{}] for no sweep."""
         rng = np.random.default_rng(self.seed)

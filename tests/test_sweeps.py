@@ -91,6 +91,7 @@ def test_a_random_search_writes_sweep_csv_and_a_leaderboard(tmp_path, capsys):
     with open(tmp_path / "run" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 16 * 2 and list(rows[0]) == ["member", "algo.lr", "seed", "final_return", "best_return"]
+    assert run.sweep.repeats() is None  # continuous draws never repeat
     lrs = [float(r["algo.lr"]) for r in rows]
     assert all(1e-5 <= lr <= 1e-2 for lr in lrs) and len(set(lrs)) == 16  # each draw shared by its 2 seeds
     assert [float(r["final_return"]) for r in rows] == pytest.approx(summary["final"]["eval/return_mean"])
@@ -189,6 +190,22 @@ def test_bad_sweeps_are_refused_in_one_line(overrides, message):
 )
 def test_a_hyperparameter_is_swept_where_the_settings_read_it(overrides):
     assert len(run_config(*overrides).sweep.points()) in (2, 4)
+
+
+def test_a_search_that_draws_a_setting_twice_is_told(tmp_path):
+    overrides = (*TINY, "sweep.algo.ent_coef=choice(0,0.01)", "sweep.algo.lr=[3e-4,1e-3]", "sweep.samples=4",
+                 "seeds=1", "total_timesteps=64", "num_logs=1", "eval.episodes=1")
+    run = run_config(*overrides)
+    settings = [tuple(sorted(m.items())) for m in run.members()]
+    repeated = len(settings) - len(set(settings))
+    assert repeated > 0  # sweep.seed=0 draws 0.01 three times
+    with pytest.warns(UserWarning) as warned:
+        train(run, tmp_path / "run", make_sinks(run), compose(*overrides))
+    said = [str(w.message) for w in warned if "repeat" in str(w.message)]
+    assert said == [
+        f"{repeated} of the sweep's 8 settings repeat another (choice draws with replacement): their members train "
+        "identical copies of others; as a grid, sweep.algo.ent_coef=[0,0.01], each option trains once"
+    ]
 
 
 def test_search_spaces_mix_with_grids_and_seeds():
