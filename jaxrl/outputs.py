@@ -198,17 +198,18 @@ class Videos(Hook):
 
 class Curves(Hook):
     """Draws `curves.png` at the end (return vs env steps, every member, mean
-    and spread) and hands it to the sinks for every member; a failure is a warning."""
+    and spread: per setting in a sweep, whose members' `groups` label) and hands
+    it to the sinks for every member; a failure is a warning."""
 
-    def __init__(self, run_dir: Path, num_members: int, sinks: FanOut):
-        self.run_dir, self.num_members, self.sinks = run_dir, num_members, sinks
+    def __init__(self, run_dir: Path, num_members: int, sinks: FanOut, groups: dict[int, str] | None = None):
+        self.run_dir, self.num_members, self.sinks, self.groups = run_dir, num_members, sinks, groups
 
     def on_end(self, event: RunEnded) -> None:
         """Plots metrics.jsonl."""
         from jaxrl.plots import plot_curves
 
         try:
-            path = plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+            path = plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png", groups=self.groups)
         except Exception as err:  # noqa: BLE001 (a plot is never worth a lost run)
             warnings.warn(f"could not draw curves.png: {type(err).__name__}: {err}", stacklevel=2)
             return

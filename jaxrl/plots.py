@@ -9,13 +9,18 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxrl.files import read_jsonl
 
-__all__ = ["plot_curves", "read_curves"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["curves_figure", "plot_curves", "read_curves"]
 
 DEFAULT_METRIC = "eval/return_mean"
 FALLBACK_METRIC = "train/episode_return"
@@ -96,11 +101,33 @@ def plot_curves(
     out_path: str | os.PathLike,
     metric: str = DEFAULT_METRIC,
     *,
+    groups: Mapping[int, str] | None = None,
     title: str | None = None,
     figsize: tuple[float, float] = (8.0, 5.0),
     dpi: int = 100,
 ) -> Path:
-    """Draws `metric` against env steps: a thin line per member (or seed), their mean in bold, a min-max band.
+    """Draws `metric` against env steps to a PNG (`curves_figure`) and returns its path.
+
+    Writes figsize * dpi pixels (800x500 by default) to `out_path`, parent
+    folders created. Raises ValueError when the file holds neither metric.
+    """
+    fig = curves_figure(metrics_path, metric, groups=groups, title=title, figsize=figsize, dpi=dpi)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
+
+
+def curves_figure(
+    metrics_path: str | os.PathLike,
+    metric: str = DEFAULT_METRIC,
+    *,
+    groups: Mapping[int, str] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] = (8.0, 5.0),
+    dpi: int = 100,
+) -> Figure:
+    """`metric` against env steps: a thin line per member (or seed), their mean in bold, a min-max band.
 
     The mean and band cover the steps all members reached (see `_aggregate`);
     each member's thin line shows all of its points.
@@ -109,9 +136,10 @@ def plot_curves(
         steps), "seed", optionally "member", and metric keys.
     metric: the default falls back to "train/episode_return" in a run that
         never evaluated; another metric must be in the file.
-    Writes a PNG of figsize * dpi pixels (800x500 by default) to `out_path`
-    (parent folders created) and returns its path. Raises ValueError when the
-    file holds neither metric.
+    groups: a label per member, such as a sweep member's setting ("lr=0.001").
+        With 2 to 10 labels, each label's members get one colour and a mean and
+        band of their own, so that settings are compared, not pooled; with more,
+        or with one, a single mean over every member.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -121,21 +149,24 @@ def plot_curves(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
 
-    # Up to ten members get their own colour and legend entry; more would make
-    # an unreadable legend, so they share one grey entry. Blue is kept for the
-    # mean and band.
-    few = len(curves) <= 10
-    for i, (group, (steps, values)) in enumerate(curves.items()):
-        if few:
-            color, label = f"C{(i + 1) % 10}", f"{group_key} {group}"
-        else:
-            color, label = "tab:gray", (f"each {group_key} ({len(curves)})" if i == 0 else None)
-        ax.plot(steps, values, color=color, linewidth=0.9, alpha=0.7, label=label, marker=_marker(steps))
-    grid, mean, low, high = _aggregate(curves)
-    if len(curves) > 1:
-        ax.fill_between(grid, low, high, color="tab:blue", alpha=0.15, linewidth=0, label="min-max")
-    ax.plot(grid, mean, color="tab:blue", linewidth=2.5, label=f"mean over {len(curves)} {group_key}s",
-            marker=_marker(grid))
+    # the labels in the order of their first member
+    labels = list(dict.fromkeys(groups[m] for m in sorted(curves))) if groups and set(curves) <= set(groups) else []
+    if 2 <= len(labels) <= 10:
+        for i, label in enumerate(labels):
+            members = {m: curve for m, curve in curves.items() if groups[m] == label}
+            _draw_mean(ax, members, f"C{i}", f"{label} ({len(members)} {group_key}s)", thin=True)
+    else:
+        # Up to ten members get their own colour and legend entry; more would make
+        # an unreadable legend, so they share one grey entry. Blue is kept for the
+        # mean and band.
+        few = len(curves) <= 10
+        for i, (group, (steps, values)) in enumerate(curves.items()):
+            if few:
+                color, label = f"C{(i + 1) % 10}", f"{group_key} {group}"
+            else:
+                color, label = "tab:gray", (f"each {group_key} ({len(curves)})" if i == 0 else None)
+            ax.plot(steps, values, color=color, linewidth=0.9, alpha=0.7, label=label, marker=_marker(steps))
+        _draw_mean(ax, curves, "tab:blue", f"mean over {len(curves)} {group_key}s", band_label="min-max")
 
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric)
@@ -144,8 +175,16 @@ def plot_curves(
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
+    return fig
 
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    return out
+
+def _draw_mean(ax: Any, curves: Curves, color: str, label: str, band_label: str | None = None, thin: bool = False) -> None:
+    """The mean of `curves` in bold over their min-max band, all in `color`;
+    with `thin`, each curve's own thin line too, unlabelled."""
+    if thin:
+        for steps, values in curves.values():
+            ax.plot(steps, values, color=color, linewidth=0.7, alpha=0.35, marker=_marker(steps))
+    grid, mean, low, high = _aggregate(curves)
+    if len(curves) > 1:
+        ax.fill_between(grid, low, high, color=color, alpha=0.15, linewidth=0, label=band_label)
+    ax.plot(grid, mean, color=color, linewidth=2.5, label=label, marker=_marker(grid))

@@ -44,7 +44,7 @@ from jaxrl.files import LOCK_FILE, FolderLock, json_text, read_jsonl, run_name, 
 from jaxrl.host import check_cpu_guard
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
-from jaxrl.sweeps import SweepResults
+from jaxrl.sweeps import SweepResults, setting_labels
 
 __all__ = [
     "POLICY_FILE",
@@ -575,7 +575,7 @@ def _train(
         # session for ended and resume=auto skip it, were it killed
         (run_dir / "summary.json").unlink(missing_ok=True)
     builtin = [PolicyFile(run_dir, out if run.checkpoint.upload else None), Videos(algo, run, run_dir, out),
-               Curves(run_dir, len(members), out), *_sweep_hooks(run, run_dir)]
+               Curves(run_dir, len(members), out, setting_labels(members) if run.sweep else None), *_sweep_hooks(run, run_dir)]
     # the outputs are process 0's (jaxrl.distributed): another would print and plot them again
     hooks = [*(builtin if speaks else []), *hooks]
     info = RunInfo(run_dir, run_name(run_dir), run.algo_name, run.env.id, resolved_config, members, schedule.total_steps,

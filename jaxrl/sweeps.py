@@ -218,6 +218,12 @@ def _setting(member: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple((k, v) for k, v in member.items() if k != "seed")
 
 
+def setting_labels(members: list[dict[str, Any]]) -> dict[int, str]:
+    """Each member's setting, its hyperparameters without its seed, as a short
+    label by member index: {0: "lr=0.001 gamma=0.99", ...} (curves.png's legend)."""
+    return {i: " ".join(f"{k.removeprefix('algo.')}={v:g}" for k, v in _setting(m)) for i, m in enumerate(members)}
+
+
 def leaderboard(members: list[dict[str, Any]], final: Sequence[float]) -> list[dict[str, Any]]:
     """Per setting (a member's hyperparameters without its seed): the mean,
     standard deviation and minimum of the final return over its members

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxrl.plots import plot_curves, read_curves
+from jaxrl.plots import curves_figure, plot_curves, read_curves
 
 
 def _write_jsonl(path, records, torn_tail: str = ""):
@@ -100,3 +100,23 @@ def test_plot_curves_draws_a_single_evaluation(tmp_path):
     # The mean's dot, in tab:blue (31, 119, 180), and one dot per member.
     assert (np.abs(axes - [31, 119, 180]).sum(axis=-1) < 30).sum() > 50
     assert len({tuple(c) for c in axes.reshape(-1, 3) if c.max() - c.min() > 100}) > 3
+
+
+def test_a_sweeps_settings_each_get_their_own_mean_not_one_pooled(tmp_path):
+    # members 0, 1: one setting, 2, 3: another, far apart
+    records = [
+        {"step": step, "seed": m % 2, "member": m, "eval/return_mean": float(step / 100 + (90 if m >= 2 else 0) + m)}
+        for m in range(4)
+        for step in (100, 200, 300)
+    ]
+    metrics = _write_jsonl(tmp_path / "metrics.jsonl", records)
+    groups = {0: "lr=0.001", 1: "lr=0.001", 2: "lr=0.0003", 3: "lr=0.0003"}
+    ax = curves_figure(metrics, groups=groups).axes[0]
+    means = {line.get_label(): line.get_ydata() for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert list(means) == ["lr=0.001 (2 members)", "lr=0.0003 (2 members)"]
+    np.testing.assert_allclose(means["lr=0.001 (2 members)"], [1.5, 2.5, 3.5])
+    np.testing.assert_allclose(means["lr=0.0003 (2 members)"], [93.5, 94.5, 95.5])
+    # without the settings: one mean over all four
+    pooled = [line.get_label() for line in curves_figure(metrics).axes[0].get_lines()]
+    assert "mean over 4 members" in pooled and not any("lr=" in label for label in pooled)
+    assert plot_curves(metrics, tmp_path / "curves.png", groups=groups).stat().st_size > 0
