@@ -1,4 +1,5 @@
-"""Flax linen modules: MLP torso, policy heads and critics.
+"""Flax linen modules: the torso (conv layers for image observations, then an
+MLP), policy heads and critics.
 
 Hidden layers use orthogonal initialisation with gain sqrt(2), policy heads a
 small gain (0.01) so the initial policy is close to its prior, value heads
@@ -7,6 +8,7 @@ gain 1: the initialisation the PPO implementation studies found to matter.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import distrax
@@ -46,19 +48,75 @@ def orthogonal(gain: float) -> nn.initializers.Initializer:
     return init
 
 
-def _dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
+def _dense(features: int, gain: float, name: str | None = None) -> nn.Dense:
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros, name=name)
+
+
+def patches(images: jax.Array, kernel: int, stride: int) -> jax.Array:
+    """Every kernel x kernel window of images [..., H, W, C], VALID padding:
+    [..., H', W', kernel * kernel * C], H' = (H - kernel) // stride + 1.
+
+    A conv layer is then one matrix product with a [kernel * kernel * C, features]
+    kernel. XLA:CPU runs these tiny convolutions (MinAtar's 10 x 10 boards) as
+    its convolution op about ten times slower, forward and backward, than as
+    these slices and one product (docs/benchmarks.md).
+    """
+    height, width = images.shape[-3:-1]
+    rows, cols = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    return jnp.concatenate(
+        [
+            images[..., i : i + stride * (rows - 1) + 1 : stride, j : j + stride * (cols - 1) + 1 : stride, :]
+            for i in range(kernel)
+            for j in range(kernel)
+        ],
+        axis=-1,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    """Conv layers in front of a torso's dense ones, for observations that are images.
+
+    layers: (features, kernel, stride) per layer: square kernels, VALID padding
+        (MinAtar's reference network is one layer, (16, 3, 1)).
+    image_shape: one observation as the env gives it, [H, W, C]; the networks
+        take it flattened, [H * W * C], as every jaxrl env hands observations over.
+    """
+
+    layers: tuple[tuple[int, int, int], ...]
+    image_shape: tuple[int, int, int]
+
+    def output_shape(self) -> tuple[int, int, int]:
+        """[H', W', C'] after the last layer; a side is <= 0 where a kernel outgrew the image."""
+        height, width, channels = self.image_shape
+        for features, kernel, stride in self.layers:
+            height, width, channels = (height - kernel) // stride + 1, (width - kernel) // stride + 1, features
+        return height, width, channels
 
 
 class MLP(nn.Module):
-    """Fully connected torso: [..., in] -> [..., hidden[-1]]."""
+    """The torso: obs [..., obs_dim] -> features [..., hidden[-1]].
+
+    With `conv`, obs is first seen as an image [..., H, W, C] and goes through
+    the conv layers, whose output is flattened. `extra` [..., k] (a Q critic's
+    action) joins the observation's features before the dense layers.
+    """
 
     hidden: Sequence[int]
     activation: str = "tanh"
+    conv: Conv | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, extra: jax.Array | None = None) -> jax.Array:
         act = ACTIVATIONS[self.activation]
+        if self.conv is not None:
+            batch = x.shape[:-1]
+            x = x.reshape(*batch, *self.conv.image_shape)
+            for i, (features, kernel, stride) in enumerate(self.conv.layers):
+                x = act(_dense(features, np.sqrt(2.0), name=f"Conv_{i}")(patches(x, kernel, stride)))
+            x = x.reshape(*batch, -1)
+        if extra is not None:
+            x = jnp.concatenate([x, extra], axis=-1)
         for width in self.hidden:
             x = act(_dense(width, np.sqrt(2.0))(x))
         return x
@@ -74,10 +132,11 @@ class GaussianPolicy(nn.Module):
     hidden: Sequence[int]
     activation: str = "tanh"
     log_std_init: float = 0.0
+    conv: Conv | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = _dense(self.action_dim, 0.01)(MLP(self.hidden, self.activation)(obs))
+        mean = _dense(self.action_dim, 0.01)(MLP(self.hidden, self.activation, self.conv)(obs))
         log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))
         return mean, jnp.broadcast_to(log_std, mean.shape)
 
@@ -88,10 +147,11 @@ class CategoricalPolicy(nn.Module):
     num_actions: int
     hidden: Sequence[int]
     activation: str = "tanh"
+    conv: Conv | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return _dense(self.num_actions, 0.01)(MLP(self.hidden, self.activation)(obs))
+        return _dense(self.num_actions, 0.01)(MLP(self.hidden, self.activation, self.conv)(obs))
 
 
 class ValueCritic(nn.Module):
@@ -99,10 +159,11 @@ class ValueCritic(nn.Module):
 
     hidden: Sequence[int]
     activation: str = "tanh"
+    conv: Conv | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return _dense(1, 1.0)(MLP(self.hidden, self.activation)(obs)).squeeze(-1)
+        return _dense(1, 1.0)(MLP(self.hidden, self.activation, self.conv)(obs)).squeeze(-1)
 
 
 def policy_distribution(discrete: bool, outputs) -> distrax.Distribution:
@@ -129,11 +190,11 @@ class QCritic(nn.Module):
 
     hidden: Sequence[int]
     activation: str = "relu"
+    conv: Conv | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        x = jnp.concatenate([obs, action], axis=-1)
-        return _dense(1, 1.0)(MLP(self.hidden, self.activation)(x)).squeeze(-1)
+        return _dense(1, 1.0)(MLP(self.hidden, self.activation, self.conv)(obs, action)).squeeze(-1)
 
 
 class QEnsemble(nn.Module):
@@ -147,6 +208,7 @@ class QEnsemble(nn.Module):
     num_critics: int
     hidden: Sequence[int]
     activation: str = "relu"
+    conv: Conv | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -158,7 +220,7 @@ class QEnsemble(nn.Module):
             out_axes=-1,
             axis_size=self.num_critics,
         )
-        return critics(self.hidden, self.activation)(obs, action)
+        return critics(self.hidden, self.activation, self.conv)(obs, action)
 
 
 class DeterministicPolicy(nn.Module):
@@ -167,10 +229,11 @@ class DeterministicPolicy(nn.Module):
     action_dim: int
     hidden: Sequence[int]
     activation: str = "relu"
+    conv: Conv | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return jnp.tanh(_dense(self.action_dim, 0.01)(MLP(self.hidden, self.activation)(obs)))
+        return jnp.tanh(_dense(self.action_dim, 0.01)(MLP(self.hidden, self.activation, self.conv)(obs)))
 
 
 class TanhGaussianPolicy(nn.Module):
@@ -188,10 +251,11 @@ class TanhGaussianPolicy(nn.Module):
     log_std_init: float = 0.0
     log_std_min: float = -5.0
     log_std_max: float = 2.0
+    conv: Conv | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = MLP(self.hidden, self.activation)(obs)
+        x = MLP(self.hidden, self.activation, self.conv)(obs)
         mean = _dense(self.action_dim, 0.01)(x)
         log_std = nn.Dense(
             self.action_dim,

@@ -32,6 +32,7 @@ def test_defaults_are_valid():
         (["total_timesteps=100"], "total_timesteps=100 is less than one rollout"),
         (["algo.gamma=1.5"], "algo.gamma must be in \\(0, 1\\], got 1.5"),
         (["algo.activation=sigmoid"], "unknown algo.activation 'sigmoid'; choose one of: tanh, relu"),
+        (["algo.conv=[[16,0,1]]"], "algo.conv takes \\[features, kernel, stride\\] per layer, all positive, got \\[\\[16, 0, 1\\]\\]"),
         (["+algo.learning_rate=0.1"], "unknown key\\(s\\) algo.learning_rate; valid keys of algo: num_envs, .*lr"),
         (["algo.num_envs=abc"], "algo.num_envs must be an integer, got 'abc'"),
         (["sweep.algo.num_envs=[4,8]"], "sweep.algo.num_envs is not a sweepable hyperparameter of ppo; sweepable: lr, gamma"),
@@ -59,6 +60,24 @@ def test_a_replay_buffer_that_cannot_fit_is_refused_before_compiling(tmp_path, c
         train(from_dict(compose(*overrides)), tmp_path / "run", [], compose(*overrides))
     assert not (tmp_path / "run").exists()
     # the refusal is the only line: no "compiling ..." before it
+    assert "compiling" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["algo.conv=[[16,3,1]]"], r"algo.conv needs image observations \[height, width, channels\]; MountainCarContinuous-v0 gives \[2\]"),
+        (["experiment=sac_mountaincar", "algo.conv=[[16,3,1]]"], r"algo.conv needs image observations"),
+        (["env=gymnax", "env.name=Breakout-MinAtar", "algo.conv=[[16,3,1],[16,9,1]]"],
+         r"algo.conv=\[\[16, 3, 1\], \[16, 9, 1\]\] shrinks Breakout-MinAtar images \[10, 10, 4\] to nothing"),
+    ],
+)
+def test_conv_layers_the_observations_cannot_take_are_refused_before_compiling(tmp_path, capsys, overrides, message):
+    from jaxrl.runner import train
+
+    with pytest.raises(ConfigError, match=message):
+        train(from_dict(compose(*overrides)), tmp_path / "run", [], compose(*overrides))
+    assert not (tmp_path / "run").exists()
     assert "compiling" not in capsys.readouterr().err
 
 

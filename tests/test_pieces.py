@@ -1,5 +1,5 @@
 """Small pure pieces with hand-checkable values: GAE, the epochs x minibatches loop,
-running statistics, probe values, the critic on truncated steps only."""
+running statistics, probe values, the critic on truncated steps only, conv layers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from jaxrl.algos.common import apply_where, epochs_of_minibatches, gae, minibatc
 from jaxrl.algos.ppo import PPO, PPOConfig
 from jaxrl.envs import make_env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
+from jaxrl.networks import MLP, Conv, QEnsemble
 
 
 def test_gae_by_hand():
@@ -134,3 +135,29 @@ def test_ppo_bootstraps_truncated_steps_as_a_full_critic_pass_would():
         _, batch, metrics = jax.jit(algo.collect)(state, jax.random.PRNGKey(1))
         targets.append(batch.target)
     np.testing.assert_allclose(targets[0], targets[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (2, 2), (3, 2)])
+def test_a_torsos_conv_layer_is_the_convolution_of_its_kernel(kernel, stride):
+    image_shape = (7, 6, 3)
+    torso = MLP((8,), "relu", Conv(((5, kernel, stride),), image_shape))
+    obs = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 7 * 6 * 3))  # two batch axes, flat as envs give them
+    params = torso.init(jax.random.PRNGKey(1), obs)["params"]
+    conv, dense = params["Conv_0"], params["Dense_0"]
+    maps = jax.lax.conv_general_dilated(
+        obs.reshape(8, *image_shape), conv["kernel"].reshape(kernel, kernel, 3, 5), (stride, stride), "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    ) + conv["bias"]
+    assert maps.shape[1:] == Conv(((5, kernel, stride),), image_shape).output_shape()
+    expected = jax.nn.relu(jax.nn.relu(maps).reshape(2, 4, -1) @ dense["kernel"] + dense["bias"])
+    np.testing.assert_allclose(torso.apply({"params": params}, obs), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_q_critics_see_the_action_after_the_conv_layers():
+    critics = QEnsemble(2, (16,), conv=Conv(((4, 3, 1),), (5, 5, 2)))
+    obs, action = jnp.ones((6, 50)), jnp.ones((6, 3))
+    params = critics.init(jax.random.PRNGKey(0), obs, action)["params"]
+    assert critics.apply({"params": params}, obs, action).shape == (6, 2)
+    torso = params["VmapQCritic_0"]["MLP_0"]
+    assert torso["Conv_0"]["kernel"].shape == (2, 3 * 3 * 2, 4)  # per critic: a 3x3 window of 2 channels -> 4 maps
+    assert torso["Dense_0"]["kernel"].shape == (2, 3 * 3 * 4 + 3, 16)  # 3x3x4 features, then the action

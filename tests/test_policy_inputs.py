@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from flax import serialization, traverse_util
 
 import jaxrl
 from jaxrl import film, load_policy
@@ -109,12 +110,17 @@ def test_a_run_folder_under_home_may_be_given_with_a_tilde(trained, monkeypatch)
     np.testing.assert_array_equal(load_policy("~/run", member=1)(obs), trained.policy(member=1)(obs))
 
 
-def test_a_minatar_policy_takes_the_envs_own_image_observations_as_well_as_flat_ones(tmp_path):
+@pytest.mark.parametrize("conv", [[], [[8, 3, 2]]], ids=["dense", "conv"])
+def test_a_minatar_policy_takes_the_envs_own_image_observations_as_well_as_flat_ones(tmp_path, conv):
     import gymnax
     import jax
 
-    result = jaxrl.run(env="gymnax", seeds=1, overrides=[*TINY, "env.name=Breakout-MinAtar", "video.enabled=false"],
-                       run_dir=tmp_path / "run")
+    overrides = [*TINY, "env.name=Breakout-MinAtar", "video.enabled=false", f"algo.conv={conv}"]
+    result = jaxrl.run(env="gymnax", seeds=1, overrides=overrides, run_dir=tmp_path / "run")
+    if conv:  # the saved policy's first layer: one member, 3x3 windows of the 4 channels, 8 maps
+        saved = serialization.msgpack_restore((result.run_dir / "policy.msgpack").read_bytes())
+        kernels = [v.shape for k, v in traverse_util.flatten_dict(saved, sep="/").items() if "Conv_0/kernel" in k]
+        assert kernels and set(kernels) == {(1, 36, 8)}, kernels
     env, params = gymnax.make("Breakout-MinAtar")
     images = np.stack([np.asarray(env.reset(jax.random.PRNGKey(i), params)[0]) for i in range(3)])  # [3, 10, 10, 4] bool
     act = result.policy()

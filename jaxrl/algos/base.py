@@ -38,7 +38,7 @@ from flax import struct
 from jaxrl.envs.base import TimeStep
 from jaxrl.envs.normalize import RunningStats
 from jaxrl.errors import ConfigError
-from jaxrl.networks import ACTIVATIONS
+from jaxrl.networks import ACTIVATIONS, Conv
 
 __all__ = [
     "Algorithm",
@@ -46,6 +46,7 @@ __all__ = [
     "StaticView",
     "check_network",
     "check_positive",
+    "conv_torso",
     "episode_metrics",
     "hyperparams",
     "static",
@@ -105,11 +106,38 @@ def check_positive(config: Any, *names: str) -> None:
 
 
 def check_network(config: Any) -> None:
-    """Raises ConfigError unless `config.hidden` and `config.activation` make an MLP."""
+    """Raises ConfigError unless `config.hidden`, `config.activation` and `config.conv` make a torso."""
     if not config.hidden or min(config.hidden) <= 0:
         raise ConfigError(f"algo.hidden must be a non-empty list of positive widths, got {list(config.hidden)}")
     if config.activation not in ACTIVATIONS:
         raise ConfigError(f"unknown algo.activation {config.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    if any(min(layer) <= 0 for layer in config.conv):
+        layers = [list(layer) for layer in config.conv]
+        raise ConfigError(f"algo.conv takes [features, kernel, stride] per layer, all positive, got {layers}")
+
+
+def conv_torso(config: Any, env: Any) -> Conv | None:
+    """The conv layers `config.conv` asks for over `env`'s image observations; None without.
+
+    Raises ConfigError, before anything compiles, where the env's observations
+    are not images [H, W, C] or a kernel outgrows what the layers before leave.
+    """
+    if not config.conv:
+        return None
+    image_shape = env.spec.native_obs_shape
+    if image_shape is None or len(image_shape) != 3:
+        shape = list(image_shape or env.spec.obs_shape)
+        raise ConfigError(
+            f"algo.conv needs image observations [height, width, channels]; {env.name} "
+            f"gives {shape}: leave algo.conv=[] for the dense layers alone"
+        )
+    conv = Conv(tuple(tuple(layer) for layer in config.conv), tuple(image_shape))
+    if min(conv.output_shape()[:2]) <= 0:
+        raise ConfigError(
+            f"algo.conv={[list(layer) for layer in config.conv]} shrinks {env.name} "
+            f"images {list(image_shape)} to nothing: use fewer layers, smaller kernels or strides"
+        )
+    return conv
 
 
 @struct.dataclass

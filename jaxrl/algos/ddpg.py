@@ -61,8 +61,8 @@ class DDPG(OffPolicy):
 
     def __init__(self, env, config: DDPGConfig, total_timesteps: int, sized_for: int | None = None):
         super().__init__(env, config, total_timesteps, sized_for)
-        self.actor_net = DeterministicPolicy(env.spec.action_dim, config.hidden, config.activation)
-        self.critic_net = QEnsemble(2 if config.twin_critics else 1, config.hidden, config.activation)
+        self.actor_net = DeterministicPolicy(env.spec.action_dim, config.hidden, config.activation, conv=self.conv)
+        self.critic_net = QEnsemble(2 if config.twin_critics else 1, config.hidden, config.activation, conv=self.conv)
 
     def init_learner(self, key: jax.Array, hp: DDPGConfig) -> Learner:
         """Actor and critic(s), targets equal to them, Adam states."""

@@ -23,7 +23,15 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
+from jaxrl.algos.base import (
+    PolicyParams,
+    StaticView,
+    check_network,
+    check_positive,
+    conv_torso,
+    episode_metrics,
+    static,
+)
 from jaxrl.algos.common import clipped_adam_step, flatten_steps
 from jaxrl.algos.replay import Transition, make_buffer
 from jaxrl.envs.base import Env
@@ -49,6 +57,7 @@ class OffPolicyConfig:
     warmup_steps: int = static(10_000)  # env steps (all envs) of uniform random actions, without learning
     hidden: tuple[int, ...] = static((256, 256))
     activation: str = static("relu")
+    conv: tuple[tuple[int, int, int], ...] = static(())  # [features, kernel, stride] per layer, for image observations
     normalize_obs: bool = static(False)
     noise: str = static("gaussian")  # exploration noise: gaussian (white) | ou (temporally correlated)
     actor_lr: float = 3e-4
@@ -180,6 +189,7 @@ class OffPolicy(abc.ABC):
         # A buffer larger than the whole run would only hold zeros.
         capacity = max(config.batch_size, self.steps_per_update, min(config.buffer_size, sized_for or total_timesteps))
         self.buffer = make_buffer(capacity, config.batch_size)
+        self.conv = conv_torso(config, env)  # the actor's and critics' conv layers, None for vector observations
 
     # ---- what each algorithm defines -------------------------------------------------
 

@@ -14,7 +14,15 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.algos.base import PolicyParams, StaticView, check_network, check_positive, episode_metrics, static
+from jaxrl.algos.base import (
+    PolicyParams,
+    StaticView,
+    check_network,
+    check_positive,
+    conv_torso,
+    episode_metrics,
+    static,
+)
 from jaxrl.algos.common import adam_state, apply_where, flatten_steps, gae
 from jaxrl.envs.base import Env
 from jaxrl.envs.normalize import RewardScaler, RunningStats
@@ -33,6 +41,7 @@ class OnPolicyConfig:
     rollout_length: int = static(256)
     hidden: tuple[int, ...] = static((256, 256))
     activation: str = static("tanh")
+    conv: tuple[tuple[int, int, int], ...] = static(())  # [features, kernel, stride] per layer, for image observations
     log_std_init: float = static(0.0)
     normalize_obs: bool = static(True)
     normalize_reward: bool = static(True)
@@ -118,11 +127,12 @@ class OnPolicy(abc.ABC):
         self.steps_per_update = config.num_envs * config.rollout_length
         self.num_updates = max(1, total_timesteps // self.steps_per_update)
         spec = env.spec
+        conv = conv_torso(config, env)
         if spec.discrete:
-            self.actor_net = CategoricalPolicy(spec.action_dim, config.hidden, config.activation)
+            self.actor_net = CategoricalPolicy(spec.action_dim, config.hidden, config.activation, conv=conv)
         else:
-            self.actor_net = GaussianPolicy(spec.action_dim, config.hidden, config.activation, config.log_std_init)
-        self.critic_net = ValueCritic(config.hidden, config.activation)
+            self.actor_net = GaussianPolicy(spec.action_dim, config.hidden, config.activation, config.log_std_init, conv=conv)
+        self.critic_net = ValueCritic(config.hidden, config.activation, conv=conv)
 
     def init_params(self, key: jax.Array) -> tuple[Any, Any]:
         """Fresh (actor, critic) params."""

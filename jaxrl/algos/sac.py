@@ -57,8 +57,8 @@ class SAC(OffPolicy):
     def __init__(self, env, config: SACConfig, total_timesteps: int, sized_for: int | None = None):
         super().__init__(env, config, total_timesteps, sized_for)
         action_dim = env.spec.action_dim
-        self.actor_net = TanhGaussianPolicy(action_dim, config.hidden, config.activation, config.log_std_init)
-        self.critic_net = QEnsemble(2, config.hidden, config.activation)
+        self.actor_net = TanhGaussianPolicy(action_dim, config.hidden, config.activation, config.log_std_init, conv=self.conv)
+        self.critic_net = QEnsemble(2, config.hidden, config.activation, conv=self.conv)
         self.target_entropy = -float(action_dim) if config.target_entropy is None else config.target_entropy
 
     def init_learner(self, key: jax.Array, hp: SACConfig) -> Learner:

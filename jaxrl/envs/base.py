@@ -34,8 +34,8 @@ class EnvSpec:
     max_episode_steps: time limit after which an episode is truncated.
     native_obs_shape: the backend's own observation shape where it differs
         from obs_shape (gymnax's MinAtar images [10, 10, C], flattened for the
-        MLPs), so that a policy can take the env's observations as they come;
-        None where they are the same.
+        MLPs), so that a policy can take the env's observations as they come
+        and `algo.conv` layers see images; None where they are the same.
     """
 
     obs_shape: tuple[int, ...] = struct.field(pytree_node=False)
