@@ -90,24 +90,22 @@ def guard_cpu_deadlock() -> None:
     XLA starts, for a run whose programs hold no batched LAPACK call. XLA reads
     the flag when its backend starts; it only affects the CPU backend. A
     user's own XLA_FLAGS are left alone, and so is a process whose backend
-    started before `import jaxrl` (a warning says so): XLA would ignore the
-    flag, and `check_cpu_guard` then refuses what could hang.
+    started before `import jaxrl`: XLA would ignore the flag, and
+    `check_cpu_guard` then refuses, saying why, a run whose programs could
+    hang. Nothing is said before: loading a policy, or training a run that
+    needs no guard, is not affected.
     """
     global _guard_is_ours
-    if "XLA_FLAGS" in os.environ:
-        return
-    bridge = sys.modules.get("jax._src.xla_bridge")  # not imported: jax has not started
-    if bridge is not None and bridge.backends_are_initialized():
-        warnings.warn(
-            "jax computed before `import jaxrl`, so its CPU backend runs without jaxrl's guard against XLA's "
-            f"deadlock ({CPU_GUARD}); runs whose programs could hang are refused. Import jaxrl first (in a "
-            "notebook: restart it)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    if "XLA_FLAGS" in os.environ or _jax_started():
         return
     os.environ["XLA_FLAGS"] = CPU_GUARD
     _guard_is_ours = True
+
+
+def _jax_started() -> bool:
+    """Whether jax's backends have started (XLA has read XLA_FLAGS already)."""
+    bridge = sys.modules.get("jax._src.xla_bridge")  # not imported: jax has not started
+    return bridge is not None and bridge.backends_are_initialized()
 
 
 def needs_cpu_guard(suite: str, backend: str | None) -> bool:
@@ -174,10 +172,14 @@ def check_cpu_guard(programs: dict[str, Any]) -> None:
     for name, program in programs.items():
         calls = batched_lapack_calls(program.as_text())
         if calls:
+            remedy = (
+                f"XLA_FLAGS is set without it: start the run again with {CPU_GUARD} in XLA_FLAGS"
+                if "XLA_FLAGS" in os.environ
+                else "jax computed before `import jaxrl`, which sets it: import jaxrl first (in a notebook: restart it)"
+            )
             raise ConfigError(
                 f"the {name} program holds batched LAPACK calls ({', '.join(sorted(set(calls)))}), which can deadlock "
-                f"jaxlib 0.10's CPU runtime; this process's XLA started without the guard against it. "
-                f"Start the run again with {CPU_GUARD} in XLA_FLAGS"
+                f"jaxlib 0.10's CPU runtime; this process's XLA started without the guard against it. {remedy}"
             )
 
 

@@ -42,8 +42,10 @@ def test_jax_started_before_import_jaxrl_gets_no_guard_it_would_ignore_and_is_re
         "check_cpu_guard({'qr': jax.jit(jax.vmap(jnp.linalg.qr)).lower(jnp.ones((4, 3, 3)))})"
     )
     assert proc.stdout.strip() == "None", proc.stderr
-    assert "jax computed before `import jaxrl`" in proc.stderr and "Import jaxrl first" in proc.stderr
+    # said where it matters, not at import: loading a policy needs no guard
+    assert "Warning" not in proc.stderr.split("Traceback")[0], proc.stderr
     assert "ConfigError: the qr program holds batched LAPACK calls" in proc.stderr
+    assert "jax computed before `import jaxrl`, which sets it: import jaxrl first" in proc.stderr
 
 
 def test_the_guard_is_taken_back_only_for_one_member_on_an_env_without_lapack():
