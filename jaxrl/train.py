@@ -290,6 +290,13 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
             f"resume it with total_timesteps larger than {done}"
         )
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()).get("total_timesteps")
+    if saved != total and cfg.algo.get("anneal_lr"):
+        warnings.warn(
+            f"total_timesteps changes from {saved} to {total}: algo.anneal_lr anneals the learning rate over the "
+            "new total, so it rises at this resume, then decays to 0 at the new end",
+            stacklevel=2,
+        )
 
 
 # keys that name what is trained: when one changes, the other changes follow from it
