@@ -800,6 +800,9 @@ class AlertHook(Hook):
         self.info: RunInfo | None = None
         self.monitor: Monitor | None = None
         self.status = "running"
+        # stopped by SIGTERM, as spot instances and SLURM's requeues stop a run, and not on a bad state:
+        # a later session is expected, and jaxrl.watch alerts when none comes (`on_exit`)
+        self.awaits_resume = False
         # jaxrl.watch's key for the run: its first session's machine and folder (`on_start`)
         self.id: str | None = None
         self.step = 0
@@ -828,6 +831,7 @@ class AlertHook(Hook):
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "state": self.status,
+            "awaits_resume": self.awaits_resume,
             "step": self.step,
             "total_steps": self.info.total_steps if self.info else 0,
             "sps": round(self.sps, 1),
@@ -976,6 +980,9 @@ class AlertHook(Hook):
         switch (success or fail), and flushes the queue (bounded wait)."""
         status = summary.get("status", "failed")
         self.status = status
+        self.awaits_resume = (
+            status == "stopped" and str(summary.get("reason", "")).startswith("SIGTERM") and not summary.get("bad_state")
+        )
         for rule in self.run_rules:
             if status in rule.when:
                 self.send(rule, f"run {status}", _ending(summary))

@@ -142,7 +142,9 @@ class Watcher:
             silent_s = now - last
             judged_s = now - max(last, self.started) if key in restored else silent_s
             timeout = float(heartbeat.get("timeout_s") or self.default_timeout_s)
-            ended = heartbeat.get("state") != "running"
+            # a run stopped by SIGTERM (a preemption, a requeue) is not over: silent too long, it was not resumed
+            awaits = heartbeat.get("state") != "running" and bool(heartbeat.get("awaits_resume"))
+            ended = heartbeat.get("state") != "running" and not awaits
             if run is None:
                 if silent_s > self.forget_s:
                     continue
@@ -151,16 +153,19 @@ class Watcher:
             name = heartbeat.get("run") or key
             if not ended and key not in self._following:  # says what is watched: a run missing here is not
                 self._following.add(key)
-                print(f"watch: following {name} ({heartbeat.get('run_dir', key)}, {heartbeat.get('state')})", file=sys.stderr, flush=True)
+                state = "silent" if run["silent"] else heartbeat.get("state")  # a restarted watcher knows
+                print(f"watch: following {name} ({heartbeat.get('run_dir', key)}, {state})", file=sys.stderr, flush=True)
             if not run["silent"] and not ended and judged_s > timeout:
-                self._send(
-                    "error",
-                    f"{name} went silent",
-                    f"run {name} on {heartbeat.get('host', '?')} (pid {heartbeat.get('pid', '?')}, run folder "
-                    f"{heartbeat.get('run_dir', '?')}): no heartbeat for "
-                    f"{silent_s:.0f} s (timeout {timeout:g} s), last at env step {heartbeat.get('step', 0)} of "
-                    f"{heartbeat.get('total_steps', '?')}; the machine or the process may be gone",
-                )
+                where = (f"run {name} on {heartbeat.get('host', '?')} (pid {heartbeat.get('pid', '?')}, "
+                         f"run folder {heartbeat.get('run_dir', '?')})")
+                at = f"env step {heartbeat.get('step', 0)} of {heartbeat.get('total_steps', '?')}"
+                if awaits:
+                    self._send("error", f"{name} was not resumed", f"{where}: stopped by SIGTERM at {at} {silent_s:.0f} s "
+                               f"ago (timeout {timeout:g} s), and no session has resumed it since: requeue it, or "
+                               "resume it with resume=<run folder>")
+                else:
+                    self._send("error", f"{name} went silent", f"{where}: no heartbeat for {silent_s:.0f} s (timeout "
+                               f"{timeout:g} s), last at {at}; the machine or the process may be gone")
                 run["silent"], self._dirty = True, True
             elif run["silent"] and silent_s <= timeout:
                 self._send("info", f"{name} is back", f"run {name} on {heartbeat.get('host', '?')} (run folder "

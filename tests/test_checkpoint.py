@@ -333,6 +333,9 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path, monk
     (run_dir,) = tmp_path.glob("runs/*")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "stopped"
+    # jaxrl.watch alerts if no session resumes it (tests/test_watch.py)
+    heartbeat = json.loads((run_dir / "heartbeat.json").read_text())
+    assert (heartbeat["state"], heartbeat["awaits_resume"]) == ("stopped", True)
     assert summary["compile_cache"]["dir"] == str(tmp_path / "xla") and summary["compile_cache"]["hits"] == 0
     # the checkpoint is the state right after the last logged chunk (within one chunk of the signal)
     assert checkpoint_steps(run_dir) == [summary["env_steps"]]

@@ -49,11 +49,12 @@ def stop(watcher: subprocess.Popen) -> str:
     return stderr
 
 
-def post(port: int, run: str, timeout_s: float, age_s: float = 0.0) -> None:
-    """POSTs a heartbeat of `run` as alerts.watch_url does, last alive `age_s` ago."""
+def post(port: int, run: str, timeout_s: float, age_s: float = 0.0, **fields) -> None:
+    """POSTs a heartbeat of `run` as alerts.watch_url does, last alive `age_s` ago (`fields` replaced)."""
     deadline = time.monotonic() + 30
     while True:  # the watcher may still be starting
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/heartbeat", json.dumps(beat(run, timeout_s, age_s)).encode(),
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/heartbeat",
+                                         json.dumps({**beat(run, timeout_s, age_s), **fields}).encode(),
                                          {"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=5):
@@ -102,6 +103,27 @@ def test_a_run_that_dies_while_the_watcher_is_down_is_alerted_once_after_restart
         post(port, "died", timeout_s=2)
         wait_until(lambda: len(titles(alerts)) == 2, 10, "the back-again alert")
         assert titles(alerts)[1] == "died is back"
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_a_run_stopped_by_sigterm_that_no_session_resumes_is_alerted_and_one_stopped_by_hand_is_not(tmp_path, alerts):
+    port = free_port()
+    watcher = start("--listen", f"127.0.0.1:{port}", "--state", str(tmp_path / "state.json"),
+                    "--channel", f"json://127.0.0.1:{alerts.port}/alert")
+    try:
+        # the trainers' last heartbeats: a spot instance's SIGTERM, and a Ctrl-C
+        post(port, "preempted", timeout_s=2, state="stopped", awaits_resume=True)
+        post(port, "by-hand", timeout_s=2, state="stopped", awaits_resume=False)
+        wait_until(lambda: titles(alerts), 15, "the not-resumed alert")
+        time.sleep(3)  # past the other's timeout too
+        assert titles(alerts) == ["preempted was not resumed"]
+        text = json.loads(alerts.log[0][0].get_data())["message"]
+        assert "stopped by SIGTERM at env step 4096 of 16384" in text and "resume=<run folder>" in text, text
+        post(port, "preempted", timeout_s=2)  # a requeued session resumes it
+        wait_until(lambda: len(titles(alerts)) == 2, 10, "the back-again alert")
+        assert titles(alerts)[1] == "preempted is back"
     finally:
         watcher.kill()
         watcher.wait()
