@@ -114,7 +114,11 @@ class Watcher:
                 read[path] = heartbeat
                 if (path.parent / "summary.json").exists() and heartbeat.get("state") == "running":
                     heartbeat = {**heartbeat, "state": "ended"}  # killed after its summary was written
-                heartbeats[heartbeat.get("id", str(path.parent))] = heartbeat
+                key = heartbeat.get("id", str(path.parent))
+                # a copy of a run's folder (a backup) holds the run's id until it trains itself: the
+                # newer heartbeat speaks for the run, or the copy's old one would make it look silent
+                if key not in heartbeats or float(heartbeat.get("time", 0)) >= float(heartbeats[key].get("time", 0)):
+                    heartbeats[key] = heartbeat
         self._last_read = read
         return heartbeats
 

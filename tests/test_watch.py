@@ -221,6 +221,23 @@ def test_a_heartbeat_file_that_is_not_a_trainers_is_skipped_and_the_others_are_w
 
 
 
+def test_a_copy_of_a_run_folder_does_not_make_the_run_look_silent(tmp_path, alerts):
+    # a backup taken a minute ago holds the run's id, and its heartbeat of then, until it trains itself
+    live = beat("live", timeout_s=2)
+    for name in ("live", "live-backup"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "live-backup" / "heartbeat.json").write_text(json.dumps({**live, "time": time.time() - 60}))
+    watcher = start(str(tmp_path), "--channel", f"json://127.0.0.1:{alerts.port}/alert")
+    try:
+        for _ in range(20):  # the run beats on for 6 s, 3 of its timeouts
+            (tmp_path / "live" / "heartbeat.json").write_text(json.dumps({**live, "time": time.time()}))
+            time.sleep(0.3)
+        assert titles(alerts) == []
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
 def test_a_run_whose_posts_stop_getting_through_but_whose_folder_is_fresh_is_not_silent(tmp_path, alerts):
     # watching the folder and listening: the newer of the two heartbeats counts, not always the posted one,
     # and a file caught half-written (a sync tool copying it) keeps its last reading, not the stale post
