@@ -61,8 +61,7 @@ def patches(images: jax.Array, kernel: int, stride: int) -> jax.Array:
     its convolution op about ten times slower, forward and backward, than as
     these slices and one product (docs/benchmarks.md).
     """
-    height, width = images.shape[-3:-1]
-    rows, cols = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    rows, cols = (_conv_size(side, kernel, stride) for side in images.shape[-3:-1])
     return jnp.concatenate(
         [
             images[..., i : i + stride * (rows - 1) + 1 : stride, j : j + stride * (cols - 1) + 1 : stride, :]
@@ -90,8 +89,13 @@ class Conv:
         """[H', W', C'] after the last layer; a side is <= 0 where a kernel outgrew the image."""
         height, width, channels = self.image_shape
         for features, kernel, stride in self.layers:
-            height, width, channels = (height - kernel) // stride + 1, (width - kernel) // stride + 1, features
+            height, width, channels = _conv_size(height, kernel, stride), _conv_size(width, kernel, stride), features
         return height, width, channels
+
+
+def _conv_size(side: int, kernel: int, stride: int) -> int:
+    """How many windows of `kernel` fit along `side` at `stride` (VALID padding)."""
+    return (side - kernel) // stride + 1
 
 
 class MLP(nn.Module):
