@@ -981,7 +981,7 @@ class AlertHook(Hook):
         status = summary.get("status", "failed")
         self.status = status
         self.awaits_resume = (
-            status == "stopped" and str(summary.get("reason", "")).startswith("SIGTERM") and not summary.get("bad_state")
+            status == "stopped" and summary.get("signal") == "SIGTERM" and not summary.get("bad_state")
         )
         for rule in self.run_rules:
             if status in rule.when:

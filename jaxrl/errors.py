@@ -38,16 +38,18 @@ class Stopped(Exception):
     of the state after the last chunk when `save` is true (False when that
     state is bad, e.g. holds NaNs: the previous checkpoint stays the resume
     point), writes summary.json with status "stopped" and `reason` (and
-    `bad_state` when `save` is false), closes the sinks, and re-raises; the
-    CLI exits with RESUMABLE_EXIT. `resumable` turns false where checkpoints
+    `bad_state` when `save` is false, and `signal`, the name of the signal
+    that asked for the stop in any process, when one did), closes the sinks,
+    and re-raises; the CLI exits with RESUMABLE_EXIT. `resumable` turns false where checkpoints
     are off (`checkpoint.enabled=false`) and the run folder holds none: the
     exit status stays, "try again later", but a resume starts over.
     """
 
-    def __init__(self, reason: str, save: bool = True):
+    def __init__(self, reason: str, save: bool = True, signal: str | None = None):
         super().__init__(reason)
         self.reason = reason
         self.save = save
+        self.signal = signal
         self.resumable = True
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -540,9 +541,9 @@ def _train(
     # with several processes, a signal that reached one while it compiled stops all of them before
     # the first chunk: one that ended alone would leave the others waiting in their first collective
     stopped_compiling = None
-    if run.distributed and every_process(stop.requested is not None).any():
-        reason = f"{stop.requested.name} received" if stop.requested else "another process stopped"
-        stopped_compiling = Stopped(f"{reason} while compiling")
+    if run.distributed and (received := _signal_among(every_process(int(stop.requested or 0)))):
+        reason = f"{stop.requested.name} received" if stop.requested else f"another process received {received.name}"
+        stopped_compiling = Stopped(f"{reason} while compiling", signal=received.name)
     # whole or not at all: resume=auto reads every candidate's config.yaml
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(resolved_config, sort_keys=False))
     restored = source.restore(programs.state_shapes, len(members)) if resume_from else None
@@ -664,7 +665,7 @@ def _train(
                 except Stopped as err:
                     stopped = err
                 if stop.requested and not last and stopped is None:
-                    stopped = Stopped(f"{stop.requested.name} received")
+                    stopped = Stopped(f"{stop.requested.name} received", signal=stop.requested.name)
                 stopped, due = _agree(stopped, checkpoints.due(index + 1, last))
                 if stopped is not None:
                     raise stopped
@@ -693,6 +694,8 @@ def _train(
                 why = "checkpoint.enabled=false" if not run.checkpoint.enabled else "none was saved before the stop"
                 err.reason += f"; no checkpoint ({why}), so a resume starts over"
             summary = {**progress("stopped"), "reason": err.reason}
+            if err.signal:
+                summary["signal"] = err.signal
             if not err.save:
                 # resuming unchanged would replay the same steps to the same bad state
                 summary["bad_state"] = True
@@ -791,19 +794,31 @@ def _agree(stopped: Stopped | None, due: bool) -> tuple[Stopped | None, bool]:
     process, `stopped` and `due` themselves), from one tiny all-gather.
 
     All stop when any asks to (a signal, an alert on process 0): one that
-    went on would wait forever in the next chunk's collectives. The stopped
+    went on would wait forever in the next chunk's collectives; the stop
+    names the signal any process received (`_signal_among`), so that process
+    0's summary tells a preemption of another machine as its own. The stopped
     states are saved unless a process refuses (an alert that saw NaNs), and a
     checkpoint is written when any process has one due (process 0, the
     writer, counts `checkpoint.every_s` by its own clock): both gather the
     states, which every process must then do together."""
     if jax.process_count() == 1:
         return stopped, due
-    votes = every_process((stopped is not None) | (stopped is not None and not stopped.save) << 1 | due << 2)
+    signum = int(signal.Signals[stopped.signal]) if stopped is not None and stopped.signal else 0
+    votes = every_process((stopped is not None) | (stopped is not None and not stopped.save) << 1 | due << 2 | signum << 3)
+    received = _signal_among(votes >> 3)
     if stopped is None and (votes & 1).any():
-        stopped = Stopped("another process stopped")
+        stopped = Stopped(f"another process received {received.name}" if received else "another process stopped")
     if stopped is not None:
         stopped.save = not (votes & 2).any()
+        stopped.signal = received.name if received else None
     return stopped, bool((votes & 4).any())
+
+
+def _signal_among(codes: np.ndarray) -> signal.Signals | None:
+    """The signal that stopped processes whose signal numbers are `codes` (0: none), shape
+    (processes,): SIGTERM where any received it (a preemption, which awaits a resume), else the first."""
+    received = [signal.Signals(code) for code in codes.tolist() if code]
+    return signal.SIGTERM if signal.SIGTERM in received else next(iter(received), None)
 
 
 def _ended_its_schedule(run: RunConfig, folder: Path, position: Position) -> bool:

@@ -81,7 +81,11 @@ def test_a_process_stopped_by_sigterm_stops_both_after_the_same_chunk_and_they_r
     assert [p.returncode for p in procs] == [75, 75], [err[-2000:] for _, err in outputs]
     stopped = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert stopped["status"] == "stopped", outputs[0][1][-3000:]
-    assert stopped["reason"] == f"another process stopped; checkpoint at step {stopped['env_steps']}"
+    assert stopped["reason"] == f"another process received SIGTERM; checkpoint at step {stopped['env_steps']}"
+    # a preempted machine of the run is the run's preemption: jaxrl.watch alerts if no session resumes it
+    assert stopped["signal"] == "SIGTERM"
+    heartbeat = json.loads((tmp_path / "run" / "heartbeat.json").read_text())
+    assert (heartbeat["state"], heartbeat["awaits_resume"]) == ("stopped", True)
 
     procs = start_processes(tmp_path, ["resume=run"], ["resume=run"])
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -175,10 +179,10 @@ def test_a_sigterm_while_compiling_stops_every_process_resumably_and_one_process
     statuses, errs = exit_statuses(procs, 120)
     assert statuses == [75, 75], [err[-2000:] for err in errs]
     assert "stopped: SIGTERM received while compiling" in errs[0]
-    assert "stopped: another process stopped while compiling" in errs[1]
+    assert "stopped: another process received SIGTERM while compiling" in errs[1]
     stopped = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert (stopped["status"], stopped["reason"], stopped["env_steps"]) == (
-        "stopped", "SIGTERM received while compiling", 0)
+    assert (stopped["status"], stopped["reason"], stopped["signal"], stopped["env_steps"]) == (
+        "stopped", "SIGTERM received while compiling", "SIGTERM", 0)
 
     # a run of two processes goes on in one (README: a run resumes on any number of devices)
     alone = run_cli(["resume=run", "distributed=false"], cwd=tmp_path)
