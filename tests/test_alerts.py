@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import pytest
 from aiosmtpd.controller import Controller
+from apprise.plugins.email import NotifyEmail
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -103,7 +104,7 @@ def alerted_run(servers, tmp_path_factory):
         "seeds=2",
         f"run_dir={run_dir}",
         "alerts.interval_s=0.2",
-        "alerts.flush_s=60",  # apprise sends one mail per 5.5 s to a target: five alerts take a while
+        "alerts.flush_s=60",
         f"alerts.ping_url=http://127.0.0.1:{http.port}/ping",
         "alerts.rules=[{name: solved, metric: eval/return_mean, op: '>', value: -1000, scope: population},"
         " {name: rss, kind: system, metric: system/rss_gib, op: '>', value: 0.01},"
@@ -117,7 +118,10 @@ def alerted_run(servers, tmp_path_factory):
     run = from_dict(resolved)
     sinks = make_sinks(run)
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    # apprise spaces a mail channel's sends 5.5 s apart, to spare real servers; with two mail channels
+    # this run's five alerts would take a minute to deliver, for nothing these tests assert
+    with contextlib.redirect_stderr(err), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(NotifyEmail, "request_rate_per_sec", 0)
         summary = train(run, run_dir, sinks, resolved, hooks=[*alert_hooks(run, sinks), Stall(16.0)])
     return summary, run_dir, err.getvalue(), inbox, http
 
