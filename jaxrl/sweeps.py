@@ -252,13 +252,15 @@ def format_leaderboard(rows: list[dict[str, Any]], names: Sequence[str]) -> str:
 
 def plot_sweep(members: list[dict[str, Any]], final: Sequence[float], names: Sequence[str], path: Path) -> Path:
     """sweep.png: the final return against each swept value, one point per
-    member; a log axis where the values span two decades or more."""
-    import matplotlib
+    member; a log axis where the values span two decades or more. Drawn on
+    matplotlib's Agg canvas, not pyplot, so that a notebook's or script's own
+    backend and open figures are left as they were."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    fig = Figure(figsize=(4 * len(names), 3.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         x = np.array([m[name] for m in members], float)
         ax.scatter(x, final, s=14, alpha=0.7)
@@ -269,7 +271,6 @@ def plot_sweep(members: list[dict[str, Any]], final: Sequence[float], names: Seq
     axes[0][0].set_ylabel(f"final {RETURN}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

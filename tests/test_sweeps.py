@@ -105,6 +105,26 @@ def test_a_random_search_writes_sweep_csv_and_a_leaderboard(tmp_path, capsys):
     assert run_config(*overrides).members() == run.members()
 
 
+def test_the_sweep_plot_leaves_the_callers_matplotlib_backend_and_figures_alone(tmp_path):
+    # a notebook that runs a sweep and then plots its own figures (notebooks/sweeps.ipynb)
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from jaxrl.sweeps import plot_sweep
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("pdf")  # any backend other than Agg, and the user's figure open in it
+    try:
+        mine = plt.figure()
+        members = [{"algo.lr": lr} for lr in (1e-4, 1e-3, 1e-2)]
+        plot_sweep(members, [1.0, 2.0, 3.0], ["algo.lr"], tmp_path / "sweep.png")
+        assert (tmp_path / "sweep.png").stat().st_size > 0
+        assert matplotlib.get_backend() == "pdf" and plt.fignum_exists(mine.number)
+    finally:
+        plt.close("all")
+        plt.switch_backend(before)
+
+
 def test_the_final_table_shows_every_drawn_value_whole_in_80_columns(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)  # stdout is not a terminal: rich draws 80 columns, as in a log file
     overrides = (*TINY, "sweep.algo.lr=loguniform(1e-5,1e-4)", "sweep.algo.gamma=uniform(0.9,0.99)", "sweep.samples=2",
