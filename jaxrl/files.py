@@ -18,11 +18,14 @@ from typing import IO, Any
 
 __all__ = [
     "LOCK_FILE", "FolderLock", "folder_path", "json_text", "read_jsonl", "read_summary", "refuse_multirun_folder",
-    "run_name", "write_atomically",
+    "run_name", "write_atomically", "WATCH_STATE_FILE",
 ]
 
 LOCK_FILE = ".lock"
 """In a run folder: locked while a process trains there; it names that process."""
+WATCH_STATE_FILE = ".jaxrl-watch.json"
+"""jaxrl.watch's memory of the runs it follows, by default in the first folder it watches: a run
+folder watched before its run starts holds it, and is still new to the trainer (`outputs.check_run_dir`)."""
 
 
 def folder_path(value: Any) -> Path:

@@ -31,6 +31,7 @@ from typing import Any
 
 from jaxrl.alerts import HEARTBEAT_FILE, Alert, Dispatcher, check_channel, make_channels, write_json
 from jaxrl.errors import ConfigError, last_line
+from jaxrl.files import WATCH_STATE_FILE
 
 __all__ = ["Watcher", "load_state", "main", "parse_listen"]
 
@@ -284,7 +285,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--channel", action="append", default=[], help="console, an apprise URL, env:NAME or config:PATH (repeatable; default console)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds of silence for a heartbeat that gives no timeout_s")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between checks")
-    parser.add_argument("--state", type=Path, help="state file (default: .jaxrl-watch.json in the first folder, or the working directory)")
+    parser.add_argument("--state", type=Path, help=f"state file (default: {WATCH_STATE_FILE} in the first folder, or the working directory)")
     parser.add_argument("--forget", type=float, default=86400.0, help="ignore runs first seen silent for longer than this (s)")
     args = parser.parse_args(argv)
     if not args.folders and not args.listen:
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    state = args.state or ((args.folders[0] if args.folders else Path(".")) / ".jaxrl-watch.json")
+    state = args.state or ((args.folders[0] if args.folders else Path(".")) / WATCH_STATE_FILE)
     try:
         _check_folders(args.folders)
         if args.listen:

@@ -297,3 +297,22 @@ def test_a_number_of_seconds_that_is_not_positive_is_refused(tmp_path, flag):
     done = subprocess.run([sys.executable, "-m", "jaxrl.watch", str(tmp_path), flag, "0", "--state", str(tmp_path / "s.json")],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and f"error: {flag} must be a positive number of seconds, got 0" in done.stderr, done.stderr
+
+
+def test_a_run_folder_watched_before_its_run_starts_is_still_new_to_the_trainer(tmp_path):
+    from jaxrl.config import ConfigError
+    from jaxrl.outputs import check_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    watcher = start(str(run))  # its state file goes into the first folder it watches
+    try:
+        wait_until(lambda: any(run.iterdir()), 60, "the watcher's state file")
+        stop(watcher)
+    finally:
+        watcher.kill()
+        watcher.wait()
+    check_run_dir(run)  # the spot loop's run_dir=<run> resume=auto starts the run there
+    (run / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(ConfigError, match="already holds files"):
+        check_run_dir(run)
