@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, format_warning, last_line
 from jaxrl.events import Hook
-from jaxrl.files import FolderLock, read_summary, write_atomically
+from jaxrl.files import FolderLock, folder_path, read_summary, write_atomically
 from jaxrl.host import relax_cpu_guard
 from jaxrl.multirun import flat_config, job_dir
 from jaxrl.sweeps import quote_distributions
@@ -67,6 +67,13 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
     cfg = _compose_resumable(overrides)
     resume_dir, lock = resume_target(cfg)
     with lock or contextlib.nullcontext():
+        if resume_dir is not None and cfg.resume != "auto" and (elsewhere := _other_run_dir(overrides, resume_dir)):
+            # a run is not copied elsewhere on resume: training on in its folder would leave the
+            # named one empty, without a word
+            raise ConfigError(
+                f"resume={cfg.resume} goes on in that folder, and run_dir={elsewhere} names another; give one "
+                "of them (to move a run, move its folder, then resume it there)"
+            )
         if resume_dir is not None:
             auto = cfg.resume == "auto"
             # the run's own command line under this one, as for resume=<folder>: a command that
@@ -86,6 +93,14 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
             check_resumable(resume_dir, cfg)
         return run_from_config(cfg, overrides, resume_dir, hooks, own_process, lock)
 
+
+
+def _other_run_dir(overrides: list[str], resume_dir: Path) -> str | None:
+    """The command line's `run_dir` when it names another folder than `resume_dir`, the run to resume
+    (read from `overrides` alone: the run's recorded command line may name it as seen from elsewhere)."""
+    given = [o for o in overrides if _key(o) == "run_dir"]
+    run_dir = compose_config(given).run_dir if given else None
+    return run_dir if run_dir is not None and folder_path(run_dir).resolve() != resume_dir.resolve() else None
 
 
 def _compose_resumable(overrides: list[str]) -> DictConfig:
@@ -290,8 +305,13 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
             f"resume it with total_timesteps larger than {done}"
         )
+    from jaxrl.checkpoint import CHECKPOINTS, is_temporary
+
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()).get("total_timesteps")
-    if saved != total and cfg.algo.get("anneal_lr"):
+    # without a checkpoint the resume starts over, at the new total's first learning rate
+    checkpointed = (run_dir / CHECKPOINTS).is_dir() and any(
+        p.name.isdigit() and not is_temporary(p) for p in (run_dir / CHECKPOINTS).iterdir())
+    if saved != total and cfg.algo.get("anneal_lr") and checkpointed:
         warnings.warn(
             f"total_timesteps changes from {saved} to {total}: algo.anneal_lr anneals the learning rate over the "
             "new total, so it rises at this resume, then decays to 0 at the new end",

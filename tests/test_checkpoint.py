@@ -135,8 +135,9 @@ def finished_run(tmp_path_factory) -> Path:
         (["seeds=3"], "changes seeds (2 -> 3)"),
         (["sweep.algo.lr=[0.001]"], "this command changes sweep.algo.lr (unset -> [0.001]); a resumed run may only"),
         (["total_timesteps=abc"], "error: total_timesteps must be an integer, got 'abc'"),
+        (["total_timesteps=24576", "run_dir=elsewhere"], "and run_dir=elsewhere names another; give one of them"),
     ],
-    ids=["finished", "lr", "env", "algo", "members", "sweep", "bad_total"],
+    ids=["finished", "lr", "env", "algo", "members", "sweep", "bad_total", "elsewhere"],
 )
 def test_a_resume_that_cannot_work_is_refused_before_compiling(finished_run, args, message):
     result = run_cli([f"resume={finished_run}", *args], finished_run.parent, timeout=120)
