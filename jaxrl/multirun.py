@@ -5,15 +5,24 @@ Each job trains in its own run folder, `<sweep dir>/<job number>`; when every
 job has ended, `MultirunSummary` (a Hydra callback, registered in
 configs/config.yaml) collects their summary.json files into the sweep
 folder's `summary.json` and prints one line per job.
+
+Where the jobs run in processes of their own, the launcher's process waits
+on them: a SIGINT or SIGTERM to it is passed on to submitit_local's jobs as
+SIGTERM, so that each checkpoints and stops as a single run does, and the
+multirun ends with its summary; a cluster's jobs (submitit_slurm, Ray) are
+the cluster's to stop.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 from hydra.experimental.callback import Callback
 
@@ -21,7 +30,13 @@ from jaxrl.files import json_text
 from jaxrl.sinks.console import echo
 from jaxrl.sweeps import RETURN
 
-__all__ = ["MultirunSummary", "collect", "flat_config", "job_dir"]
+__all__ = ["SIGNALLED", "STOPPED_JOBS", "MultirunSummary", "collect", "flat_config", "job_dir"]
+
+SIGNALLED: list[signal.Signals] = []
+"""The signal this process, a launcher waiting on jobs of its own machine, passed on to them."""
+STOPPED_JOBS: list[str] = []
+"""The folders of this multirun's jobs that stopped resumably in processes of their own (the CLI
+then exits with status 75; in Hydra's basic launcher a stopped job ends the process itself)."""
 
 
 def job_dir() -> Path | None:
@@ -81,7 +96,16 @@ def _line(job: dict[str, Any]) -> str:
 
 
 class MultirunSummary(Callback):
-    """Writes `<sweep dir>/summary.json` once every job of a multirun has ended."""
+    """Writes `<sweep dir>/summary.json` once every job of a multirun has ended;
+    while jobs run in processes of their own, takes the launcher's signals."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        launcher = config.hydra.launcher._target_
+        if launcher.endswith(".BasicLauncher"):
+            return  # the jobs run in this process, which stops them itself
+        handler = _stop_local_jobs if launcher.endswith("submitit_launcher.LocalLauncher") else _leave_cluster_jobs
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, handler)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -92,3 +116,35 @@ class MultirunSummary(Callback):
         echo(f"multirun: {len(result['jobs'])} job(s), summary in {sweep_dir / 'summary.json'}")
         for job in result["jobs"]:
             echo(_line(job))
+        if not config.hydra.launcher._target_.endswith(".BasicLauncher"):
+            STOPPED_JOBS.extend(job["run_dir"] for job in result["jobs"] if _resumable(job["summary"]))
+
+
+def _resumable(summary: dict[str, Any] | None) -> bool:
+    return summary is not None and summary.get("status") == "stopped" and not summary.get("bad_state")
+
+
+def _stop_local_jobs(signum: int, frame: Any) -> None:
+    """A first SIGINT or SIGTERM: SIGTERM to each job, through the controller process that
+    submitit_local starts for it (its child), which passes SIGTERM on; the launcher goes on waiting
+    while they checkpoint and stop. A second signal ends this process at once."""
+    SIGNALLED.append(signal.Signals(signum))
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_DFL)
+    for child in psutil.Process().children():
+        try:
+            child.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    print(f"{signal.Signals(signum).name} received: each job checkpoints after its chunk and stops", file=sys.stderr,
+          flush=True)
+
+
+def _leave_cluster_jobs(signum: int, frame: Any) -> None:
+    """SIGINT or SIGTERM to a launcher whose jobs are a cluster's (submitit_slurm, Ray): it
+    stops waiting on them, with one line and the status of that signal."""
+    name = signal.Signals(signum).name
+    print(f"interrupted by {name}: the jobs are the cluster's, and go on; stop them with its tools (scancel, ray "
+          "job stop), or let them finish and collect them with the same command and resume=auto", file=sys.stderr,
+          flush=True)
+    sys.exit(128 + signum)

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -29,6 +30,7 @@ import hydra
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from jaxrl import multirun
 from jaxrl.config import ConfigError, RunConfig, from_dict
 from jaxrl.errors import RESUMABLE_EXIT, Interrupted, Stopped, format_warning, last_line
 from jaxrl.events import Hook
@@ -706,10 +708,15 @@ def hydra_main(cfg: DictConfig) -> None:
     """Hydra's entry point, for its own flags (-m, --help, --cfg, ...)."""
     from hydra.core.hydra_config import HydraConfig
 
+    job = job_dir()
+    elsewhere = job is not None and not _jobs_run_here()
+    if elsewhere and threading.current_thread() is threading.main_thread():
+        # a job in a process of its own (submitit, Ray): SIGTERM stops it as it stops a single run
+        # (submitit's own handler ignores it)
+        signal.signal(signal.SIGTERM, _raise_interrupted)
     with exit_status():
         overrides = list(HydraConfig.get().overrides.task)
         cfg = follow_env_name(cfg, overrides)
-        job = job_dir()
         if job is None and cfg.resume is not None:
             raise ConfigError("resume= works with -m or without Hydra's flags, not with Hydra's other flags")
         check_multirun_resume(cfg)
@@ -729,11 +736,20 @@ def hydra_main(cfg: DictConfig) -> None:
         try:
             run_from_config(cfg, overrides, resume_dir)
         except Stopped as err:
-            if job is None or err.save:
+            if job is None or (err.save and not elsewhere):
                 raise
             # a job that diverged (a NaN) is one of the sweep's results, not a reason to leave the
-            # others untrained: its summary.json says so, and resume=auto leaves it as it is
-            print(f"stopped: {err.reason}; the other jobs go on", file=sys.stderr, flush=True)
+            # others untrained: its summary.json says so, and resume=auto leaves it as it is. A job in
+            # a process of its own returns as a finished one does, so that its launcher collects every
+            # job and writes the summary; the multirun then exits with status 75 (`main`)
+            print(f"stopped: {err.reason}; " + ("resumable" if err.save else "the other jobs go on"), file=sys.stderr,
+                  flush=True)
+        except KeyboardInterrupt as err:
+            if not elsewhere:
+                raise
+            # stopped before it trained (while compiling): it has no folder to resume, and starts anew
+            signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+            print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr, flush=True)
         except ConfigError:
             # refused before training (a folder another process holds): the multirun's own problem
             raise
@@ -758,6 +774,9 @@ def main() -> None:
     with exit_status():
         if not flags:
             run_from_overrides(overrides, own_process=True)
+            # the run has ended and said how: a SIGTERM while the process exits (its threads joined,
+            # its libraries' exit handlers run) must not turn a finished run's exit status into 143
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             return
         if set(flags) <= set(MULTIRUN_FLAGS):
             # the basic launcher runs every job in this process
@@ -772,6 +791,14 @@ def main() -> None:
     if _FAILED_JOBS:
         print(f"error: {len(_FAILED_JOBS)} job(s) failed: {', '.join(_FAILED_JOBS)}", file=sys.stderr)
         sys.exit(1)
+    if multirun.STOPPED_JOBS:
+        sweep = Path(multirun.STOPPED_JOBS[0]).parent
+        print(f"stopped: {len(multirun.STOPPED_JOBS)} job(s) stopped resumably; go on with the same command, "
+              f"resume=auto and hydra.sweep.dir={sweep} (exit status {RESUMABLE_EXIT})", file=sys.stderr)
+        sys.exit(RESUMABLE_EXIT)
+    if multirun.SIGNALLED:
+        print(f"interrupted by {multirun.SIGNALLED[0].name}", file=sys.stderr)
+        sys.exit(128 + multirun.SIGNALLED[0])
 
 
 if __name__ == "__main__":

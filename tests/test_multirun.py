@@ -8,6 +8,7 @@ import json
 import shutil
 import signal
 
+import psutil
 import pytest
 import yaml
 from omegaconf import OmegaConf
@@ -163,6 +164,30 @@ def test_a_stopped_multirun_goes_on_with_resume_auto_and_trains_no_finished_job_
     assert changed.returncode == 2 and "this command changes algo.hidden" in changed.stderr, changed.stderr[-3000:]
 
 
+@pytest.mark.slow  # two submitit_local jobs stopped while they train, then resumed: about a minute on 2 cores
+def test_a_sigterm_to_a_submitit_local_multirun_stops_its_jobs_resumably_and_resume_auto_finishes_them(tmp_path):
+    args = ["-m", "hydra/launcher=submitit_local", "hydra.sweep.dir=sweep", "algo.num_envs=4,8", *TINY[:2],
+            "total_timesteps=400000", "num_logs=100", *TINY[5:], "checkpoint.every=0"]
+    proc = start_cli(tmp_path, *args, "resume=auto")
+    rows = [tmp_path / "sweep" / str(job) / "metrics.jsonl" for job in (0, 1)]
+    wait_while_running(lambda: all(m.exists() and m.read_text().count("\n") >= 2 for m in rows), proc)
+    jobs = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)  # as a service manager or `kill` stops it: the jobs' processes get nothing
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 75 and "Traceback" not in stderr, stderr[-3000:]
+    assert "stopped: 2 job(s) stopped resumably; go on with the same command, resume=auto" in stderr, stderr[-3000:]
+    assert not [p for p in jobs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # none left training
+    summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
+    assert [(j["summary"]["status"], j["summary"]["signal"]) for j in summary["jobs"]] == [("stopped", "SIGTERM")] * 2
+    steps = [j["summary"]["env_steps"] for j in summary["jobs"]]
+    assert all(0 < s < 400000 for s in steps) and all((tmp_path / "sweep" / str(j) / "checkpoints").is_dir() for j in (0, 1))
+
+    resumed = run_cli([*args, "resume=auto"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
+    assert [(j["summary"]["status"], j["summary"]["sessions"]) for j in summary["jobs"]] == [("finished", 2)] * 2
+
+
 def test_the_multirun_summary_prints_nan_for_a_job_whose_final_return_is_nan(tmp_path, capsys):
     # summary.json stores NaN as null: a job whose member diverged after an evaluation has [null, 1.5]
     for job, returns in enumerate(([None, 1.5], [2.0, 3.0])):
@@ -170,7 +195,8 @@ def test_the_multirun_summary_prints_nan_for_a_job_whose_final_return_is_nan(tmp
         (tmp_path / str(job) / "config.yaml").write_text(yaml.safe_dump({"algo": {"lr": 1e-4 * (job + 1)}}))
         summary = {"status": "stopped" if job == 0 else "finished", "final": {"eval/return_mean": returns}}
         (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
-    MultirunSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    basic = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
+    MultirunSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "launcher": basic}}))
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == [
         "  job 0: stopped, eval/return_mean nan, algo.lr=0.0001",
