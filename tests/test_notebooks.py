@@ -70,6 +70,10 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     assert "accelerator: CPU" in text
     # the progress bar is one output, redrawn in place up to the last step (e.g. "training ━━━ 8192/8192")
     assert re.search(r"^training .* (\d+)/\1 ", text, re.MULTILINE), text[-3000:]
+    # a figure the notebook draws is shown (a sweep once switched the kernel's backend to Agg)
+    shown = [any("image/png" in out.get("data", {}) for out in cell.outputs)
+             for cell in nb.cells if cell.cell_type == "code" and "plt.show()" in cell.source]
+    assert all(shown), shown
 
 
 def _install_cell_runs(cwd: Path, jaxrl_installed: bool, **env: str) -> list[list[str]]:
