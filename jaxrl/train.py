@@ -577,11 +577,11 @@ def follow_env_name(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     return cfg
 
 
-def check_sweep(overrides: list[str]) -> list[RunConfig]:
+def check_sweep(overrides: list[str]) -> dict[str, RunConfig]:
     """Composes and validates every job of a multirun (`-m`) before Hydra
     launches any, so bad input fails before a sweep folder is made; returns
-    the jobs' configs. ConfigError for `distributed=true`, which takes one
-    launch per run."""
+    the jobs' configs by label ("job 1 (algo.lr=0.01)", named in a refusal).
+    ConfigError for `distributed=true`, which takes one launch per run."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -590,12 +590,14 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
         jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
     except HydraException as err:
         raise _hydra_error(err, overrides) from None
-    runs = []
+    runs = {}
     for job in jobs:
-        cfg = compose_config(job)
-        check_multirun_resume(cfg)
-        runs.append(from_dict(OmegaConf.to_container(cfg, resolve=True)))
-    if any(run.distributed for run in runs):
+        with _refused_as(label := _job_label(job, jobs)):
+            cfg = compose_config(job)
+        check_multirun_resume(cfg)  # the command's, not one job's
+        with _refused_as(label):
+            runs[label] = from_dict(OmegaConf.to_container(cfg, resolve=True))
+    if any(run.distributed for run in runs.values()):
         # a multirun starts JAX to check its jobs, before a job could join the other processes,
         # and every process would make its own sweep folder
         raise ConfigError(
@@ -603,7 +605,7 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
             "job array, each of whose jobs runs srun python -m jaxrl.train distributed=true with its own values), "
             "or train every value in one distributed run with sweep.algo.<name>=[...]"
         )
-    if not any(run.resume == "auto" for run in runs):
+    if not any(run.resume == "auto" for run in runs.values()):
         return runs
     sweep_dir = OmegaConf.to_container(_compose(jobs[0], hydra_config=True).hydra.sweep)["dir"]
     if "${now:" in sweep_dir:
@@ -615,19 +617,39 @@ def check_sweep(overrides: list[str]) -> list[RunConfig]:
     return runs
 
 
-def check_builds(runs: list[RunConfig]) -> None:
-    """Builds every multirun job's env and algorithm (`jaxrl.runner.build`),
-    and traces its training state's shapes, compiling nothing, so that a job
+def check_builds(runs: dict[str, RunConfig]) -> None:
+    """Builds every multirun job's env and algorithm (`jaxrl.runner.build`;
+    `runs` by label, from `check_sweep`), and traces its training state's shapes, compiling nothing, so that a job
     the config alone cannot refuse (an env name its suite lacks, discrete
     actions for SAC, a state larger than memory) fails before the first job
     trains rather than after it. Starts XLA's backend: call it after
     `_relax_cpu_guard_for`."""
     from jaxrl.runner import build, check_fits, member_keys, population_hyperparams
 
-    for run in runs:
-        # as the job will build them; an env made again costs little once its suite is imported
-        algo, _ = build(run)
-        check_fits(algo, member_keys(run), population_hyperparams(run))
+    for label, run in runs.items():
+        with _refused_as(label):
+            # as the job will build them; an env made again costs little once its suite is imported
+            algo, _ = build(run)
+            check_fits(algo, member_keys(run), population_hyperparams(run))
+
+
+def _job_label(job: list[str], jobs: list[list[str]]) -> str:
+    """'job <n> (<its overrides that other jobs lack>)': which of several jobs a refusal is about
+    ("" for a lone job)."""
+    if len(jobs) < 2:
+        return ""
+    return f"job {jobs.index(job)} ({', '.join(o for o in job if any(o not in other for other in jobs))})"
+
+
+@contextlib.contextmanager
+def _refused_as(label: str) -> Iterator[None]:
+    """Prefixes a ConfigError raised inside with `label` (a multirun's job), when there is one."""
+    try:
+        yield
+    except ConfigError as err:
+        if not label:
+            raise
+        raise ConfigError(f"{label}: {err}") from None
 
 
 def check_multirun_resume(cfg: DictConfig) -> None:
@@ -781,7 +803,7 @@ def main() -> None:
         if set(flags) <= set(MULTIRUN_FLAGS):
             # the basic launcher runs every job in this process
             runs = check_sweep(overrides)
-            _relax_cpu_guard_for(runs)
+            _relax_cpu_guard_for(list(runs.values()))
             check_builds(runs)
             # Hydra's argparse takes overrides only after its flags: `logger=none -m algo.lr=1e-4,1e-3`
             # would otherwise be refused, with Hydra's usage, as unrecognized arguments
