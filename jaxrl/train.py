@@ -135,7 +135,7 @@ def run_from_config(
     follow the built-in ones; `own_process` as in `run_from_overrides`;
     `lock`: `resume_dir`'s lock when this process holds it already."""
     from jaxrl.alerts import alert_hooks
-    from jaxrl.distributed import every_process, from_writer, initialize, is_writer, together
+    from jaxrl.distributed import from_writer, initialize, is_writer, together
     from jaxrl.runner import train
     from jaxrl.sinks import make_sinks
 
@@ -154,9 +154,7 @@ def run_from_config(
         if not is_writer():
             # process 0's verdict on its outputs (below), then its run folder, which `hooks` hear of
             together(lambda: None, True)
-            summary = _train_quietly(run, resolved, resume_dir, hooks, Path(from_writer("")))
-            every_process(0)  # process 0 has made the run's end outputs (`jaxrl.run`'s Result reads them)
-            return summary
+            return _train_quietly(run, resolved, resume_dir, hooks, Path(from_writer("")))
     run_dir = run_dir_for(run)
 
     def outputs() -> tuple[list[Any], list[Hook]]:
@@ -169,16 +167,13 @@ def run_from_config(
         from_writer(os.path.abspath(run_dir))
     hooks = [_KeepOverrides(run_dir, overrides), *alerts, *hooks]
     try:
-        summary = train(run, run_dir, sinks, resolved, hooks, resume_from=run_dir if resume_dir is not None else None,
-                        lock=lock)
+        return train(run, run_dir, sinks, resolved, hooks, resume_from=run_dir if resume_dir is not None else None,
+                     lock=lock)
     except BaseException as err:
         # a multirun job's folder is Hydra's, made before the job compiles: empty, it holds nothing done
         if os.path.isdir(run_dir) and os.listdir(run_dir):
             err.add_note(f"what was done so far is in {run_dir}")
         raise
-    if run.distributed:
-        every_process(0)  # the run folder is complete: the other processes may return
-    return summary
 
 
 def _relax_cpu_guard_for(runs: list[RunConfig]) -> None:
