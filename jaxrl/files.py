@@ -18,14 +18,21 @@ from typing import IO, Any
 
 __all__ = [
     "LOCK_FILE", "FolderLock", "folder_path", "json_text", "read_jsonl", "read_summary", "refuse_multirun_folder",
-    "run_name", "write_atomically", "WATCH_STATE_FILE",
+    "run_files", "run_name", "write_atomically", "WATCH_STATE_FILE",
 ]
 
 LOCK_FILE = ".lock"
 """In a run folder: locked while a process trains there; it names that process."""
 WATCH_STATE_FILE = ".jaxrl-watch.json"
 """jaxrl.watch's memory of the runs it follows, by default in the first folder it watches: a run
-folder watched before its run starts holds it, and is still new to the trainer (`outputs.check_run_dir`)."""
+folder watched before its run starts holds it, and is still new to the trainer (`run_files`)."""
+
+
+def run_files(folder: Path) -> list[Path]:
+    """What `folder` holds of a run: its entries but the lock and jaxrl.watch's state file
+    (and that file's `write_atomically` copy being written)."""
+    others = {LOCK_FILE, WATCH_STATE_FILE, f".{WATCH_STATE_FILE}.tmp"}
+    return [p for p in folder.iterdir() if p.name not in others]
 
 
 def folder_path(value: Any) -> Path:

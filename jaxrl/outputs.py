@@ -17,7 +17,7 @@ import numpy as np
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
-from jaxrl.files import WATCH_STATE_FILE, write_atomically
+from jaxrl.files import run_files, write_atomically
 from jaxrl.sinks.base import FanOut, RunInfo
 
 __all__ = ["POLICY_FILE", "Curves", "PolicyFile", "Videos", "check_run_dir", "save_policy"]
@@ -43,7 +43,7 @@ def check_run_dir(run_dir: Path) -> None:
     if os.path.exists(run_dir):
         if not run_dir.is_dir():
             raise ConfigError(f"run_dir {run_dir} is a file; give a new or empty folder")
-        if any(p.name != WATCH_STATE_FILE for p in run_dir.iterdir()):
+        if run_files(run_dir):
             raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
     target = run_dir.absolute()
     parent = target

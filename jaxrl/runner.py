@@ -41,7 +41,7 @@ from jaxrl.envs import make_env
 from jaxrl.errors import Interrupted, Stopped, last_line
 from jaxrl.evaluation import evaluate
 from jaxrl.events import EPISODE_METRICS, CheckpointDone, ChunkDone, EvaluationDone, Hook, RunEnded
-from jaxrl.files import LOCK_FILE, FolderLock, json_text, read_jsonl, run_name, write_atomically
+from jaxrl.files import FolderLock, json_text, read_jsonl, run_files, run_name, write_atomically
 from jaxrl.host import check_cpu_guard
 from jaxrl.outputs import POLICY_FILE, Curves, PolicyFile, Videos, check_run_dir
 from jaxrl.sinks.base import FanOut, RunInfo, Sink
@@ -483,7 +483,7 @@ def _claim(lock: FolderLock, run_dir: Path, in_place: bool) -> None:
     process holds it, or when another run filled a new folder meanwhile (a
     fixed run_dir launched twice, or two runs named in the same second)."""
     _take(lock, run_dir)
-    if not in_place and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+    if not in_place and run_files(run_dir):
         raise ConfigError(f"run_dir {run_dir} was filled by another run while this one compiled; give a new folder")
 
 

@@ -312,7 +312,15 @@ def test_a_run_folder_watched_before_its_run_starts_is_still_new_to_the_trainer(
     finally:
         watcher.kill()
         watcher.wait()
-    check_run_dir(run)  # the spot loop's run_dir=<run> resume=auto starts the run there
-    (run / "metrics.jsonl").write_text("{}\n")
+    # the spot loop's run_dir=<run> resume=auto starts the run there, and trains it to its end
+    tiny = ["algo.num_envs=4", "algo.rollout_length=8", "algo.hidden=[16]", "algo.num_minibatches=4",
+            "total_timesteps=256", "num_logs=1", "logger=none", "video.enabled=false", "seeds=1", "eval.episodes=1"]
+    proc = subprocess.run([sys.executable, "-m", "jaxrl.train", *tiny, f"run_dir={run}", "resume=auto"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text("{}\n")
     with pytest.raises(ConfigError, match="already holds files"):
-        check_run_dir(run)
+        check_run_dir(other)
