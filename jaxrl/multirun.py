@@ -15,10 +15,13 @@ the cluster's to stop.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +103,19 @@ class MultirunSummary(Callback):
     while jobs run in processes of their own, takes the launcher's signals."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        """Takes SIGINT and SIGTERM while the launcher waits on jobs in processes of their own:
+        submitit_local's are passed on (`_stop_local_jobs`), other launchers' left (`_leave_jobs`)."""
+        SIGNALLED.clear()
+        STOPPED_JOBS.clear()
         launcher = config.hydra.launcher._target_
-        if launcher.endswith(".BasicLauncher"):
-            return  # the jobs run in this process, which stops them itself
-        handler = _stop_local_jobs if launcher.endswith("submitit_launcher.LocalLauncher") else _leave_cluster_jobs
+        if launcher.endswith(".BasicLauncher") or threading.current_thread() is not threading.main_thread():
+            return  # the basic launcher's jobs run in this process, which stops them itself
+        if launcher.endswith("submitit_launcher.LocalLauncher"):
+            handler = _stop_local_jobs
+        else:
+            # a Ray cluster that the launcher starts in this process ends with it, and its jobs with it
+            local_ray = "ray" in config.hydra.launcher and not config.hydra.launcher.ray.get("init", {}).get("address")
+            handler = functools.partial(_leave_jobs, local_ray)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, handler)
 
@@ -125,26 +137,31 @@ def _resumable(summary: dict[str, Any] | None) -> bool:
 
 
 def _stop_local_jobs(signum: int, frame: Any) -> None:
-    """A first SIGINT or SIGTERM: SIGTERM to each job, through the controller process that
-    submitit_local starts for it (its child), which passes SIGTERM on; the launcher goes on waiting
-    while they checkpoint and stop. A second signal ends this process at once."""
-    SIGNALLED.append(signal.Signals(signum))
-    for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, signal.SIG_DFL)
+    """SIGINT or SIGTERM: SIGTERM to each job, through the controller process that submitit_local
+    starts for it (a child of this one), which passes SIGTERM on. After a first signal the launcher
+    goes on waiting while the jobs checkpoint and stop; a second one ends them at once (their own
+    second SIGTERM) and this process with them."""
     for child in psutil.Process().children():
         try:
-            child.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
+            if "submitit.local._local" in " ".join(child.cmdline()):
+                child.send_signal(signal.SIGTERM)
+        except psutil.Error:  # ended meanwhile
             pass
+    if SIGNALLED:
+        os._exit(128 + signum)
+    SIGNALLED.append(signal.Signals(signum))
     print(f"{signal.Signals(signum).name} received: each job checkpoints after its chunk and stops", file=sys.stderr,
           flush=True)
 
 
-def _leave_cluster_jobs(signum: int, frame: Any) -> None:
-    """SIGINT or SIGTERM to a launcher whose jobs are a cluster's (submitit_slurm, Ray): it
-    stops waiting on them, with one line and the status of that signal."""
+def _leave_jobs(local_ray: bool, signum: int, frame: Any) -> None:
+    """SIGINT or SIGTERM to a launcher whose jobs run elsewhere (submitit_slurm, Ray): it stops
+    waiting on them, with one line and the status of that signal."""
     name = signal.Signals(signum).name
-    print(f"interrupted by {name}: the jobs are the cluster's, and go on; stop them with its tools (scancel, ray "
-          "job stop), or let them finish and collect them with the same command and resume=auto", file=sys.stderr,
-          flush=True)
+    if local_ray:
+        fate = "the local Ray cluster ends with this process, and its jobs with it, each at its last checkpoint"
+    else:
+        fate = "the jobs are the cluster's, and go on (stop them with its tools: scancel, ray job stop)"
+    print(f"interrupted by {name}: {fate}; the same command with resume=auto and a fixed hydra.sweep.dir goes on "
+          "with them", file=sys.stderr, flush=True)
     sys.exit(128 + signum)

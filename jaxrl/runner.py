@@ -666,6 +666,8 @@ def _train(
                     stopped = err
                 if stop.requested and not last and stopped is None:
                     stopped = Stopped(f"{stop.requested.name} received", signal=stop.requested.name)
+                elif stop.requested and stopped is not None and stopped.signal is None:
+                    stopped.signal = stop.requested.name  # a hook stopped a run that was being preempted too
                 stopped, due = _agree(stopped, checkpoints.due(index + 1, last))
                 if stopped is not None:
                     raise stopped

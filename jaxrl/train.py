@@ -100,9 +100,11 @@ def run_from_overrides(overrides: list[str], hooks: Sequence[Hook] = (), own_pro
 def _other_run_dir(overrides: list[str], resume_dir: Path) -> str | None:
     """The command line's `run_dir` when it names another folder than `resume_dir`, the run to resume
     (read from `overrides` alone: the run's recorded command line may name it as seen from elsewhere)."""
-    given = [o for o in overrides if _key(o) == "run_dir"]
-    run_dir = compose_config(given).run_dir if given else None
-    return run_dir if run_dir is not None and folder_path(run_dir).resolve() != resume_dir.resolve() else None
+    if not any(_key(o) == "run_dir" for o in overrides):
+        return None
+    # with runs_root, which run_dir may name (run_dir='${runs_root}/x')
+    run_dir = compose_config([o for o in overrides if _key(o) in ("run_dir", "runs_root")]).run_dir
+    return run_dir if run_dir is not None and folder_path(str(run_dir)).resolve() != resume_dir.resolve() else None
 
 
 def _compose_resumable(overrides: list[str]) -> DictConfig:
@@ -591,8 +593,8 @@ def check_sweep(overrides: list[str]) -> dict[str, RunConfig]:
     except HydraException as err:
         raise _hydra_error(err, overrides) from None
     runs = {}
-    for job in jobs:
-        with _refused_as(label := _job_label(job, jobs)):
+    for index, job in enumerate(jobs):
+        with _refused_as(label := _job_label(index, jobs)):
             cfg = compose_config(job)
         check_multirun_resume(cfg)  # the command's, not one job's
         with _refused_as(label):
@@ -633,12 +635,14 @@ def check_builds(runs: dict[str, RunConfig]) -> None:
             check_fits(algo, member_keys(run), population_hyperparams(run))
 
 
-def _job_label(job: list[str], jobs: list[list[str]]) -> str:
-    """'job <n> (<its overrides that other jobs lack>)': which of several jobs a refusal is about
-    ("" for a lone job)."""
+def _job_label(index: int, jobs: list[list[str]]) -> str:
+    """'job <index> (<its overrides that some other job lacks>)': which of several jobs (each its
+    overrides) a refusal is about; "" for a lone job."""
     if len(jobs) < 2:
         return ""
-    return f"job {jobs.index(job)} ({', '.join(o for o in job if any(o not in other for other in jobs))})"
+    everywhere = set.intersection(*(set(job) for job in jobs))
+    own = [o for o in jobs[index] if o not in everywhere]
+    return f"job {index}" + (f" ({', '.join(own)})" if own else "")
 
 
 @contextlib.contextmanager
@@ -725,17 +729,34 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
+def _exit_finished(signum: int, frame: Any) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base=None)
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra's entry point, for its own flags (-m, --help, --cfg, ...)."""
-    from hydra.core.hydra_config import HydraConfig
-
     job = job_dir()
     elsewhere = job is not None and not _jobs_run_here()
-    if elsewhere and threading.current_thread() is threading.main_thread():
-        # a job in a process of its own (submitit, Ray): SIGTERM stops it as it stops a single run
-        # (submitit's own handler ignores it)
-        signal.signal(signal.SIGTERM, _raise_interrupted)
+    # a job in a process of its own (submitit, Ray): SIGTERM stops it as it stops a single run
+    # (submitit's own handler ignores it), and only while it trains: raised in submitit's code
+    # that saves the job's result, it would lose the result
+    own_sigterm = elsewhere and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if own_sigterm else None
+    try:
+        _run_job(cfg, job, elsewhere)
+    finally:
+        if own_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _run_job(cfg: DictConfig, job: Path | None, elsewhere: bool) -> None:
+    """`hydra_main`'s body: trains one run, or one job of a multirun (in a process of its own when
+    `elsewhere`), in its own folder `job`."""
+    from hydra.core.hydra_config import HydraConfig
+
     with exit_status():
         overrides = list(HydraConfig.get().overrides.task)
         cfg = follow_env_name(cfg, overrides)
@@ -764,8 +785,8 @@ def hydra_main(cfg: DictConfig) -> None:
             # others untrained: its summary.json says so, and resume=auto leaves it as it is. A job in
             # a process of its own returns as a finished one does, so that its launcher collects every
             # job and writes the summary; the multirun then exits with status 75 (`main`)
-            print(f"stopped: {err.reason}; " + ("resumable" if err.save else "the other jobs go on"), file=sys.stderr,
-                  flush=True)
+            ending = "the other jobs go on" if not err.save else "resumable" if err.resumable else "a resume starts over"
+            print(f"stopped: {err.reason}; {ending}", file=sys.stderr, flush=True)
         except KeyboardInterrupt as err:
             if not elsewhere:
                 raise
@@ -797,8 +818,8 @@ def main() -> None:
         if not flags:
             run_from_overrides(overrides, own_process=True)
             # the run has ended and said how: a SIGTERM while the process exits (its threads joined,
-            # its libraries' exit handlers run) must not turn a finished run's exit status into 143
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            # its libraries' exit handlers run) ends it at once, with a finished run's status
+            signal.signal(signal.SIGTERM, _exit_finished)
             return
         if set(flags) <= set(MULTIRUN_FLAGS):
             # the basic launcher runs every job in this process

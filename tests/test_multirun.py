@@ -202,3 +202,12 @@ def test_the_multirun_summary_prints_nan_for_a_job_whose_final_return_is_nan(tmp
         "  job 0: stopped, eval/return_mean nan, algo.lr=0.0001",
         "  job 1: finished, eval/return_mean 2.50, algo.lr=0.0002",
     ]
+
+
+def test_a_refused_job_is_named_by_its_index_and_the_settings_that_set_it_apart():
+    from jaxrl.train import _job_label
+
+    jobs = [["algo.lr=1e-3", "seeds=1"], ["algo.lr=1e-2", "seeds=1"], ["algo.lr=1e-2", "seeds=1"]]
+    assert [_job_label(i, jobs) for i in range(3)] == ["job 0 (algo.lr=1e-3)", "job 1 (algo.lr=1e-2)", "job 2 (algo.lr=1e-2)"]
+    assert [_job_label(i, [["seeds=1"]] * 2) for i in range(2)] == ["job 0", "job 1"]  # the same job twice
+    assert _job_label(0, [["seeds=1"]]) == ""  # a lone job's refusal is the run's
