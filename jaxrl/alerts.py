@@ -44,7 +44,7 @@ import psutil
 from jaxrl.config import AlertRule
 from jaxrl.errors import ConfigError, Stopped, last_line
 from jaxrl.events import EPISODE_METRICS, CheckpointDone, ChunkDone, Hook
-from jaxrl.files import run_name, write_atomically
+from jaxrl.files import run_name, stopped_resumably, write_atomically
 from jaxrl.sinks.base import RunInfo, Sink
 
 if TYPE_CHECKING:
@@ -980,9 +980,7 @@ class AlertHook(Hook):
         switch (success or fail), and flushes the queue (bounded wait)."""
         status = summary.get("status", "failed")
         self.status = status
-        self.awaits_resume = (
-            status == "stopped" and summary.get("signal") == "SIGTERM" and not summary.get("bad_state")
-        )
+        self.awaits_resume = stopped_resumably(summary) and summary.get("signal") == "SIGTERM"
         for rule in self.run_rules:
             if status in rule.when:
                 self.send(rule, f"run {status}", _ending(summary))

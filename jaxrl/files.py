@@ -18,7 +18,7 @@ from typing import IO, Any
 
 __all__ = [
     "LOCK_FILE", "FolderLock", "folder_path", "json_text", "read_jsonl", "read_summary", "refuse_multirun_folder",
-    "run_files", "run_name", "write_atomically", "WATCH_STATE_FILE",
+    "run_files", "run_name", "stopped_resumably", "write_atomically", "WATCH_STATE_FILE",
 ]
 
 LOCK_FILE = ".lock"
@@ -64,6 +64,12 @@ def refuse_multirun_folder(folder: Path) -> None:
             f"{folder} is a Hydra multirun's folder, not a run folder; give one of its jobs' run folders, "
             f"{folder}/<job> (jobs: {names})"
         )
+
+
+def stopped_resumably(summary: dict[str, Any] | None) -> bool:
+    """Whether a run's summary says it stopped early and a resume goes on with it: a signal or an
+    alert stopped it, not on NaN/inf values (`bad_state`, which a resume would replay)."""
+    return bool(summary) and summary.get("status") == "stopped" and not summary.get("bad_state")
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import psutil
 import yaml
 from hydra.experimental.callback import Callback
 
-from jaxrl.files import json_text
+from jaxrl.files import json_text, stopped_resumably
 from jaxrl.sinks.console import echo
 from jaxrl.sweeps import RETURN
 
@@ -129,11 +129,7 @@ class MultirunSummary(Callback):
         for job in result["jobs"]:
             echo(_line(job))
         if not config.hydra.launcher._target_.endswith(".BasicLauncher"):
-            STOPPED_JOBS.extend(job["run_dir"] for job in result["jobs"] if _resumable(job["summary"]))
-
-
-def _resumable(summary: dict[str, Any] | None) -> bool:
-    return summary is not None and summary.get("status") == "stopped" and not summary.get("bad_state")
+            STOPPED_JOBS.extend(job["run_dir"] for job in result["jobs"] if stopped_resumably(job["summary"]))
 
 
 def _stop_local_jobs(signum: int, frame: Any) -> None:

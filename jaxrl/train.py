@@ -309,13 +309,11 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
             f"resume it with total_timesteps larger than {done}"
         )
-    from jaxrl.checkpoint import CHECKPOINTS, is_temporary
+    from jaxrl.checkpoint import holds_checkpoint
 
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()).get("total_timesteps")
     # without a checkpoint the resume starts over, at the new total's first learning rate
-    checkpointed = (run_dir / CHECKPOINTS).is_dir() and any(
-        p.name.isdigit() and not is_temporary(p) for p in (run_dir / CHECKPOINTS).iterdir())
-    if saved != total and cfg.algo.get("anneal_lr") and checkpointed:
+    if saved != total and cfg.algo.get("anneal_lr") and holds_checkpoint(run_dir):
         warnings.warn(
             f"total_timesteps changes from {saved} to {total}: algo.anneal_lr anneals the learning rate over the "
             "new total, so it rises at this resume, then decays to 0 at the new end",

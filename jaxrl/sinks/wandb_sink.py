@@ -36,7 +36,7 @@ import wandb
 from wandb.sdk.lib import runid
 
 from jaxrl.errors import RESUMABLE_EXIT
-from jaxrl.files import write_atomically
+from jaxrl.files import stopped_resumably, write_atomically
 from jaxrl.sinks import WANDB_MODES
 from jaxrl.sinks.base import RunInfo, Sink
 from jaxrl.sinks.console import echo
@@ -465,7 +465,7 @@ class WandbSink(Sink):
             )
         status = summary.get("status", "finished")
         # a run stopped on NaN/inf values is not resumed as it is (resume=auto refuses it)
-        resumable = status == "stopped" and not summary.get("bad_state")
+        resumable = stopped_resumably(summary)
         if resumable:
             # W&B shows the runs as preempted, not failed
             for wandb_run in self._runs:
