@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +118,27 @@ def test_a_long_mountaincar_episode_is_drawn_every_kth_state_within_max_frames()
     frames, fps = env.render(states, ts, width=120, height=90, max_frames=8)  # k = 4, the last kept
     assert fps == 30 / 4
     np.testing.assert_array_equal(frames, whole[[0, 4, 8, 12, 16, 20, 24, 28, 30]])
+
+SEABORN_ON_FIRST_USE = """
+import sys
+from jaxrl.envs import make_env
+make_env("gymnax", "Pong-misc")
+assert "seaborn" not in sys.modules, "importing gymnax loaded seaborn"
+import jax
+import gymnax
+env, params = gymnax.make("Pong-misc")
+_, state = env.reset(jax.random.PRNGKey(0), params)
+env.render(state, params)  # gymnax's own Pong renderer, which colours its channels with seaborn
+import seaborn
+assert type(seaborn).__name__ == "module" and seaborn.color_palette("cubehelix", 2)
+"""
+
+
+def test_gymnax_starts_without_seaborn_and_its_pong_renderer_still_draws_with_it():
+    # a fresh interpreter: this one may hold seaborn already
+    done = subprocess.run([sys.executable, "-c", SEABORN_ON_FIRST_USE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
 
 def test_unknown_env_names_are_listed():
     with pytest.raises(ValueError, match="unknown gymnax env 'MountainCar-v9'.*MountainCar-v0"):

@@ -32,7 +32,7 @@ def env_names(suite: str) -> list[str]:
     """The env names `suite` ("gymnax", "brax", "playground") has; [] when it is
     not installed (Playground is optional)."""
     if suite == "gymnax":
-        import gymnax
+        from jaxrl.envs.gymnax_env import gymnax
 
         return list(gymnax.registered_envs)
     if suite == "brax":

@@ -6,7 +6,12 @@ classic-control scenes and the board games; the other gymnax envs have none.
 
 from __future__ import annotations
 
-import gymnax
+import contextlib
+import importlib
+import sys
+import types
+from collections.abc import Iterator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +28,38 @@ from jaxrl.envs.base import (
     scale_action,
 )
 from jaxrl.errors import ConfigError, UnknownEnv
+
+
+class _ImportedOnFirstUse(types.ModuleType):
+    """Stands in for a module that is imported when one of its attributes is first read."""
+
+    def __getattr__(self, attr: str):
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+@contextlib.contextmanager
+def _deferred_import(name: str) -> Iterator[None]:
+    """Within the block, `import <name>` gives a stand-in that imports the module when first used;
+    after it, `import <name>` is the real import again."""
+    if name in sys.modules:
+        yield
+        return
+    stand_in = _ImportedOnFirstUse(name)
+    sys.modules[name] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
+
+
+# gymnax imports seaborn (with pandas and scipy.stats, about a second of every run's start) for
+# the colours of Pong's own matplotlib renderer alone, which jaxrl never calls: seaborn now loads
+# only if that renderer runs.
+with _deferred_import("seaborn"):
+    import gymnax
 
 
 class GymnaxEnv:
