@@ -1,5 +1,5 @@
 """Small pure pieces with hand-checkable values: GAE, the epochs x minibatches loop,
-running statistics, probe values, the critic on truncated steps only, conv layers."""
+running statistics, probe values, the critic on truncated steps only, conv layers, evaluation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from jaxrl.algos.base import hyperparams
 from jaxrl.algos.common import apply_where, epochs_of_minibatches, gae, minibatches, permutation
 from jaxrl.algos.ppo import PPO, PPOConfig
 from jaxrl.envs import make_env
+from jaxrl.envs.base import EnvSpec, end_of_step, initial_state
 from jaxrl.envs.normalize import RewardScaler, RunningStats
+from jaxrl.evaluation import evaluate
 from jaxrl.networks import MLP, Conv, QEnsemble
 
 
@@ -161,3 +163,43 @@ def test_q_critics_see_the_action_after_the_conv_layers():
     torso = params["VmapQCritic_0"]["MLP_0"]
     assert torso["Conv_0"]["kernel"].shape == (2, 3 * 3 * 2, 4)  # per critic: a 3x3 window of 2 channels -> 4 maps
     assert torso["Dense_0"]["kernel"].shape == (2, 3 * 3 * 4 + 3, 16)  # 3x3x4 features, then the action
+
+
+class CountdownEnv:
+    """Reward 1 a step; an episode lasts 1 to 5 steps, drawn at reset and shown as the observation,
+    under a 10,000-step time limit that no episode reaches. Counts its steps on the host."""
+
+    name = "countdown"
+
+    def __init__(self):
+        self.spec = EnvSpec(obs_shape=(1,), action_dim=1, discrete=False, action_low=(-1.0,), action_high=(1.0,),
+                            max_episode_steps=10_000)
+        self.steps_taken = 0
+
+    def reset(self, key):
+        left = jax.random.randint(key, (), 1, 6)
+        return initial_state(left), left.astype(jnp.float32).reshape((1,))
+
+    def step(self, key, state, action):
+        jax.debug.callback(self._count)
+        left = state.inner - 1
+        terminated = left == 0
+        fresh, fresh_obs = self.reset(key)
+        inner = jnp.where(terminated, fresh.inner, left)
+        obs = jnp.where(terminated, fresh_obs, left.astype(jnp.float32).reshape((1,)))
+        return end_of_step(inner, state, obs, jnp.float32(1.0), terminated, jnp.asarray(False), obs)
+
+    def _count(self):
+        self.steps_taken += 1
+
+
+def test_evaluation_counts_each_first_episode_and_stops_when_the_last_has_ended():
+    env = CountdownEnv()
+    key = jax.random.PRNGKey(3)
+    lengths = jax.vmap(lambda k: env.reset(k)[0].inner)(jax.random.split(jax.random.split(key)[0], 8))
+    results = jax.jit(lambda k: evaluate(env, lambda obs, k: jnp.zeros(1), k, 8))(key)
+    np.testing.assert_allclose(results["eval/length_mean"], np.mean(lengths))
+    np.testing.assert_allclose(results["eval/return_mean"], np.mean(lengths))
+    np.testing.assert_allclose(results["eval/return_std"], np.std(lengths), rtol=1e-6)
+    # a step of the 8 envs side by side counts once or once per env: far below the time limit either way
+    assert 0 < env.steps_taken <= 8 * int(lengths.max()), env.steps_taken
