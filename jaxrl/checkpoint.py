@@ -37,7 +37,7 @@ from jaxrl.config import CheckpointConfig
 from jaxrl.errors import last_line
 from jaxrl.sinks.base import FanOut
 
-__all__ = ["CHECKPOINTS", "Checkpointer", "Position", "StopOnSignal", "holds_checkpoint", "is_temporary"]
+__all__ = ["CHECKPOINTS", "Checkpointer", "Position", "StopOnSignal", "is_temporary", "newest_checkpoint_step"]
 
 CHECKPOINTS = "checkpoints"
 """The run folder's subfolder of checkpoints, one folder per saved env step."""
@@ -55,11 +55,14 @@ def is_temporary(path: Path) -> bool:
     return any(mark in part for part in path.parts for mark in _TEMPORARY_MARKS)
 
 
-def holds_checkpoint(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a complete checkpoint, read from its names alone (orbax names each
-    by its env step; one being written carries a temporary mark), without opening orbax."""
+def newest_checkpoint_step(run_dir: Path) -> int | None:
+    """The env step of the newest complete checkpoint in `run_dir` (None: it holds none), read from
+    the names alone (orbax names each by its env step; one being written carries a temporary mark),
+    without opening orbax."""
     folder = run_dir / CHECKPOINTS
-    return folder.is_dir() and any(p.name.isdigit() and not is_temporary(p) for p in folder.iterdir())
+    if not folder.is_dir():
+        return None
+    return max((int(p.name) for p in folder.iterdir() if p.name.isdigit() and not is_temporary(p)), default=None)
 
 
 @dataclasses.dataclass(frozen=True)

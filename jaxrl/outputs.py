@@ -151,8 +151,9 @@ class Videos(Hook):
         """Renames the final videos of an earlier session (`final`, `final-member<M>`) to
         `step<start>...`: they show the policy this session goes on from (that session's final
         one, or the newest checkpoint that `jaxrl.film` filmed), and `final` must show this
-        run's final policy, or be absent."""
-        if run.start_step:
+        run's final policy, or be absent. A session that starts at the total trains nothing
+        (a run killed among its final outputs): its final policy is theirs, and they keep their names."""
+        if 0 < run.start_step < run.total_steps:
             for old in (self.run_dir / "videos").glob("final[.-]*"):
                 old.replace(old.with_name(f"step{run.start_step}{old.name.removeprefix('final')}"))
 

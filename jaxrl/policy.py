@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from jaxrl.algos.base import Algorithm, hyperparams
-from jaxrl.checkpoint import Checkpointer
+from jaxrl.checkpoint import Checkpointer, newest_checkpoint_step
 from jaxrl.config import RunConfig, from_dict
 from jaxrl.envs.base import scale_action
 from jaxrl.files import folder_path, read_jsonl, read_summary, refuse_multirun_folder
@@ -115,9 +115,18 @@ def _trained(
     nor `member`, the member filmed in training (`video.member`)."""
     seed, member, step = _integer("seed", seed), _integer("member", member), _integer("step", step)
     refuse_multirun_folder(run_dir)
-    for name in ("config.yaml",) if step is not None else ("config.yaml", POLICY_FILE):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"no {name} in {run_dir}: is it a jaxrl run folder with an evaluated policy?")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such folder; give a jaxrl run folder")
+    if not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"no config.yaml in {run_dir}: is it a jaxrl run folder?")
+    if step is None and not (run_dir / POLICY_FILE).exists():
+        # a run stopped before its first evaluation still has its checkpoints' policies
+        newest = newest_checkpoint_step(run_dir)
+        raise FileNotFoundError(
+            f"no {POLICY_FILE} in {run_dir}: the run has not evaluated a policy yet"
+            + (f"; its newest checkpoint is at step {newest}: give step={newest} (python -m jaxrl.film: --step "
+               f"{newest})" if newest is not None else ", and holds no checkpoint")
+        )
     run = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
     members = run.members()
     if member is None and seed is None:

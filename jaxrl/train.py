@@ -309,14 +309,18 @@ def check_resumable(run_dir: Path, cfg: DictConfig) -> None:
             f"run {run_dir} already finished ({done} env steps per member); to train it longer, "
             f"resume it with total_timesteps larger than {done}"
         )
-    from jaxrl.checkpoint import holds_checkpoint
+    from jaxrl.checkpoint import newest_checkpoint_step
 
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()).get("total_timesteps")
-    # without a checkpoint the resume starts over, at the new total's first learning rate
-    if saved != total and cfg.algo.get("anneal_lr") and holds_checkpoint(run_dir):
+    step = newest_checkpoint_step(run_dir)
+    # without a checkpoint the resume starts over, at the new total's first learning rate; one at or
+    # past the new total is refused once the checkpoint is read (runner)
+    if saved is not None and int(saved) != total and cfg.algo.get("anneal_lr") and step is not None and step < total:
+        before, after = 1 - step / int(saved), 1 - step / total
         warnings.warn(
-            f"total_timesteps changes from {saved} to {total}: algo.anneal_lr anneals the learning rate over the "
-            "new total, so it rises at this resume, then decays to 0 at the new end",
+            f"total_timesteps changes from {int(saved)} to {total}: algo.anneal_lr anneals the learning rate over "
+            f"the new total, so at this resume (env step {step}) it {'rises' if after > before else 'falls'} from "
+            f"{max(before, 0):.0%} to {after:.0%} of algo.lr, then decays to 0 at the new end",
             stacklevel=2,
         )
 

@@ -143,8 +143,9 @@ def test_resume_goes_on_in_the_same_folder(tmp_path):
     longer = [o for o in TINY if not o.startswith("total_timesteps")] + ["total_timesteps=1024", "video.enabled=false"]
     # in the same process: the first run released its folder's lock when it ended
     started = Started()
-    with pytest.warns(UserWarning, match="total_timesteps changes from 512 to 1024: algo.anneal_lr anneals the "
-                                         "learning rate over the new total, so it rises at this resume"):
+    with pytest.warns(UserWarning, match=r"total_timesteps changes from 512 to 1024: algo.anneal_lr anneals the "
+                                         r"learning rate over the new total, so at this resume \(env step 512\) it "
+                                         "rises from 0% to 50% of algo.lr"):
         again = jaxrl.run(seeds=1, overrides=longer, resume=tmp_path / "run", hooks=[started])
     assert again.run_dir == first.run_dir
     # the sinks and hooks hear the first session's last evaluation (the console shows it until the next)

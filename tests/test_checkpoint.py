@@ -31,7 +31,7 @@ from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
 from jaxrl.config import CheckpointConfig, ConfigError
 from jaxrl.files import FolderLock
 from jaxrl.host import CPU_GUARD
-from jaxrl.train import check_resumable, compose_config, resume_target
+from jaxrl.train import check_resumable, compose_config, resume_overrides, resume_target
 
 PPO = [
     "algo=ppo", "seeds=2", "total_timesteps=61440", "num_logs=30", "algo.num_envs=8", "algo.rollout_length=64",
@@ -161,13 +161,18 @@ def test_an_unfinished_run_resumed_with_a_total_below_its_checkpoint_is_refused(
     assert result.returncode == 2, result.stderr[-3000:]
     assert ("cannot resume run with total_timesteps=8192: its newest checkpoint is at 12288 env steps per member; "
             "give total_timesteps larger than 12288") in result.stderr, result.stderr[-3000:]
-    assert "compiling" not in result.stderr
+    # refused: no word of how the learning rate would have changed
+    assert "compiling" not in result.stderr and "warning: total_timesteps" not in result.stderr
     assert not (run_dir / "summary.json").exists() and (run_dir / "config.yaml").read_text() == config
     # stopped mid-run at 8192 (its newest checkpoint, not its final one): ending it there would skip its final
     # evaluation; only the final checkpoint may equal the total (test_a_run_killed_while_making_its_final_outputs...)
     shutil.rmtree(run_dir / CHECKPOINTS / "12288")
     result = run_cli(["resume=run", "total_timesteps=8192"], tmp_path, timeout=120)
     assert result.returncode == 2 and "give total_timesteps larger than 8192" in result.stderr, result.stderr[-3000:]
+    # a total between the checkpoint and the old one: the annealed learning rate falls at the resume
+    cfg = compose_config(resume_overrides(run_dir, ["total_timesteps=10240"]))
+    with pytest.warns(UserWarning, match=r"from 12288 to 10240: .* at this resume \(env step 8192\) it falls from 33% to 20%"):
+        check_resumable(run_dir, cfg)
 
 
 
@@ -198,6 +203,10 @@ def test_a_run_killed_while_making_its_final_outputs_is_ended_by_its_resume(tmp_
     # what a kill in the middle of a save leaves (orbax renames a checkpoint to its step once complete);
     # orbax would delete it only on saving step 6144 again, which this run never does
     shutil.copytree(run / CHECKPOINTS / "4096", run / CHECKPOINTS / "6144.orbax-checkpoint-tmp")
+    # member 1's final policy, filmed after the kill (python -m jaxrl.film --member 1): this session trains
+    # nothing, so the film still shows the final policy and keeps its name
+    (run / "videos").mkdir(exist_ok=True)
+    (run / "videos" / "final-member1.mp4").write_bytes(b"a film of the final policy")
 
     resumed = run_cli(["resume=auto", "run_dir=run"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -207,6 +216,7 @@ def test_a_run_killed_while_making_its_final_outputs_is_ended_by_its_resume(tmp_
     assert rows(run) == logged  # no chunk trained again
     assert summary["final"]["eval/return_mean"] == [row["eval/return_mean"] for row in logged if row["step"] == 12288]
     assert all(path.stat().st_size > 0 for path in outputs)
+    assert sorted(p.name for p in (run / "videos").iterdir()) == ["final-member1.mp4", "final.mp4"]
     assert sorted(int(p.name) for p in (run / CHECKPOINTS).iterdir()) == [4096, 8192, 12288]
 
 def test_resume_auto_starts_over_a_run_killed_before_it_recorded_its_command_line(finished_run, tmp_path):
@@ -646,4 +656,4 @@ def test_film_makes_a_video_after_training_from_the_run_folder(finished_run):
     mp4 = finished_run / "videos" / f"step{steps[0]}.mp4"
     assert done.stdout.startswith(f"{mp4}: return ") and mp4.stat().st_size > 1000
     missing = subprocess.run([*film[:3], str(finished_run / "nowhere")], capture_output=True, text=True, timeout=300)
-    assert missing.returncode == 2 and "no config.yaml in" in missing.stderr
+    assert missing.returncode == 2 and "nowhere: no such folder" in missing.stderr

@@ -12,8 +12,10 @@ from flax import serialization, traverse_util
 
 import jaxrl
 from jaxrl import film, load_policy
+from jaxrl.checkpoint import CHECKPOINTS
 from jaxrl.config import ConfigError
 from jaxrl.events import Hook
+from jaxrl.outputs import POLICY_FILE
 from jaxrl.policy import film_policy
 
 TINY = [
@@ -202,6 +204,16 @@ def test_a_multirun_folder_or_an_unended_run_is_refused_saying_what_to_give(trai
         jaxrl.Result.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="no summary.json in .*/typo: no such folder"):
         jaxrl.Result.load(tmp_path / "typo")
+    with pytest.raises(FileNotFoundError, match="/typo: no such folder; give a jaxrl run folder"):
+        load_policy(tmp_path / "typo")
+
+    (killed / POLICY_FILE).unlink()  # stopped before its first evaluation: its checkpoints hold policies
+    newest = max(int(p.name) for p in (killed / CHECKPOINTS).iterdir() if p.name.isdigit())
+    said = rf"the run has not evaluated a policy yet; its newest checkpoint is at step {newest}: give step={newest} "
+    with pytest.raises(FileNotFoundError, match=said):
+        load_policy(killed)
+    assert film.main([str(killed)]) == 2 and f"(python -m jaxrl.film: --step {newest})" in capsys.readouterr().err
+    assert load_policy(killed, step=newest)(np.zeros(2, np.float32)).shape == (1,)
 
 
 def test_film_makes_the_video_training_made(trained, tmp_path):
