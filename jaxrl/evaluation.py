@@ -28,8 +28,6 @@ def evaluate(env: Env, act: Callable, key: jax.Array, num_episodes: int) -> dict
         return (t < step_keys.shape[0]) & ~finished.all()
 
     def step(carry):
-        # a while loop, not a fixed-length scan: an early policy falls within tens of steps of a
-        # 1,000-step limit, and the loop ends with its last episode (jitted and vmapped alike)
         t, env_state, obs, ret, length, finished = carry
         k_act, k_env = jax.random.split(step_keys[t])
         action = jax.vmap(act)(obs, jax.random.split(k_act, num_episodes))
@@ -39,8 +37,10 @@ def evaluate(env: Env, act: Callable, key: jax.Array, num_episodes: int) -> dict
         length = length + live.astype(jnp.int32)
         return t + 1, env_state, ts.obs, ret, length, finished | ts.done
 
-    zeros = jnp.zeros(num_episodes)
-    init = (jnp.int32(0), env_state, obs, zeros, jnp.zeros(num_episodes, jnp.int32), jnp.zeros(num_episodes, bool))
+    init = (jnp.int32(0), env_state, obs, jnp.zeros(num_episodes), jnp.zeros(num_episodes, jnp.int32),
+            jnp.zeros(num_episodes, bool))
+    # a while loop, not a fixed-length scan: an early policy falls within tens of steps of a
+    # 1,000-step limit, and the loop ends with its last episode (jitted and vmapped alike)
     *_, ret, length, _ = jax.lax.while_loop(running, step, init)
     return {
         "eval/return_mean": ret.mean(),
