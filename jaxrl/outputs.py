@@ -17,7 +17,7 @@ import numpy as np
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import ConfigError, RunConfig
 from jaxrl.events import ChunkDone, EvaluationDone, Hook, RunEnded
-from jaxrl.files import run_files, write_atomically
+from jaxrl.files import FolderLock, run_files, write_atomically
 from jaxrl.sinks.base import FanOut, RunInfo
 
 __all__ = ["POLICY_FILE", "Curves", "PolicyFile", "Videos", "check_run_dir", "save_policy"]
@@ -37,13 +37,21 @@ def finite_members(params: Any) -> np.ndarray:
 
 def check_run_dir(run_dir: Path) -> None:
     """Raises ConfigError unless `run_dir` is a new or empty folder (jaxrl.watch's
-    state file aside) that can be made and written to; it probes by making and removing a temporary folder
+    state file aside) that can be made and written to, naming the process that
+    trains there or the run to resume where it holds one; it probes by making and removing a temporary folder
     in the nearest existing parent, and leaves nothing behind."""
     # os.path.exists, unlike Path.exists, is False for a name too long to look up
     if os.path.exists(run_dir):
         if not run_dir.is_dir():
             raise ConfigError(f"run_dir {run_dir} is a file; give a new or empty folder")
         if run_files(run_dir):
+            holder = FolderLock(run_dir).holder()
+            if holder:
+                raise ConfigError(f"run_dir {run_dir} already holds files: {holder} is training there now; give a new or empty folder")
+            if (run_dir / "config.yaml").is_file():
+                raise ConfigError(
+                    f"run_dir {run_dir} already holds a run; give a new or empty folder, or resume={run_dir} to go on with it"
+                )
             raise ConfigError(f"run_dir {run_dir} already holds files; give a new or empty folder")
     target = run_dir.absolute()
     parent = target

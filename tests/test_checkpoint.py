@@ -31,6 +31,7 @@ from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
 from jaxrl.config import CheckpointConfig, ConfigError
 from jaxrl.files import FolderLock
 from jaxrl.host import CPU_GUARD
+from jaxrl.outputs import check_run_dir
 from jaxrl.train import check_resumable, compose_config, resume_overrides, resume_target
 
 PPO = [
@@ -368,11 +369,16 @@ def test_sigterm_stops_resumably_and_resume_auto_finishes_the_run(tmp_path, monk
         monkeypatch.chdir(tmp_path)
         assert resume_target(compose_config([*args, "resume=auto"])) == (None, None)
         assert f"{run_dir.relative_to(tmp_path)} is being trained by pid {other.pid}" in capsys.readouterr().err
+        # a new run into the folder is told who trains there
+        with pytest.raises(ConfigError, match=f"already holds files: pid {other.pid} on .* is training there now"):
+            check_run_dir(run_dir)
     finally:
         # the kernel drops a killed process's lock: nothing stale is left
         other.kill()
         other.wait()
     assert FolderLock(run_dir).holder() is None
+    with pytest.raises(ConfigError, match=f"already holds a run; give a new or empty folder, or resume={run_dir} to go on"):
+        check_run_dir(run_dir)
     # looking did not sign the file: it still names the last holder
     assert (run_dir / ".lock").read_text() == f"pid {other.pid} on {socket.gethostname()}\n"
 
