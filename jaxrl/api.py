@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 import os
 import re
@@ -104,14 +105,15 @@ class Result:
 
     @property
     def videos(self) -> list[Path]:
-        """Every video of the run, oldest first: mp4 files, or Brax's HTML
-        viewer where no OpenGL could render one; `final`, `step<N>` (every
-        `video.every` evaluations), and `final-member<M>`, `step<N>-member<M>`
-        for other members filmed later (`python -m jaxrl.film`)."""
+        """Every video of the run, in the order of training: mp4 files, or
+        Brax's HTML viewer where no OpenGL could render one; `step<N>` (every
+        `video.every` evaluations) by N, then `final`, each followed by the
+        films of other members made later (`python -m jaxrl.film`:
+        `step<N>-member<M>`, `final-member<M>`) by M."""
         folder = self.run_dir / "videos"
         # a hidden ".<name>.tmp.mp4" is a video a kill stopped mid-encode (jaxrl.video.write_mp4)
         files = [p for p in folder.glob("[!.]*") if p.suffix in (".mp4", ".html")] if folder.is_dir() else []
-        return sorted(files, key=lambda p: p.stat().st_mtime)
+        return sorted(files, key=_training_order)
 
     @property
     def video(self) -> Path | None:
@@ -121,6 +123,17 @@ class Result:
             if (self.run_dir / "videos" / name).exists():
                 return self.run_dir / "videos" / name
         return None
+
+
+def _training_order(video: Path) -> tuple[float, float, str]:
+    """Where `video` (videos/<name>) comes in `Result.videos`: its policy's env
+    step (final last), then its member (the one training films first), then its
+    name; a file jaxrl did not name comes after every one it did."""
+    named = re.fullmatch(r"(?:final|step(\d+))(?:-member(\d+))?", video.stem)
+    if named is None:
+        return math.inf, math.inf, video.name
+    step, member = named.groups()
+    return (math.inf if step is None else int(step)), (-1 if member is None else int(member)), video.name
 
 
 class _RunFolder(Hook):

@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+import jaxrl
 from conftest import cli_env, leet_records, run_cli, start_cli, wait_while_running
 from jaxrl.checkpoint import CHECKPOINTS, Checkpointer, Position
 from jaxrl.config import CheckpointConfig, ConfigError
@@ -656,10 +657,14 @@ def test_deterministic_sets_xla_flags_before_jax_starts_and_refuses_after():
 
 def test_film_makes_a_video_after_training_from_the_run_folder(finished_run):
     steps = checkpoint_steps(finished_run)
-    film = [sys.executable, "-m", "jaxrl.film", str(finished_run), "--step", str(steps[0])]
-    done = subprocess.run(film, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    mp4 = finished_run / "videos" / f"step{steps[0]}.mp4"
-    assert done.stdout.startswith(f"{mp4}: return ") and mp4.stat().st_size > 1000
+    # the newer checkpoint first: Result.videos lists them in the order of training, not of filming
+    for step in (steps[1], steps[0]):
+        film = [sys.executable, "-m", "jaxrl.film", str(finished_run), "--step", str(step)]
+        done = subprocess.run(film, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        mp4 = finished_run / "videos" / f"step{step}.mp4"
+        assert done.stdout.startswith(f"{mp4}: return ") and mp4.stat().st_size > 1000
+    videos = finished_run / "videos"
+    assert jaxrl.Result.load(finished_run).videos == [videos / f"step{steps[0]}.mp4", videos / f"step{steps[1]}.mp4"]
     missing = subprocess.run([*film[:3], str(finished_run / "nowhere")], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "nowhere: no such folder" in missing.stderr
