@@ -76,32 +76,67 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     assert all(shown), shown
 
 
-def _install_cell_runs(cwd: Path, jaxrl_installed: bool, **env: str) -> list[list[str]]:
-    """The pip commands the install cell runs, in a Python that has (or lacks) jaxrl, with `env`;
-    subprocess.run is replaced by a recorder, so nothing is downloaded."""
-    recorder = "import os, subprocess\nRUNS = []\nsubprocess.run = lambda cmd, **kw: RUNS.append(cmd[5:])\n"  # after python -m pip install --quiet
-    code = recorder + _read("quickstart").cells[2].source + "\nprint(repr(RUNS))"
+def _install_cell_runs(cwd: Path, jaxrl_installed: bool, repo: str | None = None, **env: str) -> list[list[str]]:
+    """The commands the install cell runs, in a Python that has (or lacks) jaxrl, with `env`;
+    subprocess.run is replaced by a recorder, so nothing is downloaded. With `repo` (a git
+    repository's path, for the cell's JAXRL_REPO), its git commands run for real."""
+    recorder = (
+        "import os, subprocess\nRUNS = []\nreal_run = subprocess.run\n"
+        f"subprocess.run = lambda cmd, **kw: RUNS.append(cmd) or ({repo is not None} and cmd[0] == 'git' and real_run(cmd, **kw))\n"
+    )
+    cell = _read("quickstart").cells[2].source
+    if repo is not None:
+        cell = cell.replace('"https://github.com/OWNER/jaxrl"', repr(repo))
     # -S leaves site-packages, and with them the installed jaxrl, out of sys.path
     proc = subprocess.run(
-        [sys.executable, *([] if jaxrl_installed else ["-S"]), "-c", code], cwd=cwd, capture_output=True, text=True,
-        env={"PATH": os.environ["PATH"], **env}, timeout=60,
+        [sys.executable, *([] if jaxrl_installed else ["-S"]), "-c", f"{recorder}{cell}\nprint(repr(RUNS))"], cwd=cwd,
+        capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env}, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     return ast.literal_eval(proc.stdout.strip().splitlines()[-1])
 
 
-def test_the_install_cell_installs_jaxrl_with_the_runtimes_jax_build(tmp_path):
-    jaxrl = "jaxrl @ git+https://github.com/OWNER/jaxrl"
+def _pip_install(runs: list[list[str]]) -> list[str]:
+    """What the recorded commands `runs` (git clone, then pip install) install, after "pip install --quiet",
+    with the clone's folder as <source>; checks that pip takes the clone's constraints.txt."""
+    (clone, pip) = runs
+    assert clone[:4] == ["git", "clone", "--quiet", "--depth=1"] and clone[4] == "https://github.com/OWNER/jaxrl"
+    source = clone[5]
+    assert pip[:5] == [sys.executable, "-m", "pip", "install", "--quiet"]
+    assert pip[5:7] == ["-c", os.path.join(source, "constraints.txt")], pip
+    return [arg.replace(source, "<source>") for arg in pip[7:]]
+
+
+def test_the_install_cell_installs_jaxrl_pinned_with_the_runtimes_jax_build(tmp_path):
     assert _install_cell_runs(tmp_path, jaxrl_installed=True) == []
-    assert _install_cell_runs(tmp_path, jaxrl_installed=False) == [[jaxrl]]
+    assert _pip_install(_install_cell_runs(tmp_path, jaxrl_installed=False)) == ["<source>"]
     # a clone in the working directory is a namespace package, not an installed jaxrl
     (tmp_path / "jaxrl").mkdir()
-    assert _install_cell_runs(tmp_path, jaxrl_installed=False) == [[jaxrl]]
-    assert _install_cell_runs(tmp_path, jaxrl_installed=False, TPU_ACCELERATOR_TYPE="v5e-8") == [[jaxrl, "jax[tpu]"]]
+    assert _pip_install(_install_cell_runs(tmp_path, jaxrl_installed=False)) == ["<source>"]
+    assert _pip_install(_install_cell_runs(tmp_path, jaxrl_installed=False, TPU_ACCELERATOR_TYPE="v5e-8")) == [
+        "<source>", "jax[tpu]"]
     # a GPU runtime: the CUDA plugin must be upgraded with jax, or the new jaxlib refuses it
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\n")
     (bin_dir / "nvidia-smi").chmod(0o755)
     path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-    assert _install_cell_runs(tmp_path, jaxrl_installed=False, PATH=path) == [[jaxrl, "jax[cuda12]"]]
+    assert _pip_install(_install_cell_runs(tmp_path, jaxrl_installed=False, PATH=path)) == ["<source>", "jax[cuda12]"]
+
+
+def test_the_install_cell_clones_the_repository_outside_the_working_directory_with_its_pins(tmp_path):
+    root = NOTEBOOKS.parent
+    if not (root / ".git").exists():
+        pytest.skip("this checkout is not a git repository: nothing to clone")
+    # a repository holding what is committed here (the cell clones its default branch)
+    repo = tmp_path / "repo.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(root), str(repo)], check=True, timeout=120)
+    work = tmp_path / "content"
+    work.mkdir()
+    clone, pip = _install_cell_runs(work, jaxrl_installed=False, repo=str(repo))
+    source = Path(clone[5])
+    assert not source.is_relative_to(work) and (source / "jaxrl" / "__init__.py").is_file()
+    constraints = Path(pip[6])
+    assert constraints.read_text() == subprocess.run(
+        ["git", "show", "HEAD:constraints.txt"], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert pip[7] == str(source)
