@@ -154,7 +154,7 @@ def curves_figure(
     if 2 <= len(labels) <= 10:
         for i, label in enumerate(labels):
             members = {m: curve for m, curve in curves.items() if groups[m] == label}
-            _draw_mean(ax, members, f"C{i}", f"{label} ({len(members)} {group_key}s)", thin=True)
+            _draw_mean(ax, members, f"C{i}", f"{label} ({_count(len(members), group_key)})", thin=True)
     else:
         # Up to ten members get their own colour and legend entry; more would make
         # an unreadable legend, so they share one grey entry. Blue is kept for the
@@ -166,7 +166,7 @@ def curves_figure(
             else:
                 color, label = "tab:gray", (f"each {group_key} ({len(curves)})" if i == 0 else None)
             ax.plot(steps, values, color=color, linewidth=0.9, alpha=0.7, label=label, marker=_marker(steps))
-        _draw_mean(ax, curves, "tab:blue", f"mean over {len(curves)} {group_key}s", band_label="min-max")
+        _draw_mean(ax, curves, "tab:blue", f"mean over {_count(len(curves), group_key)}", band_label="min-max")
 
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric)
@@ -176,6 +176,11 @@ def curves_figure(
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 member", "2 members": a legend's count."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _draw_mean(ax: Any, curves: Curves, color: str, label: str, band_label: str | None = None, thin: bool = False) -> None:

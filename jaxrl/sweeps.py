@@ -128,7 +128,9 @@ def _distribution(text: str, where: str) -> Distribution:
         if not args:
             raise ConfigError(f"{where}={text} has no options; give choice(a,b,...)")
         return Distribution(kind, args)
-    if len(args) != 2 or not args[0] < args[1]:
+    if len(args) != 2:
+        raise ConfigError(f"{where}={text} takes two bounds, got {len(args)}; give {kind}(low,high), e.g. {kind}(1e-4,1e-2)")
+    if not args[0] < args[1]:
         raise ConfigError(f"{where}={text} needs two bounds low < high, e.g. {kind}(1e-4,1e-2)")
     if kind == "loguniform" and args[0] <= 0:
         raise ConfigError(f"{where}={text} needs low > 0 (it samples the log of the value)")
@@ -166,8 +168,8 @@ def parse_sweep(algo_name: str, traced: Sequence[str], raw: Any, static: Sequenc
         if name in static:
             raise ConfigError(
                 f"{where} is not a sweepable hyperparameter of {algo_name}; sweepable: {', '.join(traced)}. "
-                f"A setting that changes shapes needs one program per value: Hydra multirun, "
-                f"-m algo.{name}=<a>,<b>"
+                f"A setting compiled into the program (a shape or a constant of it) needs one program per value: "
+                f"Hydra multirun, -m algo.{name}=<a>,<b>"
             )
         if name not in traced:
             raise ConfigError(f"unknown hyperparameter {where} of {algo_name}; sweepable: {', '.join(traced)}")
@@ -199,6 +201,11 @@ def parse_sweep(algo_name: str, traced: Sequence[str], raw: Any, static: Sequenc
         raise ConfigError(
             f"sweep.samples={samples} needs a random search space, e.g. sweep.algo.lr=loguniform(1e-5,1e-2); "
             "a grid is run once per seed"
+        )
+    if seed and not random:
+        raise ConfigError(
+            f"sweep.seed={seed} seeds the draws of a random search, and this sweep draws nothing; "
+            "the members' own seeds come from seed= and seeds="
         )
     return Sweep(tuple(grid), tuple(random), samples, seed)
 
@@ -282,7 +289,8 @@ class SweepResults(Hook):
     def __init__(self, members: list[dict[str, Any]], run_dir: Path):
         self.members, self.run_dir = members, run_dir
         self.names = [k for k in members[0] if k != "seed"]
-        self.best = np.full(len(members), -np.inf)
+        # NaN until a member has a finite evaluation: np.fmax passes over NaN
+        self.best = np.full(len(members), np.nan)
 
     def on_start(self, run: RunInfo) -> None:
         """A resumed run: each member's best evaluation of the earlier sessions, from metrics.jsonl."""
@@ -292,7 +300,7 @@ class SweepResults(Hook):
         for row in read_jsonl(path):
             value, member = row.get(RETURN), row.get("member")
             if value is not None and member is not None and 0 <= member < len(self.best):
-                self.best[member] = max(self.best[member], value)
+                self.best[member] = np.fmax(self.best[member], value)
 
     def on_evaluation(self, event: EvaluationDone) -> None:
         """Keeps each member's best evaluation so far."""

@@ -119,4 +119,8 @@ def test_a_sweeps_settings_each_get_their_own_mean_not_one_pooled(tmp_path):
     # without the settings: one mean over all four
     pooled = [line.get_label() for line in curves_figure(metrics).axes[0].get_lines()]
     assert "mean over 4 members" in pooled and not any("lr=" in label for label in pooled)
+    # a setting with one member (a grid with seeds=1) is counted in the singular
+    one = curves_figure(metrics, groups={0: "lr=0.1", 1: "lr=0.2", 2: "lr=0.2", 3: "lr=0.2"}).axes[0]
+    assert [line.get_label() for line in one.get_lines() if not line.get_label().startswith("_")] == [
+        "lr=0.1 (1 member)", "lr=0.2 (3 members)"]
     assert plot_curves(metrics, tmp_path / "curves.png", groups=groups).stat().st_size > 0

@@ -138,19 +138,23 @@ def test_the_final_table_shows_every_drawn_value_whole_in_80_columns(tmp_path, c
 
 
 def test_a_resumed_sweep_keeps_the_best_return_of_its_earlier_sessions(tmp_path, capsys):
-    members = [{"algo.lr": 0.001, "seed": 0}, {"algo.lr": 0.01, "seed": 0}]
+    # member 2 diverged at once (alerts.on_nonfinite=continue): it never had a finite return
+    members = [{"algo.lr": 0.001, "seed": 0}, {"algo.lr": 0.01, "seed": 0}, {"algo.lr": 1e30, "seed": 0}]
+    nan = float("nan")
     # the first session's rows, as metrics.jsonl holds them (null: a NaN return)
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in [
         {"step": 100, "member": 0, "eval/return_mean": 80.0}, {"step": 100, "member": 1, "eval/return_mean": None},
-        {"step": 200, "member": 0, "eval/return_mean": 90.0}, {"step": 200, "member": 1, "eval/return_mean": 20.0}]))
+        {"step": 100, "member": 2, "eval/return_mean": None},
+        {"step": 200, "member": 0, "eval/return_mean": 90.0}, {"step": 200, "member": 1, "eval/return_mean": 20.0},
+        {"step": 200, "member": 2, "eval/return_mean": None}]))
     hook = SweepResults(members, tmp_path)
     hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, members, 400, start_step=200))
-    hook.on_evaluation(EvaluationDone(2, 300, {"eval/return_mean": [70.0, 30.0]}, None))
-    hook.on_evaluation(EvaluationDone(3, 400, {"eval/return_mean": [60.0, 40.0]}, None))
-    hook.on_end(RunEnded(400, {"final": {"eval/return_mean": [60.0, 40.0]}}, None, None))
+    hook.on_evaluation(EvaluationDone(2, 300, {"eval/return_mean": [70.0, 30.0, nan]}, None))
+    hook.on_evaluation(EvaluationDone(3, 400, {"eval/return_mean": [60.0, 40.0, nan]}, None))
+    hook.on_end(RunEnded(400, {"final": {"eval/return_mean": [60.0, 40.0, nan]}}, None, None))
     with open(tmp_path / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["final_return"], r["best_return"]) for r in rows] == [("60.0", "90.0"), ("40.0", "40.0")]
+    assert [(r["final_return"], r["best_return"]) for r in rows] == [("60.0", "90.0"), ("40.0", "40.0"), ("nan", "nan")]
 
 
 def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():
@@ -163,7 +167,8 @@ def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():
     "overrides, message",
     [
         (["sweep.algo.hidden=[[16],[32]]"], "sweep.algo.hidden is not a sweepable hyperparameter of ppo; sweepable: lr, .*"
-         "changes shapes needs one program per value: Hydra multirun, -m algo.hidden=<a>,<b>"),
+         "compiled into the program .a shape or a constant of it. needs one program per value: Hydra multirun, "
+         "-m algo.hidden=<a>,<b>"),
         (["sweep.algo.num_envs=[4,8]"], "-m algo.num_envs=<a>,<b>"),
         # a typo is not a setting a multirun could vary
         (["sweep.algo.lrr=[1e-4,1e-3]"], "^unknown hyperparameter sweep.algo.lrr of ppo; sweepable: lr, gamma, .*[a-z]$"),
@@ -171,7 +176,9 @@ def test_leaderboard_groups_seeds_of_a_setting_best_mean_first():
          r"\[a,b,...\], loguniform\(low,high\), uniform\(low,high\) or choice\(a,b,...\)"),
         (["sweep.algo.lr=loguniform(0,1e-2)", "sweep.samples=2"], "needs low > 0"),
         (["sweep.algo.lr=uniform(1e-2,1e-3)", "sweep.samples=2"], "needs two bounds low < high"),
+        (["sweep.algo.lr=loguniform(1e-4,1e-2,3)", "sweep.samples=2"], "takes two bounds, got 3; give loguniform.low,high."),
         (["sweep.algo.lr=choice()", "sweep.samples=2"], "has no options"),
+        (["sweep.algo.lr=[1e-3,1e-4]", "sweep.seed=3"], "sweep.seed=3 seeds the draws of a random search, and this sweep draws nothing"),
         (["sweep.algo.lr=uniform(1e-3,x)", "sweep.samples=2"], "'x' is not a number"),
         (["sweep.algo.lr=loguniform(1e-5,1e-2)"], "is a random search: say how many draws, e.g. sweep.samples=16"),
         (["sweep.samples=4"], "sweep.samples=4 needs a random search space"),
