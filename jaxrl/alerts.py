@@ -107,7 +107,8 @@ def _accelerator_memory_percent() -> float | None:
 class _CpuPercent:
     """The machine's CPU use since the previous call (the monitor's interval),
     or None until a measurement spans half a second: psutil says 0.0 for its
-    first call, and for a call right after another, whatever the load."""
+    first call, and for a call right after another, whatever the load. psutil
+    keeps its previous reading per thread: `restart` in the thread that calls."""
 
     def __init__(self) -> None:
         self.since: float | None = None
@@ -686,6 +687,7 @@ class Monitor:
         self._thread.join(self.hook.alerts.interval_s + 10)
 
     def _run(self) -> None:
+        _cpu_percent.restart()  # this thread's first reading (psutil keeps one per thread)
         while not self.stopped.wait(self.hook.alerts.interval_s):
             self.tick()
 
@@ -709,8 +711,11 @@ class Monitor:
 
     def _system_rules(self) -> None:
         hook, now = self.hook, time.monotonic()
+        # one sample of each metric per tick, whatever the number of rules on it: a second
+        # cpu_percent call right after the first measures nothing
+        values = {metric: SYSTEM_METRICS[metric](hook.run_dir) for metric in {rule.rule.metric for rule in hook.system_rules}}
         for rule in hook.system_rules:
-            value = SYSTEM_METRICS[rule.rule.metric](hook.run_dir)
+            value = values[rule.rule.metric]
             if value is not None and rule.check(None, value, now):
                 hook.send(rule.rule, rule.name, f"{rule.rule.metric} is {value:.3g} ({rule.name})")
 

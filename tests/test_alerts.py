@@ -485,6 +485,22 @@ def test_a_cpu_rule_waits_for_a_real_measurement():
     assert cpu(Path(".")) > 10
 
 
+def test_cpu_rules_in_the_monitor_thread_see_the_load_each_of_them(tmp_path, capsys):
+    # the monitor samples in its own thread, where psutil's first reading was 0.0 (an "idle" rule
+    # fired on a busy machine), and a second rule on the metric sampled again at once and saw nothing
+    rules = ", ".join(f"{{name: {name}, kind: system, metric: system/cpu_percent, op: '{op}', value: {value}}}"
+                      for name, op, value in [("idle", "<", 1), ("busy", ">", 1), ("busier", ">", 2)])
+    (hook,) = alert_hooks(from_dict(compose(
+        "alerts=none", "alerts.channels=[console]", "alerts.interval_s=0.5", "alerts.timeout_s=2", f"alerts.rules=[{rules}]")))
+    hook.on_start(RunInfo(tmp_path, "run", "ppo", "mc", {}, [{"seed": 0}], 16384))
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:  # one core busy for five of the monitor's ticks
+        pass
+    hook.on_exit({"status": "finished"})
+    alerts = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ALERT")]
+    assert sorted(line.split()[2] for line in alerts) == ["busier", "busy"], alerts
+
+
 def test_a_channel_in_an_unset_env_var_fails_before_training(monkeypatch):
     from jaxrl.alerts import alert_hooks
 
