@@ -520,11 +520,15 @@ class Dispatcher:
         if late:
             print(f"alerts: gave up waiting after {timeout_s:g} s for {', '.join(late)}", file=sys.stderr, flush=True)
         for i, channel in enumerate(self.channels):
-            # a channel still sending when time ran out: the one in flight and those queued (less the stop marker)
-            unsent = self._queues[i].qsize() if self._threads[i].is_alive() else 0
-            if self.lost[i] or unsent:
-                print(f"alerts: {self.lost[i] + unsent} alert(s) could not be delivered through {channel.name}",
+            if self.lost[i]:
+                print(f"alerts: {self.lost[i]} alert(s) could not be delivered through {channel.name}",
                       file=sys.stderr, flush=True)
+            if self._threads[i].is_alive():
+                # the one in flight (which may still arrive) and those queued: the queue's stop marker counts the former
+                unsent = self._queues[i].qsize()
+                print(f"alerts: {unsent} alert(s) through {channel.name} were in flight or queued when alerts.flush_s="
+                      f"{timeout_s:g} s ran out, not confirmed delivered (a slow channel, e.g. email at one message per "
+                      "5.5 s, needs a longer alerts.flush_s)", file=sys.stderr, flush=True)
 
     def _work(self, i: int) -> None:
         while (alert := self._queues[i].get()) is not None:

@@ -384,6 +384,29 @@ def test_a_webhook_slower_than_apprises_read_timeout_gets_one_post_with_rto_in_i
     assert "failed" not in err.getvalue() and "could not be delivered" not in err.getvalue(), err.getvalue()
 
 
+def test_alerts_still_in_flight_when_flush_s_runs_out_are_unconfirmed_not_lost(httpserver):
+    # they were counted as "could not be delivered", yet the one in flight arrived a moment later
+    from jaxrl.alerts import Alert, Dispatcher, make_channels
+
+    httpserver.expect_request("/slow", method="POST").respond_with_handler(lambda request: time.sleep(2) or Response("ok"))
+    dispatcher = Dispatcher(make_channels([f"json://127.0.0.1:{httpserver.port}/slow?rto=15"]), retries=0)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        dispatcher.send(Alert("rule", "warn", "first", "text"))
+        dispatcher.send(Alert("rule", "warn", "second", "text"))
+        time.sleep(0.5)  # the first is in flight
+        dispatcher.close(1)
+    name = dispatcher.channels[0].name
+    assert err.getvalue().splitlines() == [
+        f"alerts: gave up waiting after 1 s for {name}",
+        f"alerts: 2 alert(s) through {name} were in flight or queued when alerts.flush_s=1 s ran out, not confirmed "
+        "delivered (a slow channel, e.g. email at one message per 5.5 s, needs a longer alerts.flush_s)",
+    ], err.getvalue()
+    # the thread goes on while the process lives: both arrive (and none lands in a later test's server)
+    wait_until(lambda: len(posts(httpserver, "/slow")) == 2, 15, "the alerts in flight and queued")
+    assert [p["title"] for p in posts(httpserver, "/slow")] == ["first", "second"]
+
+
 @pytest.mark.parametrize("url", [
     "json://127.0.0.1:8080/hooks/SECRET", "jsons://h.example/hook?+X-Api-Key=SECRET", "ntfy://ntfy.sh/SECRETtopic",
     "tgram://123456789:SECRETbot/12345", "mailto://me:SECRET@smtp.example.com?to=a@b.c", "slack://TSECRET/BSECRET/XSECRET",
