@@ -92,6 +92,14 @@ KINDS = ("metric", "not_improved", "system", "no_progress", "run")
 SCOPES = ("member", "population")
 ENDINGS = ("finished", "failed", "stopped", "interrupted")
 NONFINITE_ACTIONS = ("stop", "continue")
+RULE_FIELDS = {
+    "metric": ("metric", "op", "value", "points", "scope", "cooldown_s"),
+    "not_improved": ("metric", "op", "points", "scope", "cooldown_s"),
+    "system": ("metric", "op", "value", "points", "cooldown_s"),
+    "no_progress": ("seconds", "cooldown_s"),
+    "run": ("when",),
+}
+"""The fields each kind of rule reads, besides kind, name and level."""
 MEMBERS_NAMED = 8
 """An alert about several members names this many (the rest are counted):
 an SMS of a 64-member sweep stays readable."""
@@ -206,6 +214,13 @@ def check_alerts(alerts: AlertsConfig) -> None:
         ]:
             if value not in valid:
                 raise ConfigError(f"{where}.{field}={value!r} is not one of: {', '.join(valid)}")
+        if unread := [f.name for f in dataclasses.fields(rule) if f.name not in ("kind", "name", "level", *RULE_FIELDS[rule.kind])
+                      and getattr(rule, f.name) != f.default]:
+            # a value the rule never reads is a mistake (value: 3 meant points: 3, or another kind)
+            raise ConfigError(
+                f"{where}.{unread[0]}={getattr(rule, unread[0])!r}: a {rule.kind} rule does not read {unread[0]}; "
+                f"its fields are {', '.join(RULE_FIELDS[rule.kind])} (and name, level)"
+            )
         if rule.kind in ("metric", "not_improved", "system") and not rule.metric:
             raise ConfigError(f"{where}: a {rule.kind} rule needs a metric, e.g. metric: eval/return_mean")
         if rule.kind in ("metric", "system") and rule.value is None:
@@ -217,11 +232,13 @@ def check_alerts(alerts: AlertsConfig) -> None:
         if rule.kind == "system" and rule.metric not in SYSTEM_METRICS:
             raise ConfigError(f"{where}.metric={rule.metric!r} is not a system metric; choose one of: {', '.join(SYSTEM_METRICS)}")
         if rule.kind == "not_improved" and rule.op not in (">", ">=", "<", "<="):
-            raise ConfigError(f"{where}.op={rule.op!r}: not_improved needs '>' (higher is better) or '<'")
+            raise ConfigError(f"{where}.op={rule.op!r}: not_improved needs '>' or '>=' (higher is better), '<' or '<=' (lower is)")
         if rule.points < 1:
             raise ConfigError(f"{where}.points must be >= 1, got {rule.points}")
-        if rule.seconds <= 0 or (rule.cooldown_s is not None and rule.cooldown_s < 0):
-            raise ConfigError(f"{where}: seconds must be positive and cooldown_s >= 0")
+        if rule.seconds <= 0:
+            raise ConfigError(f"{where}.seconds must be positive, got {rule.seconds:g}")
+        if rule.cooldown_s is not None and rule.cooldown_s < 0:
+            raise ConfigError(f"{where}.cooldown_s must be >= 0 (or null: again only after the condition cleared), got {rule.cooldown_s:g}")
         bad = [s for s in rule.when if s not in ENDINGS]
         if bad:
             raise ConfigError(f"{where}.when: unknown run status {bad[0]!r}; choose from: {', '.join(ENDINGS)}")
@@ -237,8 +254,9 @@ def check_alerts(alerts: AlertsConfig) -> None:
             f"alerts.timeout_s={alerts.timeout_s:g} is too short for a heartbeat every alerts.interval_s="
             f"{alerts.interval_s:g} s; give a timeout_s of at least 3 x interval_s ({3 * alerts.interval_s:g})"
         )
-    if alerts.retries < 0 or alerts.flush_s < 0:
-        raise ConfigError("alerts.retries and alerts.flush_s must be >= 0")
+    for name, value in [("retries", alerts.retries), ("flush_s", alerts.flush_s)]:
+        if value < 0:
+            raise ConfigError(f"alerts.{name} must be >= 0, got {value:g}")
     for i, spec in enumerate(alerts.channels):
         check_channel(f"alerts.channels[{i}]", spec, wandb_ok=True)
     for name, url in [("ping_url", alerts.ping_url), ("watch_url", alerts.watch_url)]:
@@ -775,7 +793,7 @@ def _resolve_url(name: str, url: str | None) -> str | None:
     if url and url.startswith("env:"):
         value = os.environ.get(url[4:])
         if not value:
-            raise ConfigError(f"alerts: environment variable {url[4:]} is not set")
+            raise ConfigError(f"alerts.{name}={url}: environment variable {url[4:]} is not set")
         _check_http_url(f"alerts.{name} ({url})", value)
         return value
     return url

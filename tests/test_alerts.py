@@ -264,6 +264,17 @@ def test_nan_before_the_first_checkpoint_says_a_resume_starts_over_and_the_resum
         ("alerts.rules=[{metric: eval/return_mean}]", "alerts.rules[0]: a metric rule needs a value"),
         ("alerts.rules=[{metric: x, value: 1, every: 3}]", "unknown key(s) alerts.rules[0].every"),
         ("alerts.rules=[{kind: system, metric: system/gpu, op: '>', value: 1}]", "is not a system metric"),
+        # a field the rule's kind never reads: value: 3 meant points: 3, or the rule another kind
+        ("alerts.rules=[{kind: not_improved, metric: loss/value, op: '<', value: 3}]",
+         "alerts.rules[0].value=3.0: a not_improved rule does not read value; its fields are metric, op, points, scope, cooldown_s"),
+        ("alerts.rules=[{kind: run, when: [finished], metric: loss/value}]", "alerts.rules[0].metric='loss/value': a run rule"),
+        ("alerts.rules=[{kind: no_progress, seconds: 60, scope: population}]", "a no_progress rule does not read scope"),
+        ("alerts.rules=[{metric: x, value: 1, cooldown_s: -5}]", "alerts.rules[0].cooldown_s must be >= 0 (or null: again "
+         "only after the condition cleared), got -5"),
+        ("alerts.rules=[{kind: no_progress, seconds: 0}]", "alerts.rules[0].seconds must be positive, got 0"),
+        ("alerts.rules=[{kind: not_improved, metric: x, op: '=='}]", "not_improved needs '>' or '>=' (higher is better), '<' or"),
+        ("alerts.retries=-1", "alerts.retries must be >= 0, got -1"),
+        ("alerts.flush_s=-2", "alerts.flush_s must be >= 0, got -2"),
         # kind left at its default (metric): not a mid-run "this run does not log it"
         ("alerts.rules=[{metric: system/memory_percent, op: '>', value: 90}]",
          "alerts.rules[0].metric='system/memory_percent' is a system metric, sampled by the monitor, not logged; give kind: system"),
@@ -531,6 +542,9 @@ def test_a_channel_in_an_unset_env_var_fails_before_training(monkeypatch):
     run = from_dict(compose("alerts.channels=[console,env:JAXRL_TEST_UNSET]"))
     with pytest.raises(ConfigError, match="environment variable JAXRL_TEST_UNSET is not set"):
         alert_hooks(run)
+    # a URL of the heartbeat's in an unset variable is named by its key too
+    with pytest.raises(ConfigError, match="^alerts.ping_url=env:JAXRL_TEST_UNSET: environment variable JAXRL_TEST_UNSET is not set"):
+        alert_hooks(from_dict(compose("alerts.ping_url=env:JAXRL_TEST_UNSET")))
 
 
 def test_presets_validate():
