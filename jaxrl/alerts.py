@@ -749,7 +749,7 @@ class Monitor:
                 hook.send(
                     rule.rule,
                     rule.name,
-                    f"no chunk completed for {silent:.0f} s (last at env step {hook.step}); the run may hang",
+                    f"no chunk completed for {silent:.3g} s (last at env step {hook.step}); the run may hang",
                 )
 
     def _duty(self, what: str, duty: Callable[[], None]) -> None:

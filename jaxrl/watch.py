@@ -283,10 +283,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("folders", nargs="*", type=Path, help="run folders, or folders of run folders (e.g. runs/)")
     parser.add_argument("--listen", metavar="HOST:PORT", help="serve an endpoint trainers post heartbeats to (alerts.watch_url)")
     parser.add_argument("--channel", action="append", default=[], help="console, an apprise URL, env:NAME or config:PATH (repeatable; default console)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds of silence for a heartbeat that gives no timeout_s")
-    parser.add_argument("--interval", type=float, default=10.0, help="seconds between checks")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds of silence for a heartbeat that gives no timeout_s (default: %(default)g)")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between checks (default: %(default)g)")
     parser.add_argument("--state", type=Path, help=f"state file (default: {WATCH_STATE_FILE} in the first folder, or the working directory)")
-    parser.add_argument("--forget", type=float, default=86400.0, help="ignore runs first seen silent for longer than this (s)")
+    parser.add_argument("--forget", type=float, default=86400.0, help="ignore runs first seen silent for longer than this, in seconds (default: %(default)g, a day)")
     args = parser.parse_args(argv)
     if not args.folders and not args.listen:
         parser.error("give run folders to follow, --listen HOST:PORT, or both")
