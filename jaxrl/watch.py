@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from jaxrl.alerts import HEARTBEAT_FILE, Alert, Dispatcher, check_channel, make_channels, write_json
+from jaxrl.alerts import HEARTBEAT_FILE, Alert, ConsoleChannel, Dispatcher, check_channel, make_channels, write_json
 from jaxrl.errors import ConfigError, last_line
 from jaxrl.files import WATCH_STATE_FILE
 
@@ -201,7 +201,9 @@ class Watcher:
             self._save_failed = False
 
     def _send(self, level: str, title: str, text: str) -> None:
-        print(f"watch: {title}", file=sys.stderr, flush=True)
+        if not any(isinstance(channel, ConsoleChannel) for channel in self.dispatcher.channels):
+            # the console channel prints the alert itself; without it, the console still hears of it
+            print(f"watch: {title}", file=sys.stderr, flush=True)
         self.dispatcher.send(Alert("silent run", level, title[:63], text))
 
 

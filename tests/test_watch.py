@@ -103,6 +103,22 @@ def test_a_run_that_dies_while_the_watcher_is_down_is_alerted_once_after_restart
         post(port, "died", timeout_s=2)
         wait_until(lambda: len(titles(alerts)) == 2, 10, "the back-again alert")
         assert titles(alerts)[1] == "died is back"
+        # no console channel: the console still hears of each alert
+        assert "watch: died is back" in stop(watcher)
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_with_the_console_channel_an_alert_is_printed_once(tmp_path, alerts):
+    port = free_port()
+    watcher = start("--listen", f"127.0.0.1:{port}", "--state", str(tmp_path / "state.json"),
+                    "--channel", "console", "--channel", f"json://127.0.0.1:{alerts.port}/alert")
+    try:
+        post(port, "quiet", timeout_s=1, age_s=5)
+        wait_until(lambda: titles(alerts) == ["quiet went silent"], 20, "the silent-run alert")
+        said = stop(watcher)
+        assert said.count("quiet went silent") == 1 and "ALERT [error] quiet went silent" in said, said
     finally:
         watcher.kill()
         watcher.wait()
