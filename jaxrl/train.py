@@ -547,7 +547,9 @@ def _unknown_key(full_key: str, overrides: list[str]) -> str:
     node = OmegaConf.select(cfg, parent) if parent else cfg
     scope = f"valid keys of {parent}" if parent else "valid top-level keys"
     keys = list(node.keys()) if isinstance(node, DictConfig) else []
-    return f"unknown key {full_key}; {scope}: {', '.join(str(k) for k in keys)}"
+    # a mapping in a list (a preset's alert rule) holds only the fields it sets: others may be added
+    added = f"; a field it lacks is added with +{full_key}=<value>" if parent.endswith("]") else ""
+    return f"unknown key {full_key}; {scope}: {', '.join(str(k) for k in keys)}{added}"
 
 
 def _compose(overrides: list[str], hydra_config: bool = False) -> DictConfig:

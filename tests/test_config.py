@@ -52,6 +52,17 @@ def test_bad_values_are_named(overrides, message):
     assert pytest.importorskip("re").search(message, config_error(*overrides)), config_error(*overrides)
 
 
+def test_a_field_a_presets_alert_rule_lacks_is_named_with_how_to_add_it():
+    from jaxrl.train import compose_config
+
+    # the default preset's first rule is {kind: run, when: [...], level: error}: a mapping in a list
+    with pytest.raises(ConfigError, match=r"^unknown key alerts.rules\[0\].points; valid keys of alerts.rules\[0\]: kind, when, "
+                                          r"level; a field it lacks is added with \+alerts.rules\[0\].points=<value>$"):
+        compose_config(["alerts.rules.0.points=3"])
+    with pytest.raises(ConfigError, match=r"^unknown key algo.lrr; valid keys of algo: name, num_envs, [a-z_, ]+$"):
+        compose_config(["algo.lrr=3"])
+
+
 def test_a_replay_buffer_that_cannot_fit_is_refused_before_compiling(tmp_path, capsys):
     from jaxrl.runner import train
 
