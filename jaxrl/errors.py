@@ -1,6 +1,7 @@
 """Exceptions users see, and how a failure (or a warning) is told in one line."""
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -68,5 +69,7 @@ def format_warning(message: Warning | str, category: type[Warning], filename: st
     and source line would only show jaxrl's insides. Other libraries' warnings as Python prints them.
     The command lines (`jaxrl.train`, `jaxrl.film`) install it as `warnings.formatwarning`."""
     if str(Path(filename).resolve()).startswith(_PACKAGE_DIR):
-        return f"warning: {message}\n"
+        # one line, whatever another library's error text quoted in it holds (pydantic's spans four)
+        one_line = re.sub(r"\s*\n\s*", " ", str(message).strip())
+        return f"warning: {one_line}\n"
     return _python_format_warning(message, category, filename, lineno, line)

@@ -154,6 +154,8 @@ class Videos(Hook):
         # the last evaluation's policy params, on the host: what a chunk's film shows
         # (every filmed chunk was evaluated); the final film takes RunEnded's
         self.params: Any = None
+        # why a film could not be made, told once: an env without a drawer would say so at every film
+        self._told: set[str] = set()
 
     def on_start(self, run: RunInfo) -> None:
         """Renames the final videos of an earlier session (`final`, `final-member<M>`) to
@@ -200,7 +202,9 @@ class Videos(Hook):
             warnings.warn(f"could not record a video: {type(err).__name__}: {err}", stacklevel=2)
             return
         if result.mp4 is None:
-            warnings.warn(f"no video: {result.reason}", stacklevel=2)
+            if result.reason not in self._told:
+                self._told.add(result.reason)
+                warnings.warn(f"no video: {result.reason}", stacklevel=2)
             return
         self.sinks.log_video(step, member, result.mp4)
 

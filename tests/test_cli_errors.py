@@ -107,5 +107,11 @@ def test_the_cli_prints_its_own_warnings_as_one_line_and_other_libraries_as_pyth
     # a warning raised inside jaxrl: its file and source line would only show jaxrl's insides
     own = format_warning(UserWarning("no video: no renderer"), UserWarning, jaxrl.outputs.__file__, 154, "warnings.warn(")
     assert own == "warning: no video: no renderer\n"
+    # another library's error quoted in one of jaxrl's warnings keeps it one line (wandb's pydantic error spans four)
+    quoted = UserWarning("wandb logging is off: could not start the wandb runs (ValidationError: 1 validation error "
+                         "for Settings\nmode\n  Input should be 'online' or 'offline'\n    For further information). Training goes on.")
+    assert format_warning(quoted, UserWarning, jaxrl.outputs.__file__, 154, "") == (
+        "warning: wandb logging is off: could not start the wandb runs (ValidationError: 1 validation error for Settings "
+        "mode Input should be 'online' or 'offline' For further information). Training goes on.\n")
     other = format_warning(UserWarning("deprecated"), UserWarning, "/opt/lib/brax/io/mjcf.py", 480, "warnings.warn(")
     assert other.startswith("/opt/lib/brax/io/mjcf.py:480: UserWarning: deprecated")

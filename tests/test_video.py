@@ -129,6 +129,22 @@ def test_discrete_mountaincar_and_other_gymnax_envs(tmp_path):
     assert not list(tmp_path.glob("maze*"))
 
 
+def test_a_run_on_an_env_without_a_drawer_says_so_once(tmp_path):
+    import warnings
+
+    import jaxrl
+
+    overrides = ["env=gymnax", "env.name=MetaMaze-misc", "algo.num_envs=4", "algo.rollout_length=8", "algo.hidden=[16]",
+                 "algo.num_minibatches=2", "total_timesteps=96", "num_logs=3", "eval.every=1", "eval.episodes=1",
+                 "env.episode_length=20", "video.every=1", "logger=none", "checkpoint.enabled=false"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jaxrl.run(seeds=1, overrides=overrides, run_dir=tmp_path / "run")
+    # three films asked for (two evaluations filmed, then the final one), one warning
+    said = [str(w.message) for w in caught if str(w.message).startswith("no video")]
+    assert len(said) == 1 and "no renderer for 'MetaMaze-misc'" in said[0], said
+
+
 def random_action(env):
     """A uniformly random action of `env`, as `(obs, key) -> action`."""
     if env.spec.discrete:
